@@ -1,0 +1,162 @@
+# mappend — an IMAP proxy that adds MULTIAPPEND in front of servers lacking it.
+#
+#   make            build ./mappend
+#   make check      install missing Debian packages (as root), build, run every test
+#   make asan       the same tests with AddressSanitizer and UBSan (also: SANITIZE=1)
+#   make demo       a private legacy Dovecot on loopback with mappend in front
+#   make bench      the benchmarks of BENCHMARKS.md
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       install (as root) or print the Debian packages needed
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+SYSCONFDIR ?= /etc
+MANDIR ?= $(PREFIX)/share/man
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+STD := -std=c11 -D_GNU_SOURCE
+
+PKGS := libevent libevent_openssl openssl
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CRITERION_LIBS = $(shell $(PKG_CONFIG) --libs criterion 2>/dev/null || echo -lcriterion)
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build/asan
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# the tests start ./mappend and the mock from here
+else
+BUILD ?= build/release
+SAN :=
+endif
+
+ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -Iinclude $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(LDFLAGS) $(SAN)
+
+# the daemon's sources; main.c is the only one the tests do not link
+PROXY_SRCS := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+PROXY_OBJS := $(PROXY_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/proxy/main.o
+
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
+
+MOCK_SRCS := $(wildcard tests/mock/*.c)
+MOCK_OBJS := $(MOCK_SRCS:%.c=$(BUILD)/%.o)
+
+# tests/integration: shared harness (harness_*.c) plus one binary per test_*.c
+ITEST_LIB_SRCS := $(wildcard tests/integration/harness*.c)
+ITEST_LIB_OBJS := $(ITEST_LIB_SRCS:%.c=$(BUILD)/%.o)
+ITEST_SRCS := $(wildcard tests/integration/test_*.c)
+ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
+
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/tests/%)
+
+DAEMON := $(BUILD)/mappend
+MOCK := $(BUILD)/tests/mock_imapd
+UNIT := $(BUILD)/tests/unit_tests
+
+.PHONY: all check asan test-unit test-integration test-all demo bench install \
+	uninstall deps clean
+
+all: mappend
+
+# ./mappend is the release build; the sanitizer build stays in build/asan
+mappend: $(BUILD)/mappend
+	@if [ "$(SANITIZE)" != 1 ]; then cp $(BUILD)/mappend mappend; fi
+
+$(DAEMON): $(MAIN_OBJ) $(PROXY_OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(UNIT): $(UNIT_OBJS) $(PROXY_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRITERION_LIBS)
+
+$(MOCK): $(MOCK_OBJS) $(PROXY_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/integration/test_%.o $(ITEST_LIB_OBJS) $(PROXY_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRITERION_LIBS)
+
+$(BUILD)/tests/bench_%: $(BUILD)/tests/bench/bench_%.o $(ITEST_LIB_OBJS) $(PROXY_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+test-binaries: $(DAEMON) $(MOCK) $(UNIT) $(ITEST_BINS)
+
+# Criterion runs tests in parallel by default; the integration tests start
+# their own servers on kernel-chosen ports, so that is safe.
+export MAPPEND_BIN = $(abspath $(DAEMON))
+export MAPPEND_MOCK = $(abspath $(MOCK))
+export MAPPEND_DOVECOT_SH = $(abspath tests/dovecot/dovecot.sh)
+CRITERION_ARGS ?= --jobs 2
+
+test-unit: $(UNIT)
+	$(UNIT) $(CRITERION_ARGS)
+
+test-integration: test-binaries
+	@set -e; for t in $(ITEST_BINS); do echo "== $$t"; $$t $(CRITERION_ARGS); done
+
+test-all: test-unit test-integration
+
+check: deps
+	$(MAKE) all
+	$(MAKE) test-all
+
+asan: deps
+	$(MAKE) SANITIZE=1 test-all
+
+demo: deps
+	$(MAKE) all
+	tests/demo.sh
+
+bench: deps
+	$(MAKE) all $(BENCH_BINS) $(MOCK)
+	tests/bench/run.sh $(abspath $(BUILD))
+
+install: mappend
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mappend
+	install -m 0755 mappend $(DESTDIR)$(SBINDIR)/mappend
+	install -m 0644 etc/mappend.conf $(DESTDIR)$(SYSCONFDIR)/mappend/mappend.conf.sample
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|@SBINDIR@|$(SBINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/mappend.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/mappend.service
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/mappend $(DESTDIR)$(PREFIX)/lib/systemd/system/mappend.service
+
+# Debian packages for building, testing and the demo.  As root they are
+# installed; otherwise the exact command is printed.
+DEB_PKGS := gcc make pkg-config libc6-dev libevent-dev libssl-dev openssl \
+	libcriterion-dev dovecot-imapd procps
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "make deps: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends$$missing; \
+	else \
+		echo "make deps: missing Debian packages; as root run:"; \
+		echo "  apt-get install -y --no-install-recommends$$missing"; \
+		exit 1; \
+	fi
+
+clean:
+	rm -rf build mappend
+
+-include $(shell find build -name '*.d' 2>/dev/null)

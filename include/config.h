@@ -1,0 +1,58 @@
+/*
+ * config.h — the configuration file: "key = value" lines, "#" comments.
+ * Every key, its default and its meaning are documented in etc/mappend.conf.
+ */
+#ifndef MAPPEND_CONFIG_H
+#define MAPPEND_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_MAX_LISTEN 16
+
+struct listen_conf {
+	char host[256];		/* numeric address or name; "*" = all */
+	char port[16];		/* "0" lets the kernel choose (tests) */
+};
+
+struct config {
+	struct listen_conf listen[CONFIG_MAX_LISTEN];
+	size_t nlisten;			/* listen = HOST:PORT, repeatable, required */
+
+	char upstream_host[256];	/* upstream = HOST:PORT, required */
+	char upstream_port[16];
+
+	unsigned connect_timeout;	/* seconds, default 10 */
+	unsigned client_idle_timeout;	/* seconds, default 1800 (RFC 3501: >= 30 min) */
+	unsigned upstream_idle_timeout;	/* seconds, default 1860: a little over the client's */
+
+	enum log_level log_level;	/* log_level = error|warning|info|debug, default info */
+	bool log_syslog;		/* log = stderr|syslog, default stderr */
+
+	size_t max_line_length;		/* bytes, default 65536 */
+	unsigned max_sessions;		/* default 1000 */
+
+	char spool_dir[4096];		/* default /var/spool/mappend */
+	uint64_t max_message_size;	/* bytes, default 64M (APPENDLIMIT) */
+	unsigned max_messages;		/* per APPEND command, default 1000 */
+	uint64_t max_session_spool;	/* bytes, default 1G */
+	uint64_t max_total_spool;	/* bytes, default 4G */
+};
+
+/* Defaults, no file read. */
+void config_defaults(struct config *c);
+
+/*
+ * Read path into c (defaults first).  On failure returns -1 and writes
+ * "PATH:LINE: reason" (or "PATH: reason") into err.
+ */
+int config_load(const char *path, struct config *c, char *err, size_t errlen);
+
+/* Sizes take K, M, G suffixes (powers of 1024); durations take s, m, h. */
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_duration(const char *s, unsigned *out);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * log.h — log lines to stderr or syslog, each carrying the session id.
+ * Callers never pass passwords, tokens or message contents.
+ */
+#ifndef MAPPEND_LOG_H
+#define MAPPEND_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+/* ident: program name for syslog and stderr lines */
+void log_init(const char *ident, enum log_level level, bool use_syslog);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* "error", "warning", "info", "debug"; -1 when unknown */
+int log_level_parse(const char *name);
+
+/* session 0: the daemon itself; otherwise "s<id>" starts the line */
+void log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_error(sid, ...) log_msg(LOG_LEVEL_ERROR, (sid), __VA_ARGS__)
+#define log_warn(sid, ...)  log_msg(LOG_LEVEL_WARNING, (sid), __VA_ARGS__)
+#define log_info(sid, ...)  log_msg(LOG_LEVEL_INFO, (sid), __VA_ARGS__)
+#define log_debug(sid, ...) \
+	do { if (log_get_level() >= LOG_LEVEL_DEBUG) log_msg(LOG_LEVEL_DEBUG, (sid), __VA_ARGS__); } while (0)
+
+#endif

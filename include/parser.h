@@ -1,0 +1,122 @@
+/*
+ * parser.h — the IMAP lexer, shared by both directions (client commands and
+ * server responses) and by the mock upstream.
+ *
+ * IMAP is framed by segments: a run of text that ends with LF (normally CRLF).
+ * A segment either ends the command/response, or ends with a literal header
+ * ({n}, {n+}, ~{n}, ~{n+}) after which exactly n bytes of literal data follow
+ * and then the next segment of the same command/response.  Quoted strings and
+ * atoms never contain CR or LF, so outside literal data every LF ends a
+ * segment: the caller finds segments (imap_next_segment), moves literal data
+ * by count without looking at it, and asks the parser to tokenize each
+ * segment.  The parser keeps what must survive between segments of one line
+ * (parenthesis depth, where in the grammar the line is) and is the only code
+ * that knows IMAP's lexical rules.
+ */
+#ifndef MAPPEND_PARSER_H
+#define MAPPEND_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+enum imap_mode {
+	IMAP_MODE_COMMAND,	/* tag SP name *(SP arg), literals anywhere */
+	IMAP_MODE_RESPONSE,	/* "*" / "+" / tag, resp-text without literals */
+	IMAP_MODE_RAW,		/* one opaque line: SASL responses, IDLE's DONE */
+};
+
+enum imap_tok {
+	IMAP_TOK_ATOM,		/* atom-ish run: atoms, numbers, \Flags, BODY[...] parts, sequence sets */
+	IMAP_TOK_QUOTED,	/* off/len cover the quotes too; see imap_unquote */
+	IMAP_TOK_LITERAL,	/* the literal header itself; data follows the segment */
+	IMAP_TOK_LPAREN,
+	IMAP_TOK_RPAREN,
+	IMAP_TOK_CODE,		/* response code: the bytes between "[" and "]" */
+	IMAP_TOK_TEXT,		/* free text up to (not including) CRLF */
+};
+
+#define IMAP_LIT_NONSYNC 0x1	/* {n+}: the sender does not wait for "+" */
+#define IMAP_LIT_BINARY  0x2	/* ~{n}: literal8 (RFC 3516), may hold NUL */
+
+/* Tokens recorded per segment; a longer segment is still parsed and checked
+ * completely, only the tokens beyond this count are not recorded. */
+#define IMAP_SEGMENT_TOKENS 48
+
+struct imap_token {
+	enum imap_tok kind;
+	uint32_t off;		/* offset in the segment */
+	uint32_t len;
+};
+
+struct imap_segment {
+	struct imap_token tok[IMAP_SEGMENT_TOKENS];
+	unsigned ntok;
+	bool truncated;		/* more tokens than IMAP_SEGMENT_TOKENS */
+	bool first;		/* the segment starts a command/response */
+	bool last;		/* its line end also ends the command/response */
+	size_t eol;		/* offset of the CR (or bare LF) that ends the text */
+	/* when !last: the literal that follows the segment */
+	uint64_t literal;
+	unsigned literal_flags;	/* IMAP_LIT_* */
+	uint32_t literal_off;	/* offset of "{" (or "~" for literal8) */
+};
+
+struct imap_parser {
+	enum imap_mode mode;	/* applies from the next line start */
+	bool in_line;		/* a literal interrupted the current line */
+	unsigned depth;		/* open "(" in the current line */
+	unsigned line_tokens;	/* tokens seen so far in the current line */
+	enum {
+		IMAP_RESP_ARGS,	/* data: literals allowed */
+		IMAP_RESP_TEXT,	/* after OK/NO/BAD/BYE/PREAUTH or "+" */
+	} resp_part;
+	const char *error;	/* reason of the last failure, static text */
+};
+
+/* The largest literal the lexer accepts at all; policy limits are the
+ * caller's.  RFC 9051 allows 63-bit literal sizes. */
+#define IMAP_LITERAL_MAX ((uint64_t)INT64_MAX)
+
+void imap_parser_init(struct imap_parser *p, enum imap_mode mode);
+
+/* Forget the current line: the next segment starts a new command/response.
+ * Used when a command is abandoned (a synchronizing literal refused). */
+void imap_parser_reset_line(struct imap_parser *p);
+
+/*
+ * Tokenize one segment: buf[0..len) ends with LF.  Returns 0 and fills seg,
+ * or -1 with p->error set (the line is then abandoned; where it was the
+ * first segment, the caller still knows the line's end and can answer BAD).
+ * After a segment that is not last, the caller moves seg->literal bytes and
+ * calls imap_parse_segment again for the rest of the line.
+ */
+int imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
+    struct imap_segment *seg);
+
+/*
+ * Find the next segment at the start of in: returns 1 and sets *len (LF
+ * included), 0 when no LF has arrived yet and fewer than max bytes are
+ * buffered, -1 when max bytes arrived without an LF (line too long).
+ * *scanned keeps the search position between calls (reset it to 0 after the
+ * segment is removed) so that a long line arriving in small pieces is not
+ * scanned again from its start.
+ */
+int imap_next_segment(struct evbuffer *in, size_t max, size_t *scanned,
+    size_t *len);
+
+/* Helpers over tokens of a tokenized segment. */
+bool imap_tok_is(const char *buf, const struct imap_token *t, const char *word);
+/* astring value: an atom as is, a quoted string unescaped.  Returns the
+ * length written (no NUL added) or -1 when out is too small or t is not an
+ * atom or quoted string. */
+int imap_unquote(const char *buf, const struct imap_token *t, char *out,
+    size_t outlen);
+/* Decimal number token (0 .. UINT64 range guarded); -1 when not a number. */
+int imap_tok_number(const char *buf, const struct imap_token *t, uint64_t *n);
+/* Tag syntax: 1*<ASTRING-CHAR except "+"> */
+bool imap_valid_tag(const char *s, size_t len);
+
+#endif
