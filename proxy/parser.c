@@ -1,0 +1,437 @@
+/*
+ * parser.c — IMAP lexing for commands and responses, one segment at a time.
+ *
+ * A segment is the text between two points where the byte stream changes
+ * kind: a line start or the end of a literal, up to the next LF.  Literal
+ * data never passes through here; the caller moves it by count.  What must
+ * survive a literal (parenthesis depth, the part of the grammar the line is
+ * in) lives in struct imap_parser.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "parser.h"
+
+#define MAX_DEPTH 64		/* deeper nesting is refused: no legitimate use */
+#define MAX_LITERAL_DIGITS 19	/* INT64_MAX has 19 digits */
+
+void
+imap_parser_init(struct imap_parser *p, enum imap_mode mode)
+{
+	memset(p, 0, sizeof(*p));
+	p->mode = mode;
+}
+
+void
+imap_parser_reset_line(struct imap_parser *p)
+{
+	p->in_line = false;
+	p->depth = 0;
+	p->line_tokens = 0;
+	p->resp_part = IMAP_RESP_ARGS;
+}
+
+static int
+fail(struct imap_parser *p, const char *why)
+{
+	p->error = why;
+	imap_parser_reset_line(p);
+	return -1;
+}
+
+static void
+add_token(struct imap_segment *seg, enum imap_tok kind, size_t off, size_t len)
+{
+	if (seg->ntok == IMAP_SEGMENT_TOKENS) {
+		seg->truncated = true;
+		return;
+	}
+	seg->tok[seg->ntok].kind = kind;
+	seg->tok[seg->ntok].off = (uint32_t)off;
+	seg->tok[seg->ntok].len = (uint32_t)len;
+	seg->ntok++;
+}
+
+static bool
+is_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+/* ASTRING-CHAR except "+": ATOM-CHAR or "]" (RFC 3501 formal syntax). */
+static bool
+is_tag_char(unsigned char c)
+{
+	if (is_ctl(c) || c >= 0x80)
+		return false;
+	return strchr("(){ %*\"\\+", c) == NULL;
+}
+
+bool
+imap_valid_tag(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!is_tag_char((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+/* Length of the run of non-delimiters at buf[i..end). */
+static size_t
+run_length(const char *buf, size_t i, size_t end)
+{
+	size_t j = i;
+
+	while (j < end && buf[j] != ' ' && buf[j] != '(' && buf[j] != ')')
+		j++;
+	return j - i;
+}
+
+/*
+ * A literal header at buf[i..end): "{" digits ["+"] "}" or the same after
+ * "~", and nothing after it on the line.  Returns 1 when it is one (seg is
+ * filled), 0 when buf[i] does not start one, -1 on a malformed header.
+ */
+static int
+lex_literal(struct imap_parser *p, const char *buf, size_t i, size_t end,
+    struct imap_segment *seg)
+{
+	size_t j = i, digits = 0;
+	uint64_t n = 0;
+	unsigned flags = 0;
+
+	if (buf[j] == '~') {
+		if (j + 1 >= end || buf[j + 1] != '{')
+			return 0;
+		flags |= IMAP_LIT_BINARY;
+		j++;
+	}
+	if (buf[j] != '{')
+		return 0;
+	for (j++; j < end && buf[j] >= '0' && buf[j] <= '9'; j++) {
+		if (++digits > MAX_LITERAL_DIGITS)
+			return fail(p, "literal size too large");
+		n = n * 10 + (uint64_t)(buf[j] - '0');
+	}
+	if (digits == 0)
+		return fail(p, "bad literal size");
+	if (n > IMAP_LITERAL_MAX)
+		return fail(p, "literal size too large");
+	if (j < end && buf[j] == '+') {
+		flags |= IMAP_LIT_NONSYNC;
+		j++;
+	}
+	if (j >= end || buf[j] != '}')
+		return fail(p, "bad literal size");
+	if (j + 1 != end)
+		return fail(p, "literal header must end the line");
+	add_token(seg, IMAP_TOK_LITERAL, i, end - i);
+	seg->literal = n;
+	seg->literal_flags = flags;
+	seg->literal_off = (uint32_t)i;
+	return 1;
+}
+
+/* A quoted string at buf[i]; returns its length with both quotes or -1. */
+static long
+lex_quoted(struct imap_parser *p, const char *buf, size_t i, size_t end)
+{
+	size_t j;
+
+	for (j = i + 1; j < end; j++) {
+		unsigned char c = (unsigned char)buf[j];
+
+		if (c == '"')
+			return (long)(j + 1 - i);
+		if (c == '\\') {
+			if (j + 1 >= end || (buf[j + 1] != '"' && buf[j + 1] != '\\'))
+				return fail(p, "bad escape in quoted string");
+			j++;
+		} else if (c == '\0' || c == '\r') {
+			return fail(p, "control character in quoted string");
+		}
+	}
+	return fail(p, "unterminated quoted string");
+}
+
+/*
+ * Arguments: atoms, quoted strings, parentheses and a final literal header.
+ * Strict for commands (they come from anyone); liberal for responses, where
+ * only the framing matters and a picky proxy would only break sessions.
+ */
+static int
+lex_args(struct imap_parser *p, const char *buf, size_t i, size_t end,
+    struct imap_segment *seg, bool strict)
+{
+	while (i < end) {
+		unsigned char c = (unsigned char)buf[i];
+		long qlen;
+		size_t n, k;
+		int r;
+
+		if (c == ' ') {
+			i++;
+			continue;
+		}
+		if (c == '(') {
+			if (++p->depth > MAX_DEPTH)
+				return fail(p, "parentheses nested too deeply");
+			add_token(seg, IMAP_TOK_LPAREN, i, 1);
+			i++;
+			continue;
+		}
+		if (c == ')') {
+			if (p->depth == 0) {
+				if (strict)
+					return fail(p, "unbalanced parentheses");
+			} else {
+				p->depth--;
+			}
+			add_token(seg, IMAP_TOK_RPAREN, i, 1);
+			i++;
+			continue;
+		}
+		if (c == '"') {
+			if ((qlen = lex_quoted(p, buf, i, end)) < 0)
+				return -1;
+			add_token(seg, IMAP_TOK_QUOTED, i, (size_t)qlen);
+			i += (size_t)qlen;
+			continue;
+		}
+		if (c == '{' || c == '~') {
+			if ((r = lex_literal(p, buf, i, end, seg)) < 0)
+				return -1;
+			if (r == 1) {
+				p->line_tokens++;
+				return 1;
+			}
+		}
+		n = run_length(buf, i, end);
+		for (k = i; k < i + n; k++) {
+			unsigned char a = (unsigned char)buf[k];
+
+			if (a == '\0')
+				return fail(p, "NUL byte in line");
+			if (!strict)
+				continue;
+			if (is_ctl(a))
+				return fail(p, "control character in line");
+			if (a == '"' || a == '{')
+				return fail(p, "unexpected character in atom");
+		}
+		add_token(seg, IMAP_TOK_ATOM, i, n);
+		p->line_tokens++;
+		i += n;
+	}
+	return 0;
+}
+
+/* resp-text after OK/NO/BAD/BYE/PREAUTH: an optional [code], then text. */
+static void
+lex_resp_text(const char *buf, size_t i, size_t end, struct imap_segment *seg)
+{
+	if (i < end && buf[i] == '[') {
+		const char *close = memchr(buf + i, ']', end - i);
+
+		if (close != NULL) {
+			size_t clen = (size_t)(close - buf) - i - 1;
+
+			add_token(seg, IMAP_TOK_CODE, i + 1, clen);
+			i += clen + 2;
+			if (i < end && buf[i] == ' ')
+				i++;
+		}
+	}
+	add_token(seg, IMAP_TOK_TEXT, i, end - i);
+}
+
+static bool
+is_status_word(const char *s, size_t len)
+{
+	static const char *const words[] = { "OK", "NO", "BAD", "BYE", "PREAUTH" };
+	size_t k;
+
+	for (k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+		if (strlen(words[k]) == len && strncasecmp(s, words[k], len) == 0)
+			return true;
+	return false;
+}
+
+static int
+lex_response_start(struct imap_parser *p, const char *buf, size_t end,
+    struct imap_segment *seg)
+{
+	size_t i = 0, n;
+
+	if (end > 0 && buf[0] == '+') {
+		add_token(seg, IMAP_TOK_ATOM, 0, 1);
+		i = (end > 1 && buf[1] == ' ') ? 2 : 1;
+		add_token(seg, IMAP_TOK_TEXT, i, end - i);
+		p->resp_part = IMAP_RESP_TEXT;
+		return 0;
+	}
+	/* "*" or a tag */
+	n = run_length(buf, 0, end);
+	if (n == 0)
+		return fail(p, "response without tag");
+	add_token(seg, IMAP_TOK_ATOM, 0, n);
+	i = n;
+	if (i < end && buf[i] == ' ')
+		i++;
+	n = run_length(buf, i, end);
+	if (n > 0 && is_status_word(buf + i, n)) {
+		add_token(seg, IMAP_TOK_ATOM, i, n);
+		i += n;
+		if (i < end && buf[i] == ' ')
+			i++;
+		p->resp_part = IMAP_RESP_TEXT;
+		lex_resp_text(buf, i, end, seg);
+		return 0;
+	}
+	return lex_args(p, buf, i, end, seg, false);
+}
+
+static int
+lex_command_start(struct imap_parser *p, const char *buf, size_t end,
+    struct imap_segment *seg)
+{
+	size_t n;
+
+	if (end == 0)
+		return 0;	/* an empty line: the caller decides */
+	n = run_length(buf, 0, end);
+	if (n == 0 || !imap_valid_tag(buf, n))
+		return fail(p, "invalid tag");
+	add_token(seg, IMAP_TOK_ATOM, 0, n);
+	if (n == end || buf[n] != ' ' || n + 1 == end)
+		return fail(p, "missing command");
+	return lex_args(p, buf, n + 1, end, seg, true);
+}
+
+int
+imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
+    struct imap_segment *seg)
+{
+	size_t end;
+	int r;
+
+	seg->ntok = 0;
+	seg->truncated = false;
+	seg->literal = 0;
+	seg->literal_flags = 0;
+	seg->literal_off = 0;
+	p->error = NULL;
+	if (len == 0 || buf[len - 1] != '\n')
+		return fail(p, "segment without line end");
+	end = len - 1;
+	if (end > 0 && buf[end - 1] == '\r')
+		end--;
+	seg->eol = end;
+	seg->first = !p->in_line;
+	if (seg->first)
+		imap_parser_reset_line(p);
+	if (memchr(buf, '\n', end) != NULL)
+		return fail(p, "line feed inside a line");
+
+	if (seg->first && p->mode == IMAP_MODE_RAW) {
+		add_token(seg, IMAP_TOK_TEXT, 0, end);
+		r = 0;
+	} else if (seg->first && p->mode == IMAP_MODE_RESPONSE) {
+		r = lex_response_start(p, buf, end, seg);
+	} else if (seg->first) {
+		r = lex_command_start(p, buf, end, seg);
+	} else {
+		r = lex_args(p, buf, 0, end, seg, p->mode == IMAP_MODE_COMMAND);
+	}
+	if (r < 0)
+		return -1;
+	if (r == 1) {
+		seg->last = false;
+		p->in_line = true;
+		return 0;
+	}
+	if (p->depth != 0 && p->mode == IMAP_MODE_COMMAND)
+		return fail(p, "unbalanced parentheses");
+	seg->last = true;
+	imap_parser_reset_line(p);
+	return 0;
+}
+
+int
+imap_next_segment(struct evbuffer *in, size_t max, size_t *scanned,
+    size_t *len)
+{
+	struct evbuffer_ptr start, found;
+	size_t have = evbuffer_get_length(in);
+
+	if (*scanned > have)
+		*scanned = 0;
+	if (evbuffer_ptr_set(in, &start, *scanned, EVBUFFER_PTR_SET) != 0)
+		return 0;
+	found = evbuffer_search(in, "\n", 1, &start);
+	if (found.pos < 0) {
+		*scanned = have;
+		return have >= max ? -1 : 0;
+	}
+	if ((size_t)found.pos + 1 > max)
+		return -1;
+	*len = (size_t)found.pos + 1;
+	return 1;
+}
+
+bool
+imap_tok_is(const char *buf, const struct imap_token *t, const char *word)
+{
+	return t->kind == IMAP_TOK_ATOM && strlen(word) == t->len &&
+	    strncasecmp(buf + t->off, word, t->len) == 0;
+}
+
+int
+imap_unquote(const char *buf, const struct imap_token *t, char *out,
+    size_t outlen)
+{
+	const char *s = buf + t->off;
+	size_t i, o = 0;
+
+	if (t->kind == IMAP_TOK_ATOM) {
+		if (t->len > outlen)
+			return -1;
+		memcpy(out, s, t->len);
+		return (int)t->len;
+	}
+	if (t->kind != IMAP_TOK_QUOTED || t->len < 2)
+		return -1;
+	for (i = 1; i + 1 < t->len; i++) {
+		if (s[i] == '\\')
+			i++;
+		if (o == outlen)
+			return -1;
+		out[o++] = s[i];
+	}
+	return (int)o;
+}
+
+int
+imap_tok_number(const char *buf, const struct imap_token *t, uint64_t *n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (t->kind != IMAP_TOK_ATOM || t->len == 0 || t->len > 19)
+		return -1;
+	for (i = 0; i < t->len; i++) {
+		char c = buf[t->off + i];
+
+		if (c < '0' || c > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(c - '0');
+	}
+	*n = v;
+	return 0;
+}
