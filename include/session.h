@@ -1,0 +1,203 @@
+/*
+ * session.h — one client session and the parts that act on it: the relay
+ * (framing in both directions), the command table (what the proxy handles
+ * itself) and the response handler (what it learns from the upstream).
+ * Declarations are grouped by the file that defines them.
+ */
+#ifndef MAPPEND_SESSION_H
+#define MAPPEND_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "capability.h"
+#include "config.h"
+#include "parser.h"
+
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct event_base;
+struct evdns_base;
+struct sockaddr;
+struct upstream_connect;
+
+/* Tags longer than this are refused with BAD: no client needs more, and a
+ * pipeline of queued commands must stay small. */
+#define SESSION_MAX_TAG 128
+/* Commands in flight upstream before the proxy stops reading the client. */
+#define SESSION_MAX_PIPELINE 1000
+/* Astring arguments kept per command (mailbox names, LOGIN credentials). */
+#define SESSION_MAX_ARGS 2
+#define SESSION_MAX_ARG_LEN 1024
+
+/* The daemon: everything sessions share. */
+struct proxy {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct config *cfg;
+	TAILQ_HEAD(, session) sessions;
+	unsigned nsessions;
+	uint64_t next_session_id;
+	uint64_t next_tag;		/* tags of the proxy's own commands */
+	bool shutting_down;
+};
+
+enum session_state {
+	SESSION_CONNECTING,	/* upstream connect in progress */
+	SESSION_GREETING,	/* waiting for the upstream's greeting */
+	SESSION_CAPABILITY,	/* asking the upstream's capabilities */
+	SESSION_NOT_AUTHENTICATED,
+	SESSION_AUTHENTICATED,
+	SESSION_SELECTED,
+	SESSION_LOGOUT,		/* flushing the last output, then closing */
+};
+
+enum command_kind {
+	CMD_OTHER,
+	CMD_APPEND,
+	CMD_AUTHENTICATE,
+	CMD_CAPABILITY,
+	CMD_CLOSE,		/* CLOSE and UNSELECT: leave the selected state */
+	CMD_COMPRESS,
+	CMD_EXAMINE,
+	CMD_IDLE,
+	CMD_LOGIN,
+	CMD_LOGOUT,
+	CMD_SELECT,
+	CMD_STARTTLS,
+	CMD_INTERNAL,		/* sent by the proxy itself */
+};
+
+struct session;
+struct pending;
+
+/* Called when the tagged answer of an internal command arrives. */
+typedef void (*pending_done_cb)(struct session *, struct pending *,
+    const char *line, const struct imap_segment *seg);
+
+/* A command sent upstream whose tagged answer has not arrived yet. */
+struct pending {
+	TAILQ_ENTRY(pending) entry;
+	enum command_kind kind;
+	pending_done_cb done;		/* internal commands only */
+	unsigned want_args;		/* astring arguments still to capture */
+	unsigned nargs;			/* captured astring arguments */
+	size_t arglen[SESSION_MAX_ARGS];
+	char *arg[SESSION_MAX_ARGS];	/* wiped when freed: may hold a password */
+	size_t taglen;
+	char tag[];
+};
+
+TAILQ_HEAD(pending_list, pending);
+
+/* Who gets the next "+" continuation from the upstream. */
+enum plus_owner {
+	PLUS_NONE,
+	PLUS_CLIENT,		/* the client's own synchronizing literal */
+	PLUS_PROXY,		/* a {n+} the proxy turned into {n} */
+};
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct proxy *proxy;
+	uint64_t id;
+	enum session_state state;
+	char peer[64];			/* client address for logs */
+
+	struct bufferevent *client;
+	struct bufferevent *upstream;
+	struct upstream_connect *connecting;
+	struct event *idle_timer;	/* client inactivity; then the close timer */
+	double client_activity;		/* event_base time of the last client I/O */
+
+	struct upstream_caps caps;	/* what the upstream offers now */
+	char *selected;			/* mailbox selected upstream, or NULL */
+	bool selected_rw;
+
+	/* client -> upstream */
+	struct imap_parser cmd_parser;
+	size_t cmd_scanned;
+	struct pending *cmd_current;	/* the command being read, NULL between commands */
+	uint64_t cmd_literal_left;	/* literal bytes still to move */
+	bool cmd_literal_drop;		/* ...to be discarded instead */
+	bool cmd_discard;		/* the rest of this command is refused: drop it */
+	int cmd_capture_arg;		/* literal being captured into this arg, or -1 */
+	enum plus_owner plus;
+	bool plus_held;			/* literal held until the upstream's "+" */
+	unsigned raw_lines;		/* client lines to pass unparsed (SASL, DONE) */
+	bool in_authenticate;		/* an AUTHENTICATE exchange is going on */
+	bool auth_wait;			/* ...and the client must wait for "+" or the answer */
+
+	/* upstream -> client */
+	struct imap_parser resp_parser;
+	size_t resp_scanned;
+	uint64_t resp_literal_left;
+	bool resp_drop;			/* the current response is not for the client */
+	bool upstream_bye;		/* the upstream said BYE: no BYE of ours */
+	bool caps_pending;		/* a CAPABILITY of ours is in flight */
+	bool preauth;			/* the greeting was PREAUTH */
+	bool resume_client;		/* client input may continue after this response */
+
+	struct pending_list pending;
+	unsigned npending;
+	bool closing;
+};
+
+/* session.c */
+void session_accept(struct proxy *, int fd, const struct sockaddr *, int socklen);
+void session_enter_state(struct session *, enum session_state);
+/* A line to the client, CRLF added. */
+void session_reply(struct session *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* End the session: "* BYE reason" (unless NULL), flush, close both sides. */
+void session_close(struct session *, const char *bye_reason);
+void session_shutdown_all(struct proxy *, const char *bye_reason);
+void session_client_activity(struct session *);
+/* Start or stop reading the client (pause during proxy work, backpressure). */
+void session_client_reading(struct session *, bool on);
+struct pending *session_pending_add(struct session *, const char *tag,
+    size_t taglen, enum command_kind);
+void session_pending_free(struct session *, struct pending *);
+/* Send a command of the proxy's own upstream; done gets its tagged answer. */
+struct pending *session_internal_command(struct session *, pending_done_cb done,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* relay.c */
+void relay_client_input(struct session *);
+void relay_upstream_input(struct session *);
+/* Output towards one side grew: stop reading the other until it drains. */
+bool relay_backpressure(struct session *, struct bufferevent *to);
+size_t relay_response_line_max(const struct session *);
+/* The command being read was answered early: skip what is left of it. */
+void relay_abandon_command(struct session *);
+
+/* command.c */
+/* First segment of a client command; decides how the relay treats it. */
+enum command_verdict {
+	VERDICT_RELAY,		/* forward to the upstream */
+	VERDICT_DONE,		/* handled by the proxy, nothing forwarded */
+	VERDICT_CLOSE,		/* the session is being closed */
+};
+enum command_verdict command_start(struct session *, const char *buf,
+    const struct imap_segment *);
+enum command_kind command_kind_of(const char *name, size_t len);
+/* Keep the astring arguments the proxy needs (mailbox, credentials). */
+void command_capture(struct session *, struct pending *, const char *buf,
+    const struct imap_segment *);
+/* A literal of this size follows: the argument index it fills, or -1. */
+int command_capture_literal(struct session *, struct pending *, uint64_t size);
+/* The last segment of a relayed command went upstream. */
+void command_sent(struct session *, struct pending *);
+/* A continuation line (SASL response, DONE) went upstream. */
+void command_raw_line_sent(struct session *);
+
+/* response.c */
+/* One upstream response segment: forwards it (rewritten where needed) or
+ * consumes it.  Returns false when the session closed. */
+bool response_segment(struct session *, const char *buf, size_t len,
+    const struct imap_segment *);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * upstream.h — opening connections to the upstream server: name lookup,
+ * connect with a timeout, socket options.  The caller gets a connected
+ * bufferevent or the reason there is none.
+ */
+#ifndef MAPPEND_UPSTREAM_H
+#define MAPPEND_UPSTREAM_H
+
+#include <stdint.h>
+
+struct bufferevent;
+struct proxy;
+struct upstream_connect;
+
+/* bev is NULL on failure and error says why; on success the callee owns bev. */
+typedef void (*upstream_connected_cb)(struct bufferevent *bev,
+    const char *error, void *arg);
+
+struct upstream_connect *upstream_connect(struct proxy *, uint64_t session,
+    upstream_connected_cb, void *arg);
+/* Abandon a connect in progress; the callback is not called. */
+void upstream_connect_cancel(struct upstream_connect *);
+
+/* Socket options for a relayed TCP connection (either side). */
+void upstream_tune_socket(int fd);
+
+#endif

@@ -1,0 +1,651 @@
+/*
+ * config.c — reads the "key = value" configuration file into struct config.
+ * Every mistake is refused at load with "PATH:LINE: reason", so the daemon
+ * never starts (or reloads) with a setting the user did not mean.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+#define CONFIG_LINE_MAX 4096
+#define DURATION_MAX (86400u * 7)
+#define LINE_LENGTH_MIN 1024
+#define LINE_LENGTH_MAX (16u * 1024 * 1024)
+#define COUNT_MAX 1000000u
+
+void
+config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->connect_timeout = 10;
+	c->client_idle_timeout = 1800;
+	c->upstream_idle_timeout = 1860;
+	c->log_level = LOG_LEVEL_INFO;
+	c->log_syslog = false;
+	c->max_line_length = 65536;
+	c->max_sessions = 1000;
+	snprintf(c->spool_dir, sizeof c->spool_dir, "%s", "/var/spool/mappend");
+	c->max_message_size = UINT64_C(64) << 20;
+	c->max_messages = 1000;
+	c->max_session_spool = UINT64_C(1) << 30;
+	c->max_total_spool = UINT64_C(4) << 30;
+}
+
+static bool
+is_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+static bool
+is_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+/* Decimal digits only (no sign, no spaces): strtoull would accept both. */
+static int
+parse_decimal(const char **sp, uint64_t *out)
+{
+	const char *s = *sp;
+	uint64_t v = 0;
+
+	if (!is_digit(*s))
+		return -1;
+	for (; is_digit(*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*sp = s;
+	*out = v;
+	return 0;
+}
+
+/* Syntax and overflow only; each key checks its own range. */
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v;
+	unsigned shift = 0;
+
+	if (s == NULL || parse_decimal(&s, &v) < 0)
+		return -1;
+	switch (*s) {
+	case '\0':
+		break;
+	case 'k': case 'K':
+		shift = 10;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		break;
+	default:
+		return -1;
+	}
+	if (shift != 0 && s[1] != '\0')
+		return -1;
+	if (v > (UINT64_MAX >> shift))
+		return -1;
+	*out = v << shift;
+	return 0;
+}
+
+/* Syntax and overflow only; each key checks its own range. */
+int
+config_parse_duration(const char *s, unsigned *out)
+{
+	uint64_t v;
+	unsigned mult = 1;
+
+	if (s == NULL || parse_decimal(&s, &v) < 0)
+		return -1;
+	switch (*s) {
+	case '\0':
+	case 's': case 'S':
+		break;
+	case 'm': case 'M':
+		mult = 60;
+		break;
+	case 'h': case 'H':
+		mult = 3600;
+		break;
+	default:
+		return -1;
+	}
+	if (*s != '\0' && s[1] != '\0')
+		return -1;
+	if (v > UINT_MAX / mult)
+		return -1;
+	*out = (unsigned)v * mult;
+	return 0;
+}
+
+/*
+ * Key setters: NULL when the value was stored, otherwise the hint that
+ * follows "bad value for KEY: "VALUE"" — what the user should write instead.
+ */
+
+#define HINT_DURATION "expected a duration from 1 second to 7 days: " \
+	"seconds, or a number with suffix s, m or h, e.g. 30m"
+#define HINT_SIZE "expected a number of bytes from 1 to 2^64-1, " \
+	"with optional suffix K, M or G (powers of 1024), e.g. 64M"
+#define HINT_COUNT "expected a number from 1 to 1000000"
+
+static const char *
+set_duration(const char *v, unsigned *out)
+{
+	unsigned d;
+
+	if (config_parse_duration(v, &d) < 0 || d < 1 || d > DURATION_MAX)
+		return HINT_DURATION;
+	*out = d;
+	return NULL;
+}
+
+static const char *
+set_size(const char *v, uint64_t *out)
+{
+	uint64_t n;
+
+	if (config_parse_size(v, &n) < 0 || n < 1)
+		return HINT_SIZE;
+	*out = n;
+	return NULL;
+}
+
+static const char *
+set_count(const char *v, unsigned *out)
+{
+	uint64_t n;
+
+	if (parse_decimal(&v, &n) < 0 || *v != '\0' || n < 1 || n > COUNT_MAX)
+		return HINT_COUNT;
+	*out = (unsigned)n;
+	return NULL;
+}
+
+static bool
+host_name_valid(const char *h)
+{
+	if (*h == '\0')
+		return false;
+	for (; *h != '\0'; h++) {
+		char ch = *h;
+		if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') &&
+		    !is_digit(ch) && ch != '.' && ch != '-' && ch != '_')
+			return false;
+	}
+	return true;
+}
+
+/* An IPv6 literal, with an optional "%zone" for link-local addresses. */
+static bool
+ipv6_valid(const char *h)
+{
+	char addr[INET6_ADDRSTRLEN];
+	struct in6_addr in6;
+	const char *zone = strchr(h, '%');
+	size_t len = zone != NULL ? (size_t)(zone - h) : strlen(h);
+
+	if (len == 0 || len >= sizeof addr)
+		return false;
+	if (zone != NULL && !host_name_valid(zone + 1))
+		return false;
+	memcpy(addr, h, len);
+	addr[len] = '\0';
+	return inet_pton(AF_INET6, addr, &in6) == 1;
+}
+
+/*
+ * HOST:PORT or [IPV6]:PORT into host (brackets removed) and port (canonical
+ * decimal).  The host is resolved later; here only its shape is checked.
+ */
+static const char *
+parse_host_port(const char *v, bool listen, char *host, size_t hostlen,
+    char *port, size_t portlen)
+{
+	const char *usage = listen ?
+	    "expected HOST:PORT, e.g. 127.0.0.1:1143, [::1]:1143 or *:1143" :
+	    "expected HOST:PORT, e.g. 127.0.0.1:143, [::1]:143 or imap.example.com:143";
+	const char *hend, *p;
+	char h[256];
+	size_t hlen;
+	uint64_t n;
+	unsigned min_port = listen ? 0 : 1;
+	bool bracketed = *v == '[';
+
+	if (bracketed) {
+		hend = strchr(v, ']');
+		if (hend == NULL || hend[1] != ':')
+			return usage;
+		v++;
+		p = hend + 2;
+	} else {
+		hend = strrchr(v, ':');
+		if (hend == NULL)
+			return usage;
+		p = hend + 1;
+	}
+	hlen = (size_t)(hend - v);
+	if (hlen == 0)
+		return usage;
+	if (hlen >= sizeof h || hlen >= hostlen)
+		return "host name too long: at most 255 characters";
+	memcpy(h, v, hlen);
+	h[hlen] = '\0';
+
+	if (bracketed) {
+		if (!ipv6_valid(h))
+			return "not an IPv6 address between the brackets";
+	} else if (strchr(h, ':') != NULL) {
+		return "an IPv6 address needs brackets, e.g. [::1]:143";
+	} else if (strcmp(h, "*") == 0) {
+		if (!listen)
+			return "\"*\" (all addresses) only makes sense for listen; "
+			    "expected the upstream server's host name or address";
+	} else if (!host_name_valid(h)) {
+		return "the host may hold only letters, digits, '.', '-' and '_'";
+	}
+
+	if (parse_decimal(&p, &n) < 0 || *p != '\0' || n < min_port || n > 65535)
+		return listen ? "the port must be a number from 0 to 65535" :
+		    "the port must be a number from 1 to 65535";
+
+	snprintf(host, hostlen, "%s", h);
+	snprintf(port, portlen, "%u", (unsigned)n);
+	return NULL;
+}
+
+static const char *
+set_listen(struct config *c, const char *v)
+{
+	struct listen_conf *l = &c->listen[c->nlisten];
+	const char *hint;
+
+	hint = parse_host_port(v, true, l->host, sizeof l->host, l->port,
+	    sizeof l->port);
+	if (hint == NULL)
+		c->nlisten++;
+	return hint;
+}
+
+static const char *
+set_upstream(struct config *c, const char *v)
+{
+	return parse_host_port(v, false, c->upstream_host,
+	    sizeof c->upstream_host, c->upstream_port, sizeof c->upstream_port);
+}
+
+static const char *
+set_connect_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->connect_timeout);
+}
+
+static const char *
+set_client_idle_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->client_idle_timeout);
+}
+
+static const char *
+set_upstream_idle_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->upstream_idle_timeout);
+}
+
+static const char *
+set_log_level(struct config *c, const char *v)
+{
+	int level = log_level_parse(v);
+
+	if (level < 0)
+		return "expected error, warning, info or debug";
+	c->log_level = (enum log_level)level;
+	return NULL;
+}
+
+static const char *
+set_log(struct config *c, const char *v)
+{
+	if (strcmp(v, "stderr") == 0)
+		c->log_syslog = false;
+	else if (strcmp(v, "syslog") == 0)
+		c->log_syslog = true;
+	else
+		return "expected stderr or syslog";
+	return NULL;
+}
+
+static const char *
+set_max_line_length(struct config *c, const char *v)
+{
+	uint64_t n;
+
+	if (config_parse_size(v, &n) < 0 || n < LINE_LENGTH_MIN ||
+	    n > LINE_LENGTH_MAX)
+		return "expected a number of bytes from 1024 to 16M, "
+		    "with optional suffix K or M, e.g. 64K";
+	c->max_line_length = (size_t)n;
+	return NULL;
+}
+
+static const char *
+set_max_sessions(struct config *c, const char *v)
+{
+	return set_count(v, &c->max_sessions);
+}
+
+static const char *
+set_spool_dir(struct config *c, const char *v)
+{
+	if (v[0] != '/')
+		return "expected an absolute path, starting with \"/\"";
+	if (strlen(v) >= sizeof c->spool_dir)
+		return "path too long: at most 4095 bytes";
+	snprintf(c->spool_dir, sizeof c->spool_dir, "%s", v);
+	return NULL;
+}
+
+static const char *
+set_max_message_size(struct config *c, const char *v)
+{
+	return set_size(v, &c->max_message_size);
+}
+
+static const char *
+set_max_messages(struct config *c, const char *v)
+{
+	return set_count(v, &c->max_messages);
+}
+
+static const char *
+set_max_session_spool(struct config *c, const char *v)
+{
+	return set_size(v, &c->max_session_spool);
+}
+
+static const char *
+set_max_total_spool(struct config *c, const char *v)
+{
+	return set_size(v, &c->max_total_spool);
+}
+
+struct config_key {
+	const char *name;
+	const char *(*set)(struct config *, const char *);
+	size_t max_count;	/* times the key may appear */
+};
+
+static const struct config_key config_keys[] = {
+	{ "listen", set_listen, CONFIG_MAX_LISTEN },
+	{ "upstream", set_upstream, 1 },
+	{ "connect_timeout", set_connect_timeout, 1 },
+	{ "client_idle_timeout", set_client_idle_timeout, 1 },
+	{ "upstream_idle_timeout", set_upstream_idle_timeout, 1 },
+	{ "log_level", set_log_level, 1 },
+	{ "log", set_log, 1 },
+	{ "max_line_length", set_max_line_length, 1 },
+	{ "max_sessions", set_max_sessions, 1 },
+	{ "spool_dir", set_spool_dir, 1 },
+	{ "max_message_size", set_max_message_size, 1 },
+	{ "max_messages", set_max_messages, 1 },
+	{ "max_session_spool", set_max_session_spool, 1 },
+	{ "max_total_spool", set_max_total_spool, 1 },
+};
+
+#define NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+/* What config_load knows while reading one file. */
+struct config_reader {
+	const char *path;
+	unsigned line;			/* 0: the error is about the whole file */
+	size_t count[NKEYS];		/* times each key was seen */
+	unsigned first_line[NKEYS];	/* where each key was first seen */
+	char *err;
+	size_t errlen;
+};
+
+static int
+config_error(struct config_reader *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+config_error(struct config_reader *r, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (r->err == NULL || r->errlen == 0)
+		return -1;
+	if (r->line != 0)
+		n = snprintf(r->err, r->errlen, "%s:%u: ", r->path, r->line);
+	else
+		n = snprintf(r->err, r->errlen, "%s: ", r->path);
+	if (n < 0 || (size_t)n >= r->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/*
+ * One line into buf without its newline (and without a CR before it).
+ * Returns 1 for a line, 0 at end of file, -1 on error (reported).
+ */
+static int
+read_line(struct config_reader *r, FILE *f, char *buf, size_t buflen)
+{
+	size_t len = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		if (len + 1 >= buflen) {
+			r->line++;
+			return config_error(r, "line too long: at most %d bytes",
+			    CONFIG_LINE_MAX);
+		}
+		buf[len++] = (char)ch;
+	}
+	if (ferror(f)) {
+		r->line = 0;
+		return config_error(r, "cannot read: %s", strerror(errno));
+	}
+	if (ch == EOF && len == 0)
+		return 0;
+	r->line++;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	buf[len] = '\0';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char b = (unsigned char)buf[i];
+		if ((b < 0x20 && b != '\t') || b == 0x7f)
+			return config_error(r, "control character 0x%02x in line; "
+			    "only printable text and tabs are allowed", b);
+	}
+	return 1;
+}
+
+static char *
+trim(char *s)
+{
+	char *end;
+
+	while (is_space(*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && is_space(end[-1]))
+		end--;
+	*end = '\0';
+	return s;
+}
+
+/*
+ * The value after "=", in place: a "quoted" value is taken as is (so it may
+ * hold "#" or spaces); otherwise it ends at a "#" that follows whitespace.
+ * Returns NULL after reporting an error.
+ */
+static char *
+parse_value(struct config_reader *r, const char *key, char *v)
+{
+	char *end;
+
+	while (is_space(*v))
+		v++;
+	if (*v == '"') {
+		v++;
+		end = strchr(v, '"');
+		if (end == NULL) {
+			config_error(r, "missing closing '\"' in value for %s", key);
+			return NULL;
+		}
+		*end = '\0';
+		for (end++; is_space(*end); end++)
+			;
+		if (*end != '\0' && *end != '#') {
+			config_error(r, "unexpected text after the quoted value "
+			    "for %s: \"%s\"", key, end);
+			return NULL;
+		}
+		return v;
+	}
+	for (end = v; *end != '\0'; end++) {
+		if (*end == '#' && (end == v || is_space(end[-1]))) {
+			*end = '\0';
+			break;
+		}
+	}
+	v = trim(v);
+	if (*v == '\0') {
+		config_error(r, "missing value for %s", key);
+		return NULL;
+	}
+	return v;
+}
+
+static int
+parse_line(struct config_reader *r, struct config *c, char *line)
+{
+	const struct config_key *k = NULL;
+	char *s = trim(line), *eq, *key, *value;
+	const char *hint;
+	size_t i;
+
+	if (*s == '\0' || *s == '#')
+		return 0;
+	eq = strchr(s, '=');
+	if (eq == NULL)
+		return config_error(r, "missing \"=\" in \"%s\" "
+		    "(expected \"key = value\")", s);
+	*eq = '\0';
+	key = trim(s);
+	if (*key == '\0')
+		return config_error(r, "missing key before \"=\" "
+		    "(expected \"key = value\")");
+
+	for (i = 0; i < NKEYS; i++) {
+		if (strcmp(key, config_keys[i].name) == 0) {
+			k = &config_keys[i];
+			break;
+		}
+	}
+	if (k == NULL)
+		return config_error(r, "unknown key \"%s\"", key);
+
+	value = parse_value(r, key, eq + 1);
+	if (value == NULL)
+		return -1;
+
+	if (r->count[i] >= k->max_count) {
+		if (k->max_count == 1)
+			return config_error(r, "duplicate key \"%s\" "
+			    "(already set on line %u)", key, r->first_line[i]);
+		return config_error(r, "too many \"%s\" lines: at most %zu",
+		    key, k->max_count);
+	}
+	if (r->count[i]++ == 0)
+		r->first_line[i] = r->line;
+
+	hint = k->set(c, value);
+	if (hint != NULL)
+		return config_error(r, "bad value for %s: \"%s\" (%s)", key,
+		    value, hint);
+	return 0;
+}
+
+static size_t
+key_index(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++) {
+		if (strcmp(config_keys[i].name, name) == 0)
+			break;
+	}
+	return i;
+}
+
+/* Checks that involve more than one key, or none that was written. */
+static int
+check_config(struct config_reader *r, const struct config *c)
+{
+	r->line = 0;
+	if (r->count[key_index("listen")] == 0)
+		return config_error(r, "missing required key \"listen\" "
+		    "(add e.g. \"listen = 127.0.0.1:1143\")");
+	if (r->count[key_index("upstream")] == 0)
+		return config_error(r, "missing required key \"upstream\" "
+		    "(add e.g. \"upstream = 127.0.0.1:143\")");
+	if (c->max_message_size > c->max_session_spool)
+		return config_error(r, "max_message_size (%" PRIu64 " bytes) is "
+		    "larger than max_session_spool (%" PRIu64 " bytes); lower "
+		    "max_message_size or raise max_session_spool",
+		    c->max_message_size, c->max_session_spool);
+	if (c->max_session_spool > c->max_total_spool)
+		return config_error(r, "max_session_spool (%" PRIu64 " bytes) is "
+		    "larger than max_total_spool (%" PRIu64 " bytes); lower "
+		    "max_session_spool or raise max_total_spool",
+		    c->max_session_spool, c->max_total_spool);
+	return 0;
+}
+
+int
+config_load(const char *path, struct config *c, char *err, size_t errlen)
+{
+	/* Filled aside and copied on success: a failed reload keeps the old. */
+	struct config tmp;
+	struct config_reader r = { .path = path, .err = err, .errlen = errlen };
+	char line[CONFIG_LINE_MAX + 1];
+	FILE *f;
+	int rc;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	config_defaults(&tmp);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return config_error(&r, "cannot open: %s", strerror(errno));
+	while ((rc = read_line(&r, f, line, sizeof line)) > 0) {
+		if (parse_line(&r, &tmp, line) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	if (rc < 0 || check_config(&r, &tmp) < 0)
+		return -1;
+	*c = tmp;
+	return 0;
+}

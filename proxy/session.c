@@ -1,0 +1,428 @@
+/*
+ * session.c — the life of one client session: accept, connect upstream,
+ * state changes, the queue of commands in flight, timeouts, and a clean end.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "session.h"
+#include "upstream.h"
+
+/* Bytes read at once from a socket: large enough to stream literals fast. */
+#define READ_CHUNK (256 * 1024)
+/* How long a closing session may take to flush its last lines. */
+#define CLOSE_FLUSH_SECONDS 5
+
+static const char *const state_names[] = {
+	[SESSION_CONNECTING] = "connecting",
+	[SESSION_GREETING] = "greeting",
+	[SESSION_CAPABILITY] = "capability",
+	[SESSION_NOT_AUTHENTICATED] = "not-authenticated",
+	[SESSION_AUTHENTICATED] = "authenticated",
+	[SESSION_SELECTED] = "selected",
+	[SESSION_LOGOUT] = "logout",
+};
+
+static void session_free(struct session *);
+static void client_read(struct bufferevent *, void *);
+static void client_write(struct bufferevent *, void *);
+static void client_event(struct bufferevent *, short, void *);
+static void upstream_read(struct bufferevent *, void *);
+static void upstream_write(struct bufferevent *, void *);
+static void upstream_event(struct bufferevent *, short, void *);
+
+void
+session_enter_state(struct session *s, enum session_state state)
+{
+	if (s->state == state)
+		return;
+	log_debug(s->id, "state %s -> %s", state_names[s->state], state_names[state]);
+	s->state = state;
+}
+
+void
+session_reply(struct session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->client);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* The read high watermark must hold a whole line of the longest kind. */
+static size_t
+read_watermark(const struct session *s)
+{
+	return s->proxy->cfg->max_line_length + READ_CHUNK;
+}
+
+void
+session_client_reading(struct session *s, bool on)
+{
+	if (on)
+		bufferevent_enable(s->client, EV_READ);
+	else
+		bufferevent_disable(s->client, EV_READ);
+}
+
+void
+session_client_activity(struct session *s)
+{
+	struct timeval now;
+
+	event_base_gettimeofday_cached(s->proxy->base, &now);
+	s->client_activity = (double)now.tv_sec + now.tv_usec / 1e6;
+}
+
+/*
+ * The inactivity timer fires at most once per timeout period and re-arms
+ * itself for the remainder, so that the hot path only stores a time.
+ */
+static void
+idle_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct timeval now, tv;
+	double idle, limit = s->proxy->cfg->client_idle_timeout;
+
+	(void)fd;
+	(void)what;
+	event_base_gettimeofday_cached(s->proxy->base, &now);
+	idle = (double)now.tv_sec + now.tv_usec / 1e6 - s->client_activity;
+	if (idle >= limit) {
+		log_info(s->id, "client idle for %.0f seconds, closing", idle);
+		session_close(s, "Autologout; idle for too long");
+		return;
+	}
+	tv.tv_sec = (time_t)(limit - idle) + 1;
+	tv.tv_usec = 0;
+	evtimer_add(s->idle_timer, &tv);
+}
+
+struct pending *
+session_pending_add(struct session *s, const char *tag, size_t taglen,
+    enum command_kind kind)
+{
+	struct pending *p;
+
+	if ((p = calloc(1, sizeof(*p) + taglen + 1)) == NULL)
+		return NULL;
+	memcpy(p->tag, tag, taglen);
+	p->taglen = taglen;
+	p->kind = kind;
+	TAILQ_INSERT_TAIL(&s->pending, p, entry);
+	s->npending++;
+	return p;
+}
+
+void
+session_pending_free(struct session *s, struct pending *p)
+{
+	unsigned i;
+
+	TAILQ_REMOVE(&s->pending, p, entry);
+	s->npending--;
+	if (s->cmd_current == p)
+		s->cmd_current = NULL;
+	for (i = 0; i < p->nargs; i++) {
+		OPENSSL_cleanse(p->arg[i], p->arglen[i]);
+		free(p->arg[i]);
+	}
+	free(p);
+}
+
+struct pending *
+session_internal_command(struct session *s, pending_done_cb done,
+    const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->upstream);
+	char tag[32];
+	struct pending *p;
+	va_list ap;
+	int n;
+
+	/* answers are matched to the oldest command in flight with that tag,
+	 * so even a client that chose a tag like ours is told apart */
+	n = snprintf(tag, sizeof(tag), "mappend.%llu",
+	    (unsigned long long)++s->proxy->next_tag);
+	if ((p = session_pending_add(s, tag, (size_t)n, CMD_INTERNAL)) == NULL)
+		return NULL;
+	p->done = done;
+	evbuffer_add(out, tag, (size_t)n);
+	evbuffer_add(out, " ", 1);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+	return p;
+}
+
+static void
+upstream_connected(struct bufferevent *bev, const char *error, void *arg)
+{
+	struct session *s = arg;
+	struct timeval tv = { (time_t)s->proxy->cfg->client_idle_timeout, 0 };
+
+	s->connecting = NULL;
+	if (bev == NULL) {
+		log_warn(s->id, "%s", error);
+		session_close(s, "Upstream server not available");
+		return;
+	}
+	s->upstream = bev;
+	bufferevent_setcb(bev, upstream_read, upstream_write, upstream_event, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, read_watermark(s));
+	bufferevent_set_max_single_read(bev, READ_CHUNK);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	session_enter_state(s, SESSION_GREETING);
+	/* the client may not speak before the greeting, but nothing stops a
+	 * hostile one: its bytes wait in the buffer until then */
+	evtimer_add(s->idle_timer, &tv);
+}
+
+void
+session_accept(struct proxy *proxy, int fd, const struct sockaddr *sa,
+    int socklen)
+{
+	struct session *s;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	(void)socklen;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)sa;
+
+		evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		port = ntohs(sin->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const void *)sa;
+
+		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		port = ntohs(sin6->sin6_port);
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		evutil_closesocket(fd);
+		return;
+	}
+	s->proxy = proxy;
+	s->id = ++proxy->next_session_id;
+	snprintf(s->peer, sizeof(s->peer), "%s:%d", host, port);
+	TAILQ_INIT(&s->pending);
+	imap_parser_init(&s->cmd_parser, IMAP_MODE_COMMAND);
+	imap_parser_init(&s->resp_parser, IMAP_MODE_RESPONSE);
+	s->cmd_capture_arg = -1;
+	evutil_make_socket_nonblocking(fd);
+	upstream_tune_socket(fd);
+	s->client = bufferevent_socket_new(proxy->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	s->idle_timer = evtimer_new(proxy->base, idle_check, s);
+	if (s->client == NULL || s->idle_timer == NULL) {
+		if (s->client != NULL)
+			bufferevent_free(s->client);
+		else
+			evutil_closesocket(fd);
+		if (s->idle_timer != NULL)
+			event_free(s->idle_timer);
+		free(s);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&proxy->sessions, s, entry);
+	proxy->nsessions++;
+	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
+	bufferevent_setwatermark(s->client, EV_READ, 0, read_watermark(s));
+	bufferevent_set_max_single_read(s->client, READ_CHUNK);
+	bufferevent_enable(s->client, EV_READ | EV_WRITE);
+	session_client_activity(s);
+	log_info(s->id, "connection from %s", s->peer);
+
+	if (proxy->shutting_down) {
+		session_close(s, "Server shutting down");
+		return;
+	}
+	if (proxy->nsessions > proxy->cfg->max_sessions) {
+		log_warn(s->id, "refused: %u sessions is the configured maximum",
+		    proxy->cfg->max_sessions);
+		session_close(s, "Too many connections, try again later");
+		return;
+	}
+	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
+	if (s->connecting == NULL)
+		session_close(s, "Out of memory");
+}
+
+static void
+close_flushed(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		session_free(s);
+}
+
+static void
+close_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	session_free(arg);
+}
+
+static void
+close_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_free(arg);
+}
+
+void
+session_close(struct session *s, const char *bye_reason)
+{
+	struct timeval tv = { CLOSE_FLUSH_SECONDS, 0 };
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	session_enter_state(s, SESSION_LOGOUT);
+	if (s->connecting != NULL) {
+		upstream_connect_cancel(s->connecting);
+		s->connecting = NULL;
+	}
+	if (s->upstream != NULL) {
+		bufferevent_free(s->upstream);
+		s->upstream = NULL;
+	}
+	if (bye_reason != NULL && !s->upstream_bye)
+		session_reply(s, "* BYE %s", bye_reason);
+	/* flush what the client is owed, then close; a client that does not
+	 * read gets CLOSE_FLUSH_SECONDS */
+	bufferevent_disable(s->client, EV_READ);
+	bufferevent_setcb(s->client, NULL, close_flushed, close_event, s);
+	bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+	/* never freed here: the callers still look at s->closing */
+	event_del(s->idle_timer);
+	evtimer_assign(s->idle_timer, s->proxy->base, close_timeout, s);
+	if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
+		tv.tv_sec = 0;
+	evtimer_add(s->idle_timer, &tv);
+}
+
+static void
+session_free(struct session *s)
+{
+	struct pending *p;
+
+	log_info(s->id, "closed");
+	while ((p = TAILQ_FIRST(&s->pending)) != NULL)
+		session_pending_free(s, p);
+	if (s->connecting != NULL)
+		upstream_connect_cancel(s->connecting);
+	if (s->upstream != NULL)
+		bufferevent_free(s->upstream);
+	bufferevent_free(s->client);
+	event_free(s->idle_timer);
+	free(s->selected);
+	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
+	s->proxy->nsessions--;
+	free(s);
+}
+
+void
+session_shutdown_all(struct proxy *proxy, const char *bye_reason)
+{
+	struct session *s, *next;
+
+	proxy->shutting_down = true;
+	for (s = TAILQ_FIRST(&proxy->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		session_close(s, bye_reason);
+	}
+}
+
+static void
+client_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_client_activity(s);
+	relay_client_input(s);
+}
+
+static void
+client_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_client_activity(s);
+	/* the client caught up: responses held back may flow again */
+	if (s->upstream != NULL)
+		relay_upstream_input(s);
+}
+
+static void
+client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF)
+		log_info(s->id, "client closed the connection");
+	else
+		log_info(s->id, "client connection error: %s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	session_free(s);
+}
+
+static void
+upstream_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	relay_upstream_input(arg);
+}
+
+static void
+upstream_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	/* the upstream caught up: client input held back may flow again */
+	relay_client_input(arg);
+}
+
+static void
+upstream_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		/* what was read before the EOF is still delivered */
+		relay_upstream_input(s);
+		if (s->closing)
+			return;
+		if (s->upstream_bye)
+			log_info(s->id, "upstream closed the connection after BYE");
+		else
+			log_warn(s->id, "upstream closed the connection");
+	} else {
+		log_warn(s->id, "upstream connection error: %s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	}
+	session_close(s, "Connection to the upstream server lost");
+}
