@@ -91,7 +91,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/integration/test_%.o $(ITEST_LIB_OBJS) $(P
 
 $(BUILD)/tests/bench_%: $(BUILD)/tests/bench/bench_%.o $(ITEST_LIB_OBJS) $(PROXY_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRITERION_LIBS)
 
 test-binaries: $(DAEMON) $(MOCK) $(UNIT) $(ITEST_BINS)
 

@@ -1,0 +1,537 @@
+/*
+ * harness.c — processes and a scripted client for the integration tests.
+ * Failures are Criterion assertions, so a test stops with the reason.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static const char *
+env_path(const char *name)
+{
+	const char *v = getenv(name);
+
+	cr_assert(v != NULL && *v != '\0', "%s is not set: run the tests with make", name);
+	return v;
+}
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* fork+exec with stdout to out_fd (or inherited when -1) and stderr to
+ * err_path (or inherited); the child dies with the test process. */
+static pid_t
+spawn(const char *const *argv, int out_fd, const char *err_path)
+{
+	pid_t pid = fork();
+
+	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (out_fd >= 0)
+			dup2(out_fd, STDOUT_FILENO);
+		if (err_path != NULL) {
+			int fd = open(err_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+			if (fd >= 0)
+				dup2(fd, STDERR_FILENO);
+		}
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+void
+mock_start(struct mock *m, const char *const *args)
+{
+	const char *argv[64];
+	size_t n = 0;
+	int fds[2];
+	char line[64];
+	size_t got = 0;
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+
+	argv[n++] = env_path("MAPPEND_MOCK");
+	argv[n++] = "--listen";
+	argv[n++] = "127.0.0.1:0";
+	while (args != NULL && *args != NULL && n < 62)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	cr_assert_eq(pipe(fds), 0);
+	m->pid = spawn(argv, fds[1], NULL);
+	close(fds[1]);
+	/* "PORT n\n" */
+	while (got < sizeof(line) - 1 && memchr(line, '\n', got) == NULL) {
+		struct pollfd pfd = { fds[0], POLLIN, 0 };
+		ssize_t r;
+
+		cr_assert_gt(poll(&pfd, 1, (int)(deadline - now_ms())), 0,
+		    "mock did not report its port");
+		r = read(fds[0], line + got, sizeof(line) - 1 - got);
+		cr_assert_gt(r, 0, "mock exited before reporting its port");
+		got += (size_t)r;
+	}
+	line[got] = '\0';
+	close(fds[0]);
+	cr_assert_eq(sscanf(line, "PORT %d", &m->port), 1, "mock said: %s", line);
+}
+
+void
+mock_stop(struct mock *m)
+{
+	int status;
+
+	if (m->pid <= 0)
+		return;
+	kill(m->pid, SIGTERM);
+	waitpid(m->pid, &status, 0);
+	m->pid = 0;
+}
+
+static char *
+read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return strdup("");
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	cr_assert_not_null(buf);
+	n = (long)fread(buf, 1, (size_t)n, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+char *
+proxy_log(const struct proxy_proc *p)
+{
+	return read_file(p->log);
+}
+
+void
+proxy_start(struct proxy_proc *p, int upstream_port, const char *extra_conf)
+{
+	const char *argv[6];
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+	FILE *f;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->dir, sizeof(p->dir), "/tmp/mappend-test.XXXXXX");
+	cr_assert_not_null(mkdtemp(p->dir));
+	snprintf(p->conf, sizeof(p->conf), "%s/mappend.conf", p->dir);
+	snprintf(p->log, sizeof(p->log), "%s/mappend.log", p->dir);
+	f = fopen(p->conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "listen = 127.0.0.1:0\nupstream = 127.0.0.1:%d\n"
+	    "spool_dir = %s/spool\nlog_level = debug\nconnect_timeout = 5\n%s\n",
+	    upstream_port, p->dir, extra_conf != NULL ? extra_conf : "");
+	fclose(f);
+	{
+		char spool[300];
+
+		snprintf(spool, sizeof(spool), "%s/spool", p->dir);
+		mkdir(spool, 0700);
+	}
+	argv[0] = env_path("MAPPEND_BIN");
+	argv[1] = "-f";
+	argv[2] = "-c";
+	argv[3] = p->conf;
+	argv[4] = NULL;
+	p->pid = spawn(argv, -1, p->log);
+	for (;;) {
+		char *log = proxy_log(p);
+		const char *at = strstr(log, "listening on 127.0.0.1:");
+		int status;
+
+		if (at != NULL) {
+			p->port = atoi(at + strlen("listening on 127.0.0.1:"));
+			free(log);
+			break;
+		}
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			cr_assert_fail("mappend exited at start:\n%s", log);
+		}
+		free(log);
+		cr_assert_lt(now_ms(), deadline, "mappend did not start listening");
+		usleep(10 * 1000);
+	}
+}
+
+void
+proxy_stop(struct proxy_proc *p)
+{
+	int status = 0;
+	char *log;
+
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, SIGTERM);
+	waitpid(p->pid, &status, 0);
+	p->pid = 0;
+	log = proxy_log(p);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    strstr(log, "runtime error") != NULL) {
+		cr_log_error("mappend log:\n%s", log);
+		free(log);
+		cr_assert_fail("mappend did not exit cleanly (status %d)", status);
+	}
+	free(log);
+	{
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
+		if (system(cmd) != 0)
+			cr_log_warn("could not remove %s", p->dir);
+	}
+}
+
+void
+dovecot_start(struct dovecot *d, const char *opts)
+{
+	char cmd[1024], line[256];
+	FILE *f;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/mappend-dovecot.XXXXXX");
+	cr_assert_not_null(mkdtemp(d->dir));
+	snprintf(cmd, sizeof(cmd), "'%s' start '%s/dc' %s",
+	    env_path("MAPPEND_DOVECOT_SH"), d->dir, opts != NULL ? opts : "");
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		sscanf(line, "port=%d", &d->port);
+		sscanf(line, "user=%63s", d->user);
+		sscanf(line, "password=%63s", d->password);
+		sscanf(line, "user2=%63s", d->user2);
+		sscanf(line, "password2=%63s", d->password2);
+		sscanf(line, "master=%63s", d->master);
+		sscanf(line, "master_password=%63s", d->master_password);
+	}
+	cr_assert_eq(pclose(f), 0, "dovecot.sh start failed");
+	cr_assert_gt(d->port, 0);
+	d->running = true;
+}
+
+void
+dovecot_stop(struct dovecot *d)
+{
+	char cmd[1024];
+
+	if (!d->running)
+		return;
+	snprintf(cmd, sizeof(cmd), "'%s' stop '%s/dc' >/dev/null 2>&1; rm -rf '%s'",
+	    env_path("MAPPEND_DOVECOT_SH"), d->dir, d->dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not stop dovecot in %s", d->dir);
+	d->running = false;
+}
+
+void
+imapc_connect(struct imapc *c, int port)
+{
+	struct sockaddr_in sin;
+	int on = 1;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(c->fd, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0,
+	    "connect to port %d: %s", port, strerror(errno));
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+void
+imapc_close(struct imapc *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+	c->len = c->cap = 0;
+}
+
+void
+imapc_send_raw(struct imapc *c, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		cr_assert_gt(w, 0, "send: %s", strerror(errno));
+		p += w;
+		len -= (size_t)w;
+	}
+}
+
+void
+imapc_send(struct imapc *c, const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	cr_assert_geq(n, 0);
+	imapc_send_raw(c, s, (size_t)n);
+	free(s);
+}
+
+/* Read more into the buffer; false on timeout or EOF. */
+static bool
+fill(struct imapc *c, long deadline)
+{
+	struct pollfd pfd = { c->fd, POLLIN, 0 };
+	ssize_t r;
+	long left = deadline - now_ms();
+
+	if (c->eof || left <= 0)
+		return false;
+	if (poll(&pfd, 1, (int)left) <= 0)
+		return false;
+	if (c->cap - c->len < 65536) {
+		c->cap = c->cap * 2 + 65536;
+		c->buf = realloc(c->buf, c->cap);
+		cr_assert_not_null(c->buf);
+	}
+	r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+	if (r <= 0) {
+		c->eof = true;
+		return false;
+	}
+	c->len += (size_t)r;
+	return true;
+}
+
+static char *
+take(struct imapc *c, size_t n, size_t skip)
+{
+	char *out = malloc(n + 1);
+
+	cr_assert_not_null(out);
+	memcpy(out, c->buf, n);
+	out[n] = '\0';
+	memmove(c->buf, c->buf + n + skip, c->len - n - skip);
+	c->len -= n + skip;
+	return out;
+}
+
+char *
+imapc_line(struct imapc *c)
+{
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+
+	for (;;) {
+		char *lf = c->len > 0 ? memchr(c->buf, '\n', c->len) : NULL;
+
+		if (lf != NULL) {
+			size_t n = (size_t)(lf - c->buf);
+			char *line = take(c, n, 1);
+
+			if (n > 0 && line[n - 1] == '\r')
+				line[n - 1] = '\0';
+			return line;
+		}
+		if (!fill(c, deadline))
+			return NULL;
+	}
+}
+
+char *
+imapc_bytes(struct imapc *c, size_t n)
+{
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+
+	while (c->len < n)
+		if (!fill(c, deadline))
+			return NULL;
+	return take(c, n, 0);
+}
+
+/* A line ending with {n} or {n+} announces n bytes of literal data. */
+static bool
+literal_size(const char *line, size_t *n)
+{
+	size_t len = strlen(line);
+	const char *open;
+
+	if (len < 3 || line[len - 1] != '}')
+		return false;
+	open = strrchr(line, '{');
+	if (open == NULL)
+		return false;
+	return sscanf(open, "{%zu", n) == 1;
+}
+
+static void
+append(char **text, size_t *len, const char *data, size_t n)
+{
+	*text = realloc(*text, *len + n + 1);
+	cr_assert_not_null(*text);
+	memcpy(*text + *len, data, n);
+	*len += n;
+	(*text)[*len] = '\0';
+}
+
+char *
+imapc_until_tagged(struct imapc *c, const char *tag, size_t *lenp)
+{
+	char *text = NULL, *line;
+	size_t len = 0, taglen = strlen(tag), n;
+
+	append(&text, &len, "", 0);
+	for (;;) {
+		bool tagged;
+
+		if ((line = imapc_line(c)) == NULL)
+			goto fail;
+		tagged = strncmp(line, tag, taglen) == 0 && line[taglen] == ' ';
+		append(&text, &len, line, strlen(line));
+		append(&text, &len, "\r\n", 2);
+		/* literal data, then the rest of the response line */
+		while (!tagged && literal_size(line, &n)) {
+			char *data = imapc_bytes(c, n);
+
+			free(line);
+			if (data == NULL)
+				goto fail;
+			append(&text, &len, data, n);
+			free(data);
+			if ((line = imapc_line(c)) == NULL)
+				goto fail;
+			append(&text, &len, line, strlen(line));
+			append(&text, &len, "\r\n", 2);
+		}
+		free(line);
+		if (tagged) {
+			if (lenp != NULL)
+				*lenp = len;
+			return text;
+		}
+	}
+fail:
+	cr_log_error("no tagged answer for %s; got so far: %.2000s", tag, text);
+	free(text);
+	return NULL;
+}
+
+bool
+imapc_wait_closed(struct imapc *c)
+{
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+
+	while (!c->eof)
+		if (!fill(c, deadline) && !c->eof)
+			return false;
+	return true;
+}
+
+void
+imapc_login(struct imapc *c, const char *user, const char *password)
+{
+	char *r;
+
+	imapc_send(c, "L1 LOGIN \"%s\" \"%s\"\r\n", user, password);
+	r = imapc_until_tagged(c, "L1", NULL);
+	cr_assert_not_null(r, "no answer to LOGIN");
+	cr_assert(strncmp(last_line(r), "L1 OK", 5) == 0, "LOGIN failed: %s", r);
+	free(r);
+}
+
+const char *
+last_line(const char *text)
+{
+	size_t len = strlen(text);
+	const char *p;
+
+	if (len >= 2 && text[len - 2] == '\r')
+		len -= 2;
+	for (p = text + len; p > text; p--)
+		if (p[-1] == '\n')
+			return p;
+	return text;
+}
+
+char *
+make_message(size_t size, unsigned seed)
+{
+	char *m = malloc(size + 1);
+	size_t n;
+
+	cr_assert_not_null(m);
+	n = (size_t)snprintf(m, size + 1,
+	    "From: test%u@example.org\r\nSubject: message %u\r\n\r\n", seed, seed);
+	while (n < size) {
+		size_t i, line = size - n < 78 ? size - n : 78;
+
+		for (i = 0; i + 2 < line; i++)
+			m[n + i] = (char)('a' + (seed + n + i) % 26);
+		if (line >= 2) {
+			m[n + line - 2] = '\r';
+			m[n + line - 1] = '\n';
+		} else {
+			m[n] = 'z';
+		}
+		n += line;
+	}
+	m[size] = '\0';
+	return m;
+}
+
+size_t
+count_substr(const char *haystack, size_t len, const char *needle)
+{
+	size_t n = 0, nl = strlen(needle);
+	const char *p = haystack, *end = haystack + len;
+
+	while (p < end) {
+		const char *q = memmem(p, (size_t)(end - p), needle, nl);
+
+		if (q == NULL)
+			break;
+		n++;
+		p = q + nl;
+	}
+	return n;
+}

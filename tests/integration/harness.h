@@ -1,0 +1,91 @@
+/*
+ * harness.h — what the integration tests and benchmarks share: starting the
+ * real mappend binary, the mock upstream and a private Dovecot on loopback
+ * ports the kernel chose, and a small scripted IMAP client.
+ *
+ * The binaries come from the environment the Makefile exports:
+ * MAPPEND_BIN, MAPPEND_MOCK, MAPPEND_DOVECOT_SH.
+ */
+#ifndef MAPPEND_TEST_HARNESS_H
+#define MAPPEND_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define HARNESS_TIMEOUT_MS 15000
+
+struct mock {
+	pid_t pid;
+	int port;
+};
+
+struct proxy_proc {
+	pid_t pid;
+	int port;
+	char dir[256];		/* temp dir: config, log, spool */
+	char conf[300];
+	char log[300];
+};
+
+struct dovecot {
+	char dir[256];
+	int port;
+	char user[64], password[64];
+	char user2[64], password2[64];
+	char master[64], master_password[64];
+	bool running;
+};
+
+/* A scripted IMAP client over a blocking socket with timeouts. */
+struct imapc {
+	int fd;
+	char *buf;		/* bytes read and not yet consumed */
+	size_t len, cap;
+	bool eof;
+};
+
+/* Start the mock with these arguments (NULL-terminated); --listen is added. */
+void mock_start(struct mock *, const char *const *args);
+void mock_stop(struct mock *);
+
+/* Start mappend in front of upstream_port; extra_conf lines are appended
+ * to the generated config (may be NULL). */
+void proxy_start(struct proxy_proc *, int upstream_port, const char *extra_conf);
+/* SIGTERM, wait, and check it exited 0 (sanitizer reports make it fail). */
+void proxy_stop(struct proxy_proc *);
+/* The proxy's log so far, malloc'ed. */
+char *proxy_log(const struct proxy_proc *);
+
+/* opts: extra arguments for dovecot.sh start, e.g. "--legacy --rawlog" */
+void dovecot_start(struct dovecot *, const char *opts);
+void dovecot_stop(struct dovecot *);
+
+void imapc_connect(struct imapc *, int port);
+void imapc_close(struct imapc *);
+void imapc_send(struct imapc *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void imapc_send_raw(struct imapc *, const void *data, size_t len);
+/* One line without its CRLF, malloc'ed; NULL on timeout or EOF. */
+char *imapc_line(struct imapc *);
+/* Read exactly n bytes (literal data), malloc'ed; NULL on timeout or EOF. */
+char *imapc_bytes(struct imapc *, size_t n);
+/*
+ * Everything up to and including the tagged response for tag, literals
+ * included (a line ending in {n} is followed by n bytes); malloc'ed, NUL
+ * terminated, length in *len when len is not NULL.  NULL on timeout/EOF.
+ */
+char *imapc_until_tagged(struct imapc *, const char *tag, size_t *len);
+/* Wait for the peer to close; true when it did within the timeout. */
+bool imapc_wait_closed(struct imapc *);
+/* Log in through c as user/password and check the OK. */
+void imapc_login(struct imapc *, const char *user, const char *password);
+
+/* The tagged line (last line) of a response text. */
+const char *last_line(const char *text);
+/* A message of about size bytes with a recognisable body. */
+char *make_message(size_t size, unsigned seed);
+/* Count non-overlapping occurrences of needle in haystack. */
+size_t count_substr(const char *haystack, size_t len, const char *needle);
+
+#endif

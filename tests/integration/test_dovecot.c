@@ -1,0 +1,277 @@
+/*
+ * test_dovecot.c — the same session against a real Dovecot (Debian's
+ * dovecot-imapd, a private instance on a loopback port) directly and
+ * through mappend: the client must not see a difference beyond the
+ * capability list and Dovecot's timings.
+ */
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct dovecot dc;
+static struct proxy_proc px;
+
+static void
+teardown(void)
+{
+	proxy_stop(&px);
+	dovecot_stop(&dc);
+}
+
+TestSuite(dovecot, .fini = teardown, .timeout = 120);
+
+/* Replace every match of pattern in *text with repl. */
+static void
+replace_all(char **text, const char *pattern, const char *repl)
+{
+	regex_t re;
+	regmatch_t m;
+	char *out = NULL;
+	size_t olen = 0;
+	FILE *f = open_memstream(&out, &olen);
+	const char *p = *text;
+
+	cr_assert_eq(regcomp(&re, pattern, REG_EXTENDED | REG_NEWLINE), 0);
+	while (regexec(&re, p, 1, &m, 0) == 0 && m.rm_eo > 0) {
+		fwrite(p, 1, (size_t)m.rm_so, f);
+		fputs(repl, f);
+		p += m.rm_eo;
+	}
+	fputs(p, f);
+	fclose(f);
+	regfree(&re);
+	free(*text);
+	*text = out;
+}
+
+static void
+step(FILE *log, struct imapc *c, const char *tag, const char *cmd)
+{
+	char *r;
+
+	/* an empty cmd ends a command already begun: its tag is sent */
+	if (*cmd == '\0')
+		imapc_send(c, "\r\n");
+	else
+		imapc_send(c, "%s %s\r\n", tag, cmd);
+	r = imapc_until_tagged(c, tag, NULL);
+	cr_assert_not_null(r, "no answer to %s", cmd);
+	fputs(r, log);
+	free(r);
+}
+
+/* One session; returns its transcript with what legitimately differs
+ * between runs (timings, UIDVALIDITY, the user) normalised. */
+static char *
+scenario(int port, const char *user, const char *password)
+{
+	struct imapc c;
+	char *text = NULL, *line, *msg = make_message(3000, 5);
+	size_t len = 0;
+	FILE *log = open_memstream(&text, &len);
+
+	imapc_connect(&c, port);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	free(line);		/* the greeting's list is compared elsewhere */
+	imapc_send(&c, "a LOGIN %s %s\r\n", user, password);
+	free(imapc_until_tagged(&c, "a", NULL));
+	step(log, &c, "b", "SELECT INBOX");
+	/* a synchronizing literal waits for the server's "+" */
+	imapc_send(&c, "c APPEND INBOX (\\Seen) \"01-Feb-2024 10:00:00 +0100\" {3000}\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_eq(line[0], '+', "%s", line);
+	fprintf(log, "%s\r\n", line);
+	free(line);
+	imapc_send_raw(&c, msg, 3000);
+	step(log, &c, "c", "");
+	step(log, &c, "d", "APPEND INBOX \"01-Feb-2024 11:00:00 +0100\" {11+}\r\nhello world");
+	step(log, &c, "e", "NOOP");
+	step(log, &c, "f", "FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])");
+	step(log, &c, "g", "UID SEARCH ALL");
+	step(log, &c, "h", "STORE 2 +FLAGS (\\Deleted)");
+	step(log, &c, "i", "LIST \"\" \"*\"");
+	step(log, &c, "j", "STATUS INBOX (MESSAGES UNSEEN)");
+	step(log, &c, "k", "CREATE Archive");
+	step(log, &c, "l", "COPY 1 Archive");
+	step(log, &c, "m", "EXPUNGE");
+	step(log, &c, "n", "SEARCH TEXT {5+}\r\nhello");
+	step(log, &c, "o", "FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+	step(log, &c, "p", "UNSELECT");
+	step(log, &c, "q", "BOGUS command");
+	step(log, &c, "r", "LOGOUT");
+	cr_assert(imapc_wait_closed(&c), "not closed after LOGOUT");
+	imapc_close(&c);
+	fclose(log);
+	free(msg);
+	replace_all(&text, "\\([0-9.]+ \\+ [0-9.]+( \\+ [0-9.]+)? secs\\)", "(T)");
+	replace_all(&text, "UIDVALIDITY [0-9]+", "UIDVALIDITY V");
+	replace_all(&text, "(APPENDUID|COPYUID) [0-9]+", "\\1 V");
+	return text;
+}
+
+static char *
+capabilities(int port, const char *user, const char *password, char **greeting)
+{
+	struct imapc c;
+	char *r;
+
+	imapc_connect(&c, port);
+	*greeting = imapc_line(&c);
+	imapc_login(&c, user, password);
+	imapc_send(&c, "c CAPABILITY\r\n");
+	r = imapc_until_tagged(&c, "c", NULL);
+	imapc_close(&c);
+	return r;
+}
+
+/* The capability atoms of a list, sorted, as one string. */
+static int
+cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *
+cap_set(const char *text, const char *after)
+{
+	const char *start = strstr(text, after);
+	char *copy, *tok, *save, *atoms[256], *out;
+	size_t n = 0, i, len = 0;
+
+	cr_assert_not_null(start, "%s not in %s", after, text);
+	start += strlen(after);
+	copy = strndup(start, strcspn(start, "]\r\n"));
+	for (tok = strtok_r(copy, " ", &save); tok != NULL && n < 256;
+	    tok = strtok_r(NULL, " ", &save))
+		atoms[n++] = tok;
+	qsort(atoms, n, sizeof(atoms[0]), cmp);
+	for (i = 0; i < n; i++)
+		len += strlen(atoms[i]) + 1;
+	out = calloc(1, len + 1);
+	for (i = 0; i < n; i++) {
+		strcat(out, atoms[i]);
+		strcat(out, " ");
+	}
+	free(copy);
+	return out;
+}
+
+Test(dovecot, same_session_directly_and_through_the_proxy)
+{
+	char *direct, *proxied;
+
+	dovecot_start(&dc, "--legacy");
+	proxy_start(&px, dc.port, NULL);
+	direct = scenario(dc.port, dc.user2, dc.password2);
+	proxied = scenario(px.port, dc.user, dc.password);
+	cr_assert_str_eq(proxied, direct);
+	/* and the session did what it was meant to */
+	cr_assert(strstr(direct, "* 2 EXISTS") != NULL, "%s", direct);
+	cr_assert(strstr(direct, "hello world") != NULL, "%s", direct);
+	cr_assert(strstr(direct, "q BAD") != NULL, "%s", direct);
+	cr_assert(strstr(direct, "* BYE") != NULL, "%s", direct);
+	free(direct);
+	free(proxied);
+}
+
+Test(dovecot, capability_lists_differ_only_as_designed)
+{
+	char *dg, *pg, *d, *p, *ds, *ps, *want;
+
+	dovecot_start(&dc, "--legacy");
+	proxy_start(&px, dc.port, NULL);
+	d = capabilities(dc.port, dc.user, dc.password, &dg);
+	p = capabilities(px.port, dc.user, dc.password, &pg);
+	/* Dovecot in legacy mode has LITERAL+ itself: the lists are the same */
+	ds = cap_set(dg, "[CAPABILITY ");
+	ps = cap_set(pg, "[CAPABILITY ");
+	cr_assert_str_eq(ps, ds);
+	free(ds);
+	free(ps);
+	ds = cap_set(d, "* CAPABILITY ");
+	ps = cap_set(p, "* CAPABILITY ");
+	cr_assert_str_eq(ps, ds);
+	cr_assert(strstr(ds, "MULTIAPPEND") == NULL, "legacy mode shows %s", ds);
+	want = strstr(ds, "LITERAL+");
+	cr_assert_not_null(want);
+	free(ds);
+	free(ps);
+	free(d);
+	free(p);
+	free(dg);
+	free(pg);
+}
+
+Test(dovecot, idle_and_authenticate_through_the_proxy)
+{
+	struct imapc c, other;
+	char *line, *r, *b64 = NULL;
+	char raw[128];
+	size_t n;
+	static const char tbl[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t i, o = 0;
+
+	dovecot_start(&dc, "--legacy");
+	proxy_start(&px, dc.port, NULL);
+	/* AUTHENTICATE PLAIN with a continuation */
+	n = (size_t)snprintf(raw, sizeof(raw), "%c%s%c%s", 0, dc.user, 0, dc.password);
+	b64 = calloc(1, n * 2 + 4);
+	for (i = 0; i < n; i += 3) {
+		unsigned v = (unsigned char)raw[i] << 16;
+
+		if (i + 1 < n)
+			v |= (unsigned char)raw[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (unsigned char)raw[i + 2];
+		b64[o++] = tbl[(v >> 18) & 63];
+		b64[o++] = tbl[(v >> 12) & 63];
+		b64[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+		b64[o++] = i + 2 < n ? tbl[v & 63] : '=';
+	}
+	imapc_connect(&c, px.port);
+	free(imapc_line(&c));
+	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_eq(line[0], '+', "%s", line);
+	free(line);
+	imapc_send(&c, "%s\r\n", b64);
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
+	free(r);
+	imapc_send(&c, "b SELECT INBOX\r\n");
+	free(imapc_until_tagged(&c, "b", NULL));
+	imapc_send(&c, "i IDLE\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_eq(line[0], '+', "%s", line);
+	free(line);
+	/* another session delivers: the idling client hears of it */
+	imapc_connect(&other, dc.port);
+	free(imapc_line(&other));
+	imapc_login(&other, dc.user, dc.password);
+	imapc_send(&other, "x APPEND INBOX {5+}\r\nhello\r\n");
+	free(imapc_until_tagged(&other, "x", NULL));
+	for (;;) {
+		line = imapc_line(&c);
+		cr_assert_not_null(line, "no EXISTS during IDLE");
+		if (strcmp(line, "* 1 EXISTS") == 0)
+			break;
+		free(line);
+	}
+	free(line);
+	imapc_send(&c, "DONE\r\n");
+	r = imapc_until_tagged(&c, "i", NULL);
+	cr_assert(strncmp(last_line(r), "i OK", 4) == 0, "%s", r);
+	free(r);
+	imapc_close(&other);
+	imapc_close(&c);
+	free(b64);
+}

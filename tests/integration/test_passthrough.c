@@ -1,0 +1,695 @@
+/*
+ * test_passthrough.c — the real mappend binary between a scripted client
+ * and the mock upstream: greeting, capabilities, literals of every kind,
+ * pipelining, IDLE, AUTHENTICATE, disconnects, bad input.
+ */
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct mock mock;
+static struct proxy_proc px;
+
+static void
+teardown(void)
+{
+	proxy_stop(&px);
+	mock_stop(&mock);
+}
+
+/* Mock with these arguments (NULL-terminated) and mappend in front. */
+static void
+start(const char *const *mock_args, const char *conf)
+{
+	mock_start(&mock, mock_args);
+	proxy_start(&px, mock.port, conf);
+}
+
+static void
+connect_proxy(struct imapc *c)
+{
+	char *greeting;
+
+	imapc_connect(c, px.port);
+	greeting = imapc_line(c);
+	cr_assert_not_null(greeting, "no greeting");
+	cr_assert(strncmp(greeting, "* OK", 4) == 0, "greeting: %s", greeting);
+	free(greeting);
+}
+
+/* Send a command and return the whole answer; fails when it is not OK. */
+static char *
+ok(struct imapc *c, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static char *
+ok(struct imapc *c, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	char *cmd = NULL, *r;
+	size_t ml;
+
+	va_start(ap, fmt);
+	cr_assert_geq(vasprintf(&cmd, fmt, ap), 0);
+	va_end(ap);
+	imapc_send(c, "%s %s\r\n", tag, cmd);
+	r = imapc_until_tagged(c, tag, NULL);
+	cr_assert_not_null(r, "no answer to %s", cmd);
+	ml = strlen(tag);
+	cr_assert(strncmp(last_line(r) + ml, " OK", 3) == 0, "%s: %s", cmd, r);
+	free(cmd);
+	return r;
+}
+
+/* The capability atoms of a line, with a space before and after each. */
+static bool
+has_cap(const char *line, const char *cap)
+{
+	char pat[128];
+	const char *end = strchr(line, ']');
+	size_t n;
+	const char *p;
+
+	snprintf(pat, sizeof(pat), " %s", cap);
+	n = strlen(pat);
+	for (p = strstr(line, pat); p != NULL; p = strstr(p + 1, pat))
+		if ((p[n] == ' ' || p[n] == ']' || p[n] == '\r' || p[n] == '\0') &&
+		    (end == NULL || p < end))
+			return true;
+	return false;
+}
+
+TestSuite(passthrough, .fini = teardown, .timeout = 60);
+
+Test(passthrough, capabilities_rewritten_in_all_three_places)
+{
+	const char *args[] = { "--profile", "noliteralplus", NULL };
+	struct imapc c;
+	char *greeting, *r;
+
+	start(args, NULL);
+	imapc_connect(&c, px.port);
+	greeting = imapc_line(&c);
+	cr_assert_not_null(greeting);
+	cr_assert(strstr(greeting, "* OK [CAPABILITY IMAP4rev1") == greeting, "%s", greeting);
+	/* the upstream lacks LITERAL+; every client may use it through us */
+	cr_assert(has_cap(greeting, "LITERAL+"), "%s", greeting);
+	cr_assert(!has_cap(greeting, "MULTIAPPEND"), "%s", greeting);
+	cr_assert(has_cap(greeting, "AUTH=PLAIN"), "%s", greeting);
+
+	r = ok(&c, "a", "CAPABILITY");
+	cr_assert(strncmp(r, "* CAPABILITY IMAP4rev1", 22) == 0, "%s", r);
+	cr_assert(has_cap(r, "LITERAL+"), "%s", r);
+	cr_assert_eq(count_substr(r, strlen(r), "LITERAL+"), 1, "%s", r);
+	free(r);
+
+	imapc_send(&c, "b LOGIN test secret\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strstr(r, "b OK [CAPABILITY IMAP4rev1") != NULL, "%s", r);
+	cr_assert(has_cap(strstr(r, "b OK"), "LITERAL+"), "%s", r);
+	cr_assert(!has_cap(strstr(r, "b OK"), "AUTH=PLAIN"), "%s", r);
+	free(r);
+	free(greeting);
+	imapc_close(&c);
+}
+
+Test(passthrough, hidden_capabilities_are_removed)
+{
+	const char *args[] = { "--extra-caps", "COMPRESS=DEFLATE STARTTLS LOGINDISABLED LITERAL- X-KEEP", NULL };
+	struct imapc c;
+	char *greeting, *r;
+	const char *gone[] = { "COMPRESS=DEFLATE", "STARTTLS", "LOGINDISABLED", "LITERAL-" };
+	size_t i;
+
+	start(args, NULL);
+	imapc_connect(&c, px.port);
+	greeting = imapc_line(&c);
+	cr_assert_not_null(greeting);
+	r = ok(&c, "a", "CAPABILITY");
+	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		cr_assert(!has_cap(greeting, gone[i]), "%s in %s", gone[i], greeting);
+		cr_assert(!has_cap(r, gone[i]), "%s in %s", gone[i], r);
+	}
+	cr_assert(has_cap(greeting, "X-KEEP"), "%s", greeting);
+	cr_assert(has_cap(r, "X-KEEP"), "%s", r);
+	free(r);
+	free(greeting);
+	/* COMPRESS is never relayed, even when asked for */
+	imapc_send(&c, "c COMPRESS DEFLATE\r\n");
+	r = imapc_until_tagged(&c, "c", NULL);
+	cr_assert(strncmp(last_line(r), "c NO", 4) == 0, "%s", r);
+	free(r);
+	r = ok(&c, "d", "NOOP");
+	free(r);
+	imapc_close(&c);
+}
+
+Test(passthrough, login_select_fetch_multi_megabyte_literal)
+{
+	struct imapc direct, c;
+	const size_t size = 6 * 1024 * 1024 + 17;
+	char *msg = make_message(size, 7), *r, *body;
+	size_t len;
+
+	start(NULL, NULL);
+	/* the message goes in directly, and comes back out through the proxy */
+	imapc_connect(&direct, mock.port);
+	free(imapc_line(&direct));
+	imapc_login(&direct, "test", "secret");
+	imapc_send(&direct, "a APPEND INBOX (\\Seen) {%zu+}\r\n", size);
+	imapc_send_raw(&direct, msg, size);
+	imapc_send(&direct, "\r\n");
+	r = imapc_until_tagged(&direct, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
+	free(r);
+
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	r = ok(&c, "s", "SELECT INBOX");
+	cr_assert(strstr(r, "* 1 EXISTS") != NULL, "%s", r);
+	free(r);
+	imapc_send(&c, "f UID FETCH 1 (FLAGS BODY.PEEK[])\r\n");
+	r = imapc_until_tagged(&c, "f", &len);
+	cr_assert_not_null(r);
+	body = strstr(r, "BODY[] {");
+	cr_assert_not_null(body, "%.200s", r);
+	body = strstr(body, "}\r\n") + 3;
+	cr_assert_eq(memcmp(body, msg, size), 0, "the body differs");
+	cr_assert(strncmp(last_line(r), "f OK", 4) == 0);
+	free(r);
+	free(msg);
+	imapc_close(&c);
+	imapc_close(&direct);
+}
+
+Test(passthrough, append_literal_kinds)
+{
+	struct imapc c;
+	char *r, *line;
+
+	start(NULL, NULL);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	/* synchronizing: the upstream's "+" reaches the client */
+	imapc_send(&c, "a APPEND INBOX {5}\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_eq(line[0], '+', "%s", line);
+	free(line);
+	imapc_send(&c, "hello\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK [APPENDUID ", 16) == 0, "%s", r);
+	free(r);
+	/* binary literal8 with a NUL byte */
+	imapc_send(&c, "b APPEND INBOX ~{5+}\r\n");
+	imapc_send_raw(&c, "a\0b\r\n", 5);
+	imapc_send(&c, "\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert_not_null(r);
+	free(r);
+	/* literals in LOGIN-style arguments and a mailbox literal */
+	imapc_send(&c, "c SELECT {5+}\r\nINBOX\r\n");
+	r = imapc_until_tagged(&c, "c", NULL);
+	cr_assert(strncmp(last_line(r), "c OK", 4) == 0, "%s", r);
+	free(r);
+	imapc_close(&c);
+}
+
+Test(passthrough, nonsync_literal_made_synchronizing_for_old_upstream)
+{
+	/* the mock closes the connection if it ever receives {n+} */
+	const char *args[] = { "--profile", "noliteralplus", "--no-greeting-caps", NULL };
+	struct imapc c;
+	char *r, *batch = NULL, *tag;
+	size_t i, blen = 0;
+	FILE *f;
+
+	start(args, NULL);
+	connect_proxy(&c);
+	imapc_send(&c, "a LOGIN {4+}\r\ntest {6+}\r\nsecret\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
+	free(r);
+	/* a burst of 20 appends in one write, as a LITERAL+ client sends it */
+	f = open_memstream(&batch, &blen);
+	for (i = 0; i < 20; i++)
+		fprintf(f, "p%zu APPEND INBOX (\\Flagged) {12+}\r\nmessage %03zu\r\n", i, i);
+	fclose(f);
+	imapc_send_raw(&c, batch, blen);
+	for (i = 0; i < 20; i++) {
+		cr_assert_geq(asprintf(&tag, "p%zu", i), 0);
+		r = imapc_until_tagged(&c, tag, NULL);
+		cr_assert_not_null(r, "no answer for %s", tag);
+		cr_assert(strncmp(last_line(r) + strlen(tag), " OK", 3) == 0, "%s", r);
+		free(r);
+		free(tag);
+	}
+	r = ok(&c, "s", "SELECT INBOX");
+	cr_assert(strstr(r, "* 20 EXISTS") != NULL, "%s", r);
+	free(r);
+	r = ok(&c, "f", "FETCH 20 BODY.PEEK[]");
+	cr_assert(strstr(r, "message 019") != NULL, "%s", r);
+	free(r);
+	free(batch);
+	imapc_close(&c);
+}
+
+Test(passthrough, literal_minus_upstream)
+{
+	const char *args[] = { "--profile", "literalminus", NULL };
+	struct imapc c;
+	char *small = make_message(100, 1), *big = make_message(5000, 2), *r;
+
+	start(args, NULL);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	imapc_send(&c, "a APPEND INBOX {100+}\r\n");
+	imapc_send_raw(&c, small, 100);
+	imapc_send(&c, "\r\nb APPEND INBOX {5000+}\r\n");
+	imapc_send_raw(&c, big, 5000);
+	imapc_send(&c, "\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strstr(r, "a OK") != NULL, "%s", r);
+	cr_assert(strncmp(last_line(r), "b OK", 4) == 0, "%s", r);
+	free(r);
+	free(small);
+	free(big);
+	imapc_close(&c);
+}
+
+Test(passthrough, refused_literal_is_not_taken_for_commands)
+{
+	const char *args[] = { "--profile", "noliteralplus", NULL };
+	struct imapc c;
+	char *r, *line;
+
+	start(args, NULL);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	/* synchronizing: the upstream refuses before "+", the client gives up */
+	imapc_send(&c, "a APPEND nosuchbox {20}\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "a NO [TRYCREATE]", 16) == 0, "%s", line);
+	free(line);
+	/* non-synchronizing, made synchronizing by the proxy: the client sends
+	 * the data anyway, and it must never be read as commands */
+	imapc_send(&c, "b APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\n\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strncmp(last_line(r), "b NO [TRYCREATE]", 16) == 0, "%s", r);
+	free(r);
+	r = ok(&c, "e", "NOOP");
+	free(r);
+	imapc_close(&c);
+}
+
+Test(passthrough, pipelined_commands_keep_their_order)
+{
+	struct imapc c;
+	char *batch = NULL, *r, *p;
+	size_t blen = 0, i;
+	FILE *f;
+
+	start(NULL, NULL);
+	connect_proxy(&c);
+	f = open_memstream(&batch, &blen);
+	fprintf(f, "t0 LOGIN test secret\r\n");
+	for (i = 1; i < 200; i++) {
+		switch (i % 4) {
+		case 0: fprintf(f, "t%zu NOOP\r\n", i); break;
+		case 1: fprintf(f, "t%zu SELECT INBOX\r\n", i); break;
+		case 2: fprintf(f, "t%zu APPEND INBOX {3+}\r\nx%02zu\r\n", i, i % 100); break;
+		default: fprintf(f, "t%zu STATUS INBOX (MESSAGES)\r\n", i); break;
+		}
+	}
+	fclose(f);
+	imapc_send_raw(&c, batch, blen);
+	r = imapc_until_tagged(&c, "t199", NULL);
+	cr_assert_not_null(r);
+	/* every tagged answer, in the order sent */
+	p = r;
+	for (i = 0; i < 200; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "\nt%zu OK", i);
+		if (i == 0)
+			p = strstr(r, "t0 OK");
+		else
+			p = strstr(p, want);
+		cr_assert_not_null(p, "answer %zu missing or out of order", i);
+	}
+	free(r);
+	free(batch);
+	imapc_close(&c);
+}
+
+Test(passthrough, idle_receives_exists_from_another_session)
+{
+	struct imapc c, other;
+	char *r, *line;
+
+	start(NULL, NULL);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	free(ok(&c, "s", "SELECT INBOX"));
+	imapc_send(&c, "i IDLE\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_eq(line[0], '+', "%s", line);
+	free(line);
+
+	imapc_connect(&other, mock.port);
+	free(imapc_line(&other));
+	imapc_login(&other, "test", "secret");
+	imapc_send(&other, "a APPEND INBOX {5+}\r\nhello\r\n");
+	free(imapc_until_tagged(&other, "a", NULL));
+
+	line = imapc_line(&c);
+	cr_assert_not_null(line, "no EXISTS during IDLE");
+	cr_assert_str_eq(line, "* 1 EXISTS");
+	free(line);
+	/* DONE and a command pipelined behind it */
+	imapc_send(&c, "DONE\r\nn NOOP\r\n");
+	r = imapc_until_tagged(&c, "n", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strstr(r, "i OK") != NULL, "%s", r);
+	cr_assert(strncmp(last_line(r), "n OK", 4) == 0, "%s", r);
+	free(r);
+	imapc_close(&other);
+	imapc_close(&c);
+}
+
+Test(passthrough, authenticate_plain_with_continuation)
+{
+	const char *args[] = { "--sasl-ir", NULL };
+	struct imapc c;
+	char *r, *line;
+	/* "\0test\0secret" */
+	const char *creds = "AHRlc3QAc2VjcmV0";
+
+	start(args, NULL);
+	connect_proxy(&c);
+	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_eq(line[0], '+', "%s", line);
+	free(line);
+	imapc_send(&c, "%s\r\n", creds);
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
+	free(r);
+	free(ok(&c, "b", "SELECT INBOX"));
+	imapc_close(&c);
+
+	/* SASL-IR: no continuation at all */
+	connect_proxy(&c);
+	r = ok(&c, "a", "AUTHENTICATE PLAIN %s", creds);
+	free(r);
+	imapc_close(&c);
+
+	/* the client cancels the exchange with "*" */
+	connect_proxy(&c);
+	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
+	free(imapc_line(&c));
+	imapc_send(&c, "*\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a BAD", 5) == 0, "%s", r);
+	free(r);
+	free(ok(&c, "b", "NOOP"));
+	imapc_close(&c);
+}
+
+Test(passthrough, client_disconnect_leaves_others_working)
+{
+	struct imapc a, b;
+	char *log;
+
+	start(NULL, NULL);
+	connect_proxy(&a);
+	imapc_login(&a, "test", "secret");
+	/* half a command, then gone */
+	imapc_send(&a, "x APPEND INBOX {100+}\r\nonly some bytes");
+	imapc_close(&a);
+	connect_proxy(&b);
+	imapc_login(&b, "test", "secret");
+	free(ok(&b, "s", "STATUS INBOX (MESSAGES)"));
+	imapc_close(&b);
+	usleep(200 * 1000);
+	log = proxy_log(&px);
+	cr_assert(strstr(log, "client closed the connection") != NULL, "%s", log);
+	free(log);
+}
+
+Test(passthrough, upstream_disconnect_ends_session_with_bye)
+{
+	struct imapc direct, c;
+	char *r, *line;
+
+	start(NULL, NULL);
+	imapc_connect(&direct, mock.port);
+	free(imapc_line(&direct));
+	free(ok(&direct, "f", "XMOCK FAULT APPEND-DROP 1"));
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	imapc_send(&c, "a APPEND INBOX {5+}\r\nhello\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c), "the proxy kept the client connection open");
+	imapc_close(&c);
+	/* the proxy itself goes on */
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	r = ok(&c, "n", "NOOP");
+	free(r);
+	imapc_close(&c);
+	imapc_close(&direct);
+}
+
+Test(passthrough, upstream_unavailable)
+{
+	struct imapc c;
+	struct sockaddr_in sin;
+	socklen_t slen = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	char *line;
+
+	/* a port that was free a moment ago: nothing listens there */
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	getsockname(fd, (struct sockaddr *)&sin, &slen);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	proxy_start(&px, port, NULL);
+	imapc_connect(&c, px.port);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
+}
+
+Test(passthrough, bad_input_gets_bad_or_bye)
+{
+	static const struct {
+		const char *input;
+		const char *answer;	/* start of the answer */
+		bool closes;
+	} cases[] = {
+		{ "\001\002\r\n", "* BAD invalid tag", false },
+		{ "a FETCH 1 (FLAGS\r\n", "a BAD unbalanced parentheses", false },
+		{ "a FETCH 1 FLAGS))\r\n", "a BAD unbalanced parentheses", false },
+		{ "a APPEND INBOX {99999999999999999999}\r\n", "a BAD literal size too large", false },
+		{ "a APPEND INBOX {-5}\r\n", "a BAD bad literal size", false },
+		{ "a APPEND INBOX {12x+}\r\n", "* BYE bad literal size", true },
+		{ "a LOGIN \"unterminated\r\n", "a BAD unterminated quoted string", false },
+		{ "a SEARCH (TEXT {3+}\r\nabc\r\n", "* BYE unbalanced parentheses", true },
+	};
+	size_t i;
+
+	start(NULL, NULL);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct imapc c;
+		char *line;
+
+		connect_proxy(&c);
+		imapc_login(&c, "test", "secret");
+		imapc_send(&c, "%s", cases[i].input);
+		line = imapc_line(&c);
+		cr_assert_not_null(line, "no answer to case %zu", i);
+		cr_assert(strncmp(line, cases[i].answer, strlen(cases[i].answer)) == 0,
+		    "case %zu: got \"%s\", want \"%s\"", i, line, cases[i].answer);
+		free(line);
+		if (cases[i].closes) {
+			cr_assert(imapc_wait_closed(&c), "case %zu: not closed", i);
+		} else {
+			free(ok(&c, "n", "NOOP"));
+		}
+		imapc_close(&c);
+	}
+}
+
+Test(passthrough, nul_and_overlong_lines)
+{
+	struct imapc c, other;
+	char *line, *big;
+	size_t n = 70000;
+
+	start(NULL, NULL);
+	connect_proxy(&other);
+	imapc_login(&other, "test", "secret");
+
+	connect_proxy(&c);
+	imapc_send_raw(&c, "a LOGIN te\0st x\r\n", 17);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_str_eq(line, "a BAD NUL byte in line");
+	free(line);
+	/* a line without CRLF beyond the 64 KiB default */
+	big = malloc(n);
+	memset(big, 'x', n);
+	memcpy(big, "a NOOP ", 7);
+	imapc_send_raw(&c, big, n);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_str_eq(line, "* BYE Command line too long");
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
+	free(big);
+
+	/* a tag no client needs */
+	connect_proxy(&c);
+	big = malloc(400);
+	memset(big, 't', 300);
+	memcpy(big + 300, " NOOP\r\n", 8);
+	imapc_send(&c, "%s", big);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "* BAD Tag longer", 16) == 0, "%s", line);
+	free(line);
+	free(big);
+	free(ok(&c, "n", "NOOP"));
+	imapc_close(&c);
+
+	/* the other session never noticed */
+	free(ok(&other, "n", "NOOP"));
+	imapc_close(&other);
+}
+
+Test(passthrough, starttls_is_not_relayed)
+{
+	struct imapc c;
+	char *r;
+
+	start(NULL, NULL);
+	connect_proxy(&c);
+	imapc_send(&c, "a STARTTLS\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
+	free(r);
+	imapc_login(&c, "test", "secret");
+	imapc_close(&c);
+}
+
+Test(passthrough, capabilities_asked_when_not_told)
+{
+	const char *args[] = { "--no-greeting-caps", "--no-login-caps", NULL };
+	struct imapc c;
+	char *r;
+
+	start(args, NULL);
+	connect_proxy(&c);
+	imapc_send(&c, "a LOGIN test secret\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert_not_null(r);
+	/* the proxy's own CAPABILITY after login is not shown to the client */
+	cr_assert(strstr(r, "CAPABILITY") == NULL, "%s", r);
+	free(r);
+	r = ok(&c, "b", "CAPABILITY");
+	cr_assert(has_cap(r, "LITERAL+"), "%s", r);
+	free(r);
+	imapc_close(&c);
+}
+
+Test(passthrough, client_idle_timeout)
+{
+	struct imapc c;
+	char *line;
+
+	start(NULL, "client_idle_timeout = 1");
+	connect_proxy(&c);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "* BYE Autologout", 16) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
+}
+
+Test(passthrough, sigterm_says_bye_and_exits_cleanly)
+{
+	struct imapc c;
+	char *line;
+	int status;
+
+	start(NULL, NULL);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	kill(px.pid, SIGTERM);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_str_eq(line, "* BYE Server shutting down");
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	cr_assert_eq(waitpid(px.pid, &status, 0), px.pid);
+	px.pid = 0;
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+	imapc_close(&c);
+}
+
+Test(passthrough, config_check)
+{
+	char dir[] = "/tmp/mappend-conf.XXXXXX", path[300], cmd[700], out[1024];
+	FILE *f, *p;
+	size_t n;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/bad.conf", dir);
+	f = fopen(path, "w");
+	fprintf(f, "listen = 127.0.0.1:1143\n# comment\nupstream = 127.0.0.1:143\nlisten_typo = 1\n");
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s -t -c %s 2>&1; echo status=$?", getenv("MAPPEND_BIN"), path);
+	p = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	cr_assert(strstr(out, "bad.conf:4: unknown key \"listen_typo\"") != NULL, "%s", out);
+	cr_assert(strstr(out, "status=1") != NULL, "%s", out);
+
+	f = fopen(path, "w");
+	fprintf(f, "listen = 127.0.0.1:1143\nupstream = 127.0.0.1:143\n");
+	fclose(f);
+	p = popen(cmd, "r");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	cr_assert(strstr(out, "status=0") != NULL, "%s", out);
+	unlink(path);
+	rmdir(dir);
+}
