@@ -77,7 +77,8 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(UNIT): $(UNIT_OBJS) $(PROXY_OBJS)
+# the mock's pure helpers are unit-tested too
+$(UNIT): $(UNIT_OBJS) $(PROXY_OBJS) $(BUILD)/tests/mock/mock_util.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRITERION_LIBS)
 

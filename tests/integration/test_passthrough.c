@@ -304,7 +304,7 @@ Test(passthrough, refused_literal_is_not_taken_for_commands)
 	free(line);
 	/* non-synchronizing, made synchronizing by the proxy: the client sends
 	 * the data anyway, and it must never be read as commands */
-	imapc_send(&c, "b APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\n\r\n");
+	imapc_send(&c, "b APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\nxx\r\n\r\n");
 	r = imapc_until_tagged(&c, "b", NULL);
 	cr_assert_not_null(r);
 	cr_assert(strncmp(last_line(r), "b NO [TRYCREATE]", 16) == 0, "%s", r);
