@@ -160,4 +160,7 @@ deps:
 clean:
 	rm -rf build mappend
 
+# keep the objects of pattern-built test programs between runs
+.SECONDARY:
+
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -177,6 +177,7 @@ upstream_connected(struct bufferevent *bev, const char *error, void *arg)
 {
 	struct session *s = arg;
 	struct timeval tv = { (time_t)s->proxy->cfg->client_idle_timeout, 0 };
+	struct timeval upstream_tv = { 0, 0 };
 
 	s->connecting = NULL;
 	if (bev == NULL) {
@@ -188,6 +189,9 @@ upstream_connected(struct bufferevent *bev, const char *error, void *arg)
 	bufferevent_setcb(bev, upstream_read, upstream_write, upstream_event, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, read_watermark(s));
 	bufferevent_set_max_single_read(bev, READ_CHUNK);
+	/* an upstream silent this long is gone, even without a TCP reset */
+	upstream_tv.tv_sec = (time_t)s->proxy->cfg->upstream_idle_timeout;
+	bufferevent_set_timeouts(bev, &upstream_tv, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	session_enter_state(s, SESSION_GREETING);
 	/* the client may not speak before the greeting, but nothing stops a
@@ -420,6 +424,11 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 			log_info(s->id, "upstream closed the connection after BYE");
 		else
 			log_warn(s->id, "upstream closed the connection");
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		log_warn(s->id, "upstream silent for %u seconds, closing",
+		    s->proxy->cfg->upstream_idle_timeout);
+		session_close(s, "Upstream server not responding");
+		return;
 	} else {
 		log_warn(s->id, "upstream connection error: %s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

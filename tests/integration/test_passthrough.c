@@ -642,6 +642,26 @@ Test(passthrough, client_idle_timeout)
 	imapc_close(&c);
 }
 
+Test(passthrough, silent_upstream_times_out)
+{
+	struct imapc direct, c;
+	char *line;
+
+	start(NULL, "upstream_idle_timeout = 1");
+	imapc_connect(&direct, mock.port);
+	free(imapc_line(&direct));
+	free(ok(&direct, "d", "XMOCK DELAY 5000"));
+	imapc_close(&direct);
+	connect_proxy(&c);
+	imapc_send(&c, "a NOOP\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_str_eq(line, "* BYE Upstream server not responding");
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
+}
+
 Test(passthrough, sigterm_says_bye_and_exits_cleanly)
 {
 	struct imapc c;
