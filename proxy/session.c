@@ -64,11 +64,12 @@ session_reply(struct session *s, const char *fmt, ...)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* The read high watermark must hold a whole line of the longest kind. */
+/* A read buffer must be able to hold a whole line of the longest kind,
+ * or a line that long would never be complete. */
 static size_t
-read_watermark(const struct session *s)
+read_watermark(size_t max_line)
 {
-	return s->proxy->cfg->max_line_length + READ_CHUNK;
+	return max_line + READ_CHUNK;
 }
 
 void
@@ -187,7 +188,8 @@ upstream_connected(struct bufferevent *bev, const char *error, void *arg)
 	}
 	s->upstream = bev;
 	bufferevent_setcb(bev, upstream_read, upstream_write, upstream_event, s);
-	bufferevent_setwatermark(bev, EV_READ, 0, read_watermark(s));
+	bufferevent_setwatermark(bev, EV_READ, 0,
+	    read_watermark(relay_response_line_max(s)));
 	bufferevent_set_max_single_read(bev, READ_CHUNK);
 	/* an upstream silent this long is gone, even without a TCP reset */
 	upstream_tv.tv_sec = (time_t)s->proxy->cfg->upstream_idle_timeout;
@@ -248,7 +250,8 @@ session_accept(struct proxy *proxy, int fd, const struct sockaddr *sa,
 	TAILQ_INSERT_TAIL(&proxy->sessions, s, entry);
 	proxy->nsessions++;
 	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
-	bufferevent_setwatermark(s->client, EV_READ, 0, read_watermark(s));
+	bufferevent_setwatermark(s->client, EV_READ, 0,
+	    read_watermark(proxy->cfg->max_line_length));
 	bufferevent_set_max_single_read(s->client, READ_CHUNK);
 	bufferevent_enable(s->client, EV_READ | EV_WRITE);
 	session_client_activity(s);

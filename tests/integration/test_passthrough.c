@@ -354,6 +354,40 @@ Test(passthrough, pipelined_commands_keep_their_order)
 	imapc_close(&c);
 }
 
+Test(passthrough, response_line_longer_than_a_read_buffer)
+{
+	struct imapc direct, c;
+	char *batch = NULL, *r;
+	size_t blen = 0, i, n = 60000;
+	FILE *f;
+
+	start(NULL, NULL);
+	imapc_connect(&direct, mock.port);
+	free(imapc_line(&direct));
+	imapc_login(&direct, "test", "secret");
+	f = open_memstream(&batch, &blen);
+	for (i = 0; i < n; i++)
+		fprintf(f, "a%zu APPEND INBOX {1+}\r\nx\r\n", i);
+	fclose(f);
+	imapc_send_raw(&direct, batch, blen);
+	free(batch);
+	batch = NULL;
+	cr_assert_geq(asprintf(&batch, "a%zu", n - 1), 0);
+	free(imapc_until_tagged(&direct, batch, NULL));
+	free(batch);
+
+	/* "* SEARCH 1 2 ... 60000" is about 340 KB: one line, no literal */
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	free(ok(&c, "s", "SELECT INBOX"));
+	r = ok(&c, "u", "UID SEARCH ALL");
+	cr_assert_gt(strlen(r), 300000);
+	cr_assert(strstr(r, " 59999 60000\r\n") != NULL);
+	free(r);
+	imapc_close(&c);
+	imapc_close(&direct);
+}
+
 Test(passthrough, idle_receives_exists_from_another_session)
 {
 	struct imapc c, other;
