@@ -40,6 +40,12 @@ struct config {
 	unsigned max_messages;		/* per APPEND command, default 1000 */
 	uint64_t max_session_spool;	/* bytes, default 1G */
 	uint64_t max_total_spool;	/* bytes, default 4G */
+
+	/* A master user of the upstream (SASL PLAIN with the session's user as
+	 * authorization identity) for the proxy's second connection; empty:
+	 * the session's own LOGIN / AUTHENTICATE PLAIN credentials are used. */
+	char master_user[256];
+	char master_password[256];
 };
 
 /* Defaults, no file read. */

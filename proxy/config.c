@@ -382,6 +382,29 @@ set_max_total_spool(struct config *c, const char *v)
 	return set_size(v, &c->max_total_spool);
 }
 
+static const char *
+set_string(const char *v, char *out, size_t outlen)
+{
+	if (v[0] == '\0')
+		return "expected a value";
+	if (strlen(v) >= outlen)
+		return "value too long: at most 255 bytes";
+	snprintf(out, outlen, "%s", v);
+	return NULL;
+}
+
+static const char *
+set_master_user(struct config *c, const char *v)
+{
+	return set_string(v, c->master_user, sizeof c->master_user);
+}
+
+static const char *
+set_master_password(struct config *c, const char *v)
+{
+	return set_string(v, c->master_password, sizeof c->master_password);
+}
+
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
@@ -403,6 +426,8 @@ static const struct config_key config_keys[] = {
 	{ "max_messages", set_max_messages, 1 },
 	{ "max_session_spool", set_max_session_spool, 1 },
 	{ "max_total_spool", set_max_total_spool, 1 },
+	{ "master_user", set_master_user, 1 },
+	{ "master_password", set_master_password, 1 },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -618,6 +643,9 @@ check_config(struct config_reader *r, const struct config *c)
 		    "larger than max_total_spool (%" PRIu64 " bytes); lower "
 		    "max_session_spool or raise max_total_spool",
 		    c->max_session_spool, c->max_total_spool);
+	if ((c->master_user[0] == '\0') != (c->master_password[0] == '\0'))
+		return config_error(r, "master_user and master_password go "
+		    "together: set both or neither");
 	return 0;
 }
 
