@@ -73,9 +73,25 @@ enum command_kind {
 
 struct session;
 struct pending;
+struct append_job;
+struct backchannel;
+
+/* What a second upstream connection needs to log in as the session's user,
+ * kept in memory only and wiped when the session ends. */
+struct credentials {
+	char *user;		/* authentication identity (LOGIN user, PLAIN authcid) */
+	char *authzid;		/* PLAIN authorization identity, may be NULL */
+	char *password;
+	size_t user_len, authzid_len, password_len;
+};
 
 /* Called when the tagged answer of an internal command arrives. */
 typedef void (*pending_done_cb)(struct session *, struct pending *,
+    const char *line, const struct imap_segment *seg);
+/* Called with each segment of an untagged response that arrives while the
+ * internal command is the oldest in flight; true: it is the command's own
+ * (consumed, not forwarded to the client). */
+typedef bool (*pending_untagged_cb)(struct session *, struct pending *,
     const char *line, const struct imap_segment *seg);
 
 /* A command sent upstream whose tagged answer has not arrived yet. */
@@ -83,6 +99,8 @@ struct pending {
 	TAILQ_ENTRY(pending) entry;
 	enum command_kind kind;
 	pending_done_cb done;		/* internal commands only */
+	pending_untagged_cb untagged;	/* internal commands only, may be NULL */
+	unsigned long cookie;		/* the internal command's own datum */
 	unsigned want_args;		/* astring arguments still to capture */
 	unsigned nargs;			/* captured astring arguments */
 	size_t arglen[SESSION_MAX_ARGS];
@@ -98,6 +116,7 @@ enum plus_owner {
 	PLUS_NONE,
 	PLUS_CLIENT,		/* the client's own synchronizing literal */
 	PLUS_PROXY,		/* a {n+} the proxy turned into {n} */
+	PLUS_REPLAY,		/* a literal of a spooled APPEND being replayed */
 };
 
 struct session {
@@ -141,9 +160,17 @@ struct session {
 	bool preauth;			/* the greeting was PREAUTH */
 	bool resume_client;		/* client input may continue after this response */
 
+	struct pending *resp_owner;	/* internal command consuming the current response */
+
 	struct pending_list pending;
 	unsigned npending;
 	bool closing;
+
+	struct credentials creds;	/* empty until a login succeeded */
+	struct append_job *append;	/* an APPEND being spooled or replayed */
+	struct backchannel *backchannel; /* the proxy's second connection */
+	bool append_reading;		/* ...and its command is still arriving */
+	bool client_gone;		/* the client left while a job runs on */
 };
 
 /* session.c */
@@ -164,6 +191,12 @@ void session_pending_free(struct session *, struct pending *);
 /* Send a command of the proxy's own upstream; done gets its tagged answer. */
 struct pending *session_internal_command(struct session *, pending_done_cb done,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same, without the command text: the caller writes "tag ..." itself. */
+struct pending *session_internal_pending(struct session *, pending_done_cb done);
+/* The client's output, or a sink when the client is gone. */
+struct evbuffer *session_client_output(struct session *);
+/* Mailbox names as IMAP compares them: INBOX in any case is INBOX. */
+bool session_same_mailbox(const char *a, const char *b);
 
 /* relay.c */
 void relay_client_input(struct session *);
@@ -173,6 +206,39 @@ bool relay_backpressure(struct session *, struct bufferevent *to);
 size_t relay_response_line_max(const struct session *);
 /* The command being read was answered early: skip what is left of it. */
 void relay_abandon_command(struct session *);
+
+/* multiappend.c */
+/* An APPEND command starts (its first segment is about to be handed in). */
+enum command_verdict multiappend_begin(struct session *, const char *buf,
+    const struct imap_segment *);
+/* Each segment of the command, the first included; drains it from in. */
+void multiappend_segment(struct session *, struct evbuffer *in, const char *buf,
+    size_t len, const struct imap_segment *);
+/* n bytes of the current literal, to spool or to drop; drains them. */
+void multiappend_literal(struct session *, struct evbuffer *in, size_t n);
+/* Move the job on: start it when its turn has come, feed the upstream. */
+void multiappend_kick(struct session *);
+/* The upstream's "+" for a replayed literal. */
+void multiappend_continuation(struct session *);
+/* The client's own APPEND (replayed as one command) was answered. */
+void multiappend_answered(struct session *, struct pending *);
+/* The client left: true when the job keeps the session alive to finish. */
+bool multiappend_client_gone(struct session *);
+/* The upstream connection broke: true when the job takes over the end of
+ * the session (it cleans up on a new connection first). */
+bool multiappend_upstream_gone(struct session *);
+void multiappend_free(struct session *);
+/* The client's view: MULTIAPPEND and the APPENDLIMIT it may use. */
+uint64_t multiappend_limit(const struct session *);
+
+/* credentials.c */
+/* A LOGIN or AUTHENTICATE succeeded: keep what a second connection needs. */
+void credentials_learn(struct session *, const struct pending *);
+/* A client line of an AUTHENTICATE exchange (a SASL response). */
+void credentials_note_sasl(struct session *, const char *line, size_t len);
+void credentials_clear(struct credentials *);
+/* Can the proxy open a second connection as this session's user? */
+bool credentials_usable(const struct session *);
 
 /* command.c */
 /* First segment of a client command; decides how the relay treats it. */

@@ -17,12 +17,14 @@
  * COMPRESS=*      the proxy must keep reading the stream;
  * STARTTLS, LOGINDISABLED   TLS towards the client is the proxy's own;
  * LITERAL+, LITERAL-, MULTIAPPEND, APPENDLIMIT   re-added by the proxy
- *                 with what it implements itself.
+ *                 with what it implements itself;
+ * CATENATE, UTF8=ACCEPT, UTF8=ONLY   they change APPEND's syntax, and every
+ *                 APPEND goes through the proxy's spool.
  * A trailing '*' matches any suffix.
  */
 static const char *const hidden[] = {
 	"COMPRESS=*", "STARTTLS", "LOGINDISABLED", "LITERAL+", "LITERAL-",
-	"MULTIAPPEND", "APPENDLIMIT", "APPENDLIMIT=*",
+	"MULTIAPPEND", "APPENDLIMIT", "APPENDLIMIT=*", "CATENATE", "UTF8=*",
 };
 
 static bool

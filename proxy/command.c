@@ -19,7 +19,7 @@ struct command_entry {
 
 static const struct command_entry commands[] = {
 	{ "APPEND", CMD_APPEND, 1 },
-	{ "AUTHENTICATE", CMD_AUTHENTICATE, 0 },
+	{ "AUTHENTICATE", CMD_AUTHENTICATE, 2 },	/* mechanism, initial response */
 	{ "CAPABILITY", CMD_CAPABILITY, 0 },
 	{ "CLOSE", CMD_CLOSE, 0 },
 	{ "COMPRESS", CMD_COMPRESS, 0 },
@@ -74,6 +74,8 @@ command_start(struct session *s, const char *buf, const struct imap_segment *seg
 		session_reply(s, "%.*s NO STARTTLS is not available on this listener",
 		    (int)tag->len, buf + tag->off);
 		return VERDICT_DONE;
+	case CMD_APPEND:
+		return multiappend_begin(s, buf, seg);
 	default:
 		break;
 	}

@@ -16,6 +16,7 @@
 #include "listener.h"
 #include "log.h"
 #include "session.h"
+#include "spool.h"
 
 #define DEFAULT_CONFIG "/etc/mappend/mappend.conf"
 /* How long SIGTERM waits for sessions to say goodbye before exiting. */
@@ -164,6 +165,8 @@ main(int argc, char **argv)
 		log_warn(0, "no name servers configured: the upstream must be an address");
 		proxy.dns = evdns_base_new(proxy.base, 0);
 	}
+	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0)
+		return 1;
 	if (listener_open_all(&proxy) != 0)
 		return 1;
 	if (!foreground && (daemonize() != 0 || event_reinit(proxy.base) != 0)) {

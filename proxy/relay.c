@@ -24,7 +24,8 @@
 bool
 relay_backpressure(struct session *s, struct bufferevent *to)
 {
-	(void)s;
+	if (to == s->client && s->client_gone)
+		return false;	/* its output is thrown away */
 	return evbuffer_get_length(bufferevent_get_output(to)) >= OUTPUT_HIGH;
 }
 
@@ -183,6 +184,11 @@ relay_client_input(struct session *s)
 
 			if (n == 0)
 				return;
+			if (s->append_reading) {
+				s->cmd_literal_left -= n;
+				multiappend_literal(s, in, n);
+				continue;
+			}
 			if (s->cmd_literal_drop) {
 				evbuffer_drain(in, n);
 			} else {
@@ -199,7 +205,7 @@ relay_client_input(struct session *s)
 		if (!s->cmd_parser.in_line) {
 			/* between commands: the places where the proxy may
 			 * make the client wait */
-			if (s->auth_wait || s->caps_pending ||
+			if (s->auth_wait || s->caps_pending || s->append != NULL ||
 			    s->npending >= SESSION_MAX_PIPELINE ||
 			    relay_backpressure(s, s->upstream))
 				return;
@@ -217,6 +223,8 @@ relay_client_input(struct session *s)
 		if (s->raw_lines > 0 && !s->cmd_parser.in_line) {
 			/* a SASL response or IDLE's DONE: not a command */
 			s->raw_lines--;
+			if (s->in_authenticate)
+				credentials_note_sasl(s, buf, len);
 			evbuffer_remove_buffer(in, out, len);
 			command_raw_line_sent(s);
 			continue;
@@ -233,6 +241,10 @@ relay_client_input(struct session *s)
 			verdict = command_start(s, buf, &seg);
 			if (verdict == VERDICT_CLOSE)
 				return;
+			if (s->append_reading) {
+				multiappend_segment(s, in, buf, len, &seg);
+				continue;
+			}
 			if (verdict == VERDICT_DONE) {
 				/* answered by the proxy; whatever of the command
 				 * is still to come is dropped */
@@ -240,6 +252,10 @@ relay_client_input(struct session *s)
 				relay_command_segment(s, in, out, len, &seg);
 				continue;
 			}
+		}
+		if (s->append_reading) {
+			multiappend_segment(s, in, buf, len, &seg);
+			continue;
 		}
 		if (s->cmd_current != NULL)
 			command_capture(s, s->cmd_current, buf, &seg);
@@ -256,7 +272,7 @@ relay_upstream_input(struct session *s)
 	if (s->closing || s->upstream == NULL)
 		return;
 	in = bufferevent_get_input(s->upstream);
-	out = bufferevent_get_output(s->client);
+	out = session_client_output(s);
 	max_line = relay_response_line_max(s);
 	while (!s->closing) {
 		struct imap_segment seg;
@@ -302,6 +318,7 @@ relay_upstream_input(struct session *s)
 		if (!seg.last)
 			s->resp_literal_left = seg.literal;
 	}
+	multiappend_kick(s);
 	if (s->resume_client && !s->closing) {
 		s->resume_client = false;
 		relay_client_input(s);

@@ -22,7 +22,7 @@ upstream_in(struct session *s)
 static void
 forward(struct session *s, size_t len)
 {
-	evbuffer_remove_buffer(upstream_in(s), bufferevent_get_output(s->client), len);
+	evbuffer_remove_buffer(upstream_in(s), session_client_output(s), len);
 }
 
 static void
@@ -35,7 +35,8 @@ static void
 capability_policy(const struct session *s, struct capability_policy *policy)
 {
 	memset(policy, 0, sizeof(*policy));
-	(void)s;
+	policy->multiappend = true;
+	policy->appendlimit = multiappend_limit(s);
 }
 
 /* Forward buf with list_off..list_off+list_len replaced by the client's
@@ -44,7 +45,7 @@ static void
 forward_capabilities(struct session *s, const char *buf, size_t len,
     size_t list_off, size_t list_len)
 {
-	struct evbuffer *out = bufferevent_get_output(s->client);
+	struct evbuffer *out = session_client_output(s);
 	struct capability_policy policy;
 
 	capability_learn(&s->caps, buf + list_off, list_len);
@@ -126,15 +127,36 @@ capability_done(struct session *s, struct pending *p, const char *buf,
 	s->resume_client = true;
 }
 
+static bool
+capability_untagged(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	const struct imap_token *word = &seg->tok[1];
+	size_t off;
+
+	(void)p;
+	if (!seg->first || seg->ntok < 2 || !seg->last ||
+	    !imap_tok_is(buf, word, "CAPABILITY"))
+		return false;
+	off = word->off + word->len;
+	if (off < seg->eol)
+		off++;
+	capability_learn(&s->caps, buf + off, seg->eol - off);
+	return true;
+}
+
 /* Capabilities change after login and STARTTLS; ask when not told. */
 static void
 query_capabilities(struct session *s)
 {
+	struct pending *p;
+
 	memset(&s->caps, 0, sizeof(s->caps));
-	if (session_internal_command(s, capability_done, "CAPABILITY") == NULL) {
+	if ((p = session_internal_command(s, capability_done, "CAPABILITY")) == NULL) {
 		session_close(s, "Out of memory");
 		return;
 	}
+	p->untagged = capability_untagged;
 	s->caps_pending = true;
 }
 
@@ -186,6 +208,11 @@ continuation(struct session *s, size_t len)
 		s->plus_held = false;
 		s->resume_client = true;
 		return;
+	case PLUS_REPLAY:
+		drop(s, len);
+		s->plus = PLUS_NONE;
+		multiappend_continuation(s);
+		return;
 	case PLUS_CLIENT:
 		s->plus = PLUS_NONE;
 		break;
@@ -208,17 +235,20 @@ untagged(struct session *s, const char *buf, size_t len,
 	const struct imap_token *word = &seg->tok[1];
 	struct pending *oldest = TAILQ_FIRST(&s->pending);
 
+	/* untagged data belongs to the oldest command in flight: when that is
+	 * one of ours, it may be its own answer */
+	if (oldest != NULL && oldest->untagged != NULL &&
+	    oldest->untagged(s, oldest, buf, seg)) {
+		s->resp_owner = oldest;
+		s->resp_drop = true;
+		drop(s, len);
+		return;
+	}
 	if (seg->ntok >= 2 && seg->last && imap_tok_is(buf, word, "CAPABILITY")) {
 		size_t off = word->off + word->len;
 
 		if (off < seg->eol)
 			off++;
-		if (oldest != NULL && oldest->done == capability_done) {
-			/* the answer to our own question */
-			capability_learn(&s->caps, buf + off, seg->eol - off);
-			drop(s, len);
-			return;
-		}
 		forward_capabilities(s, buf, len, off, seg->eol - off);
 		return;
 	}
@@ -279,6 +309,7 @@ client_answered(struct session *s, struct pending *p, const char *buf,
 		/* FALLTHROUGH */
 	case CMD_LOGIN:
 		if (ok) {
+			credentials_learn(s, p);
 			session_enter_state(s, SESSION_AUTHENTICATED);
 			if (capability_code(buf, seg) == NULL)
 				query_capabilities(s);
@@ -297,6 +328,9 @@ client_answered(struct session *s, struct pending *p, const char *buf,
 		break;
 	case CMD_IDLE:
 		s->raw_lines = 0;
+		break;
+	case CMD_APPEND:
+		multiappend_answered(s, p);
 		break;
 	default:
 		break;
@@ -335,6 +369,8 @@ response_segment(struct session *s, const char *buf, size_t len,
     const struct imap_segment *seg)
 {
 	if (!seg->first) {
+		if (s->resp_owner != NULL)
+			s->resp_owner->untagged(s, s->resp_owner, buf, seg);
 		if (s->resp_drop)
 			drop(s, len);
 		else
@@ -342,6 +378,7 @@ response_segment(struct session *s, const char *buf, size_t len,
 		return true;
 	}
 	s->resp_drop = false;
+	s->resp_owner = NULL;
 	if (s->state == SESSION_GREETING)
 		return greeting(s, buf, len, seg);
 	if (imap_tok_is(buf, &seg->tok[0], "+")) {

@@ -16,6 +16,7 @@
 #include <event2/util.h>
 #include <openssl/crypto.h>
 
+#include "backchannel.h"
 #include "log.h"
 #include "session.h"
 #include "upstream.h"
@@ -52,10 +53,29 @@ session_enter_state(struct session *s, enum session_state state)
 	s->state = state;
 }
 
+struct evbuffer *
+session_client_output(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->client);
+
+	/* the client left while a job runs on: what it would be told is lost */
+	if (s->client_gone)
+		evbuffer_drain(out, evbuffer_get_length(out));
+	return out;
+}
+
+bool
+session_same_mailbox(const char *a, const char *b)
+{
+	if (strcasecmp(a, "INBOX") == 0)
+		return strcasecmp(b, "INBOX") == 0;
+	return strcmp(a, b) == 0;
+}
+
 void
 session_reply(struct session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->client);
+	struct evbuffer *out = session_client_output(s);
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -140,6 +160,8 @@ session_pending_free(struct session *s, struct pending *p)
 	s->npending--;
 	if (s->cmd_current == p)
 		s->cmd_current = NULL;
+	if (s->resp_owner == p)
+		s->resp_owner = NULL;
 	for (i = 0; i < p->nargs; i++) {
 		OPENSSL_cleanse(p->arg[i], p->arglen[i]);
 		free(p->arg[i]);
@@ -148,13 +170,10 @@ session_pending_free(struct session *s, struct pending *p)
 }
 
 struct pending *
-session_internal_command(struct session *s, pending_done_cb done,
-    const char *fmt, ...)
+session_internal_pending(struct session *s, pending_done_cb done)
 {
-	struct evbuffer *out = bufferevent_get_output(s->upstream);
 	char tag[32];
 	struct pending *p;
-	va_list ap;
 	int n;
 
 	/* answers are matched to the oldest command in flight with that tag,
@@ -164,7 +183,20 @@ session_internal_command(struct session *s, pending_done_cb done,
 	if ((p = session_pending_add(s, tag, (size_t)n, CMD_INTERNAL)) == NULL)
 		return NULL;
 	p->done = done;
-	evbuffer_add(out, tag, (size_t)n);
+	return p;
+}
+
+struct pending *
+session_internal_command(struct session *s, pending_done_cb done,
+    const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->upstream);
+	struct pending *p;
+	va_list ap;
+
+	if ((p = session_internal_pending(s, done)) == NULL)
+		return NULL;
+	evbuffer_add(out, p->tag, p->taglen);
 	evbuffer_add(out, " ", 1);
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(out, fmt, ap);
@@ -324,7 +356,8 @@ session_close(struct session *s, const char *bye_reason)
 	/* never freed here: the callers still look at s->closing */
 	event_del(s->idle_timer);
 	evtimer_assign(s->idle_timer, s->proxy->base, close_timeout, s);
-	if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0)
+	if (evbuffer_get_length(bufferevent_get_output(s->client)) == 0 ||
+	    s->client_gone)
 		tv.tv_sec = 0;
 	evtimer_add(s->idle_timer, &tv);
 }
@@ -335,6 +368,9 @@ session_free(struct session *s)
 	struct pending *p;
 
 	log_info(s->id, "closed");
+	multiappend_free(s);
+	backchannel_free(s);
+	credentials_clear(&s->creds);
 	while ((p = TAILQ_FIRST(&s->pending)) != NULL)
 		session_pending_free(s, p);
 	if (s->connecting != NULL)
@@ -394,6 +430,14 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	else
 		log_info(s->id, "client connection error: %s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (!s->closing && multiappend_client_gone(s)) {
+		/* an upload is half-way upstream: finish it (all or nothing)
+		 * before the session ends */
+		s->client_gone = true;
+		bufferevent_disable(s->client, EV_READ | EV_WRITE);
+		session_client_output(s);
+		return;
+	}
 	session_free(s);
 }
 
@@ -407,15 +451,21 @@ upstream_read(struct bufferevent *bev, void *arg)
 static void
 upstream_write(struct bufferevent *bev, void *arg)
 {
+	struct session *s = arg;
+
 	(void)bev;
-	/* the upstream caught up: client input held back may flow again */
-	relay_client_input(arg);
+	/* the upstream caught up: a replay or client input held back may
+	 * flow again */
+	multiappend_kick(s);
+	if (!s->closing)
+		relay_client_input(s);
 }
 
 static void
 upstream_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
+	const char *bye = "Connection to the upstream server lost";
 
 	(void)bev;
 	if (what & BEV_EVENT_EOF) {
@@ -430,11 +480,15 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_warn(s->id, "upstream silent for %u seconds, closing",
 		    s->proxy->cfg->upstream_idle_timeout);
-		session_close(s, "Upstream server not responding");
-		return;
+		bye = "Upstream server not responding";
 	} else {
 		log_warn(s->id, "upstream connection error: %s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	}
-	session_close(s, "Connection to the upstream server lost");
+	bufferevent_free(s->upstream);
+	s->upstream = NULL;
+	/* an upload half-way upstream is cleaned up on a new connection
+	 * first; the job ends the session then */
+	if (!multiappend_upstream_gone(s))
+		session_close(s, bye);
 }

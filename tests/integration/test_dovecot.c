@@ -111,7 +111,10 @@ scenario(int port, const char *user, const char *password)
 	free(msg);
 	replace_all(&text, "\\([0-9.]+ \\+ [0-9.]+( \\+ [0-9.]+)? secs\\)", "(T)");
 	replace_all(&text, "UIDVALIDITY [0-9]+", "UIDVALIDITY V");
-	replace_all(&text, "(APPENDUID|COPYUID) [0-9]+", "\\1 V");
+	replace_all(&text, "APPENDUID [0-9]+", "APPENDUID V");
+	replace_all(&text, "COPYUID [0-9]+", "COPYUID V");
+	/* the text of a continuation request is the server's (or mappend's) */
+	replace_all(&text, "^\\+ [^\r]*", "+");
 	return text;
 }
 
@@ -180,6 +183,26 @@ Test(dovecot, same_session_directly_and_through_the_proxy)
 	free(proxied);
 }
 
+/* The sorted set the proxy should show for a sorted set of Dovecot's. */
+static char *
+adjust(const char *set)
+{
+	char *copy = strdup(set), *tok, *save, *out, *sorted;
+
+	out = calloc(1, strlen(set) + 64);
+	for (tok = strtok_r(copy, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save)) {
+		if (strcmp(tok, "CATENATE") == 0 || strncmp(tok, "UTF8=", 5) == 0)
+			continue;
+		strcat(out, tok);
+		strcat(out, " ");
+	}
+	strcat(out, "MULTIAPPEND APPENDLIMIT=67108864");
+	sorted = cap_set(out, "");
+	free(copy);
+	free(out);
+	return sorted;
+}
+
 Test(dovecot, capability_lists_differ_only_as_designed)
 {
 	char *dg, *pg, *d, *p, *ds, *ps, *want;
@@ -188,18 +211,24 @@ Test(dovecot, capability_lists_differ_only_as_designed)
 	proxy_start(&px, dc.port, NULL);
 	d = capabilities(dc.port, dc.user, dc.password, &dg);
 	p = capabilities(px.port, dc.user, dc.password, &pg);
-	/* Dovecot in legacy mode has LITERAL+ itself: the lists are the same */
+	/* Dovecot's list without CATENATE (it changes APPEND's syntax), with
+	 * MULTIAPPEND and APPENDLIMIT (the configured 64M default); Dovecot in
+	 * legacy mode has LITERAL+ itself */
 	ds = cap_set(dg, "[CAPABILITY ");
 	ps = cap_set(pg, "[CAPABILITY ");
-	cr_assert_str_eq(ps, ds);
+	cr_assert(strstr(ds, " CATENATE ") != NULL, "%s", ds);
+	want = adjust(ds);
+	cr_assert_str_eq(ps, want);
+	free(want);
 	free(ds);
 	free(ps);
 	ds = cap_set(d, "* CAPABILITY ");
 	ps = cap_set(p, "* CAPABILITY ");
-	cr_assert_str_eq(ps, ds);
 	cr_assert(strstr(ds, "MULTIAPPEND") == NULL, "legacy mode shows %s", ds);
-	want = strstr(ds, "LITERAL+");
-	cr_assert_not_null(want);
+	cr_assert(strstr(ds, "LITERAL+") != NULL, "%s", ds);
+	want = adjust(ds);
+	cr_assert_str_eq(ps, want);
+	free(want);
 	free(ds);
 	free(ps);
 	free(d);
