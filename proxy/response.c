@@ -350,10 +350,13 @@ tagged(struct session *s, const char *buf, size_t len,
 		return true;
 	}
 	if (p->kind == CMD_INTERNAL) {
-		drop(s, len);
+		/* buf lives in the input buffer: read it before dropping it */
 		p->done(s, p, buf, seg);
 		session_pending_free(s, p);
-		return !s->closing;
+		if (s->closing)
+			return false;
+		drop(s, len);
+		return true;
 	}
 	client_answered(s, p, buf, seg);
 	forward_status(s, buf, len, seg);

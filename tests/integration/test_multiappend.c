@@ -1,0 +1,827 @@
+/*
+ * test_multiappend.c — MULTIAPPEND through the real mappend binary against
+ * the mock upstream, every profile: success, APPENDUID, cancels, TRYCREATE,
+ * a refusal or a dropped connection at every position, clients leaving,
+ * limits, rollback that spares the user's own \Deleted messages, and the
+ * selected mailbox's EXISTS/EXPUNGE.  What the upstream really received is
+ * read from the mock's own statistics (XMOCK STATS).
+ */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct mock mock;
+static struct proxy_proc px;
+
+static void
+teardown(void)
+{
+	proxy_stop(&px);
+	mock_stop(&mock);
+}
+
+TestSuite(multiappend, .fini = teardown, .timeout = 120);
+
+struct stats {
+	unsigned long appends, messages, multi, maxmsgs, expunge, uidexpunge, close;
+};
+
+static void
+start(const char *const *mock_args, const char *conf)
+{
+	mock_start(&mock, mock_args);
+	proxy_start(&px, mock.port, conf);
+}
+
+static char *
+cmd(struct imapc *c, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static char *
+cmd(struct imapc *c, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	char *text = NULL, *r;
+
+	va_start(ap, fmt);
+	cr_assert_geq(vasprintf(&text, fmt, ap), 0);
+	va_end(ap);
+	imapc_send(c, "%s %s\r\n", tag, text);
+	r = imapc_until_tagged(c, tag, NULL);
+	cr_assert_not_null(r, "no answer to %s", text);
+	free(text);
+	return r;
+}
+
+static bool
+tagged_ok(const char *r, const char *tag)
+{
+	const char *l = last_line(r);
+	size_t n = strlen(tag);
+
+	return strncmp(l, tag, n) == 0 && strncmp(l + n, " OK", 3) == 0;
+}
+
+static void
+direct_connect(struct imapc *d)
+{
+	imapc_connect(d, mock.port);
+	free(imapc_line(d));
+	imapc_login(d, "test", "secret");
+}
+
+static void
+proxy_connect(struct imapc *c)
+{
+	imapc_connect(c, px.port);
+	free(imapc_line(c));
+	imapc_login(c, "test", "secret");
+}
+
+static struct stats
+stats(struct imapc *d)
+{
+	struct stats st;
+	char *r = cmd(d, "st", "XMOCK STATS"), *p = strstr(r, "* XMOCK STATS");
+
+	memset(&st, 0, sizeof(st));
+	cr_assert_not_null(p, "%s", r);
+	cr_assert_eq(sscanf(p, "* XMOCK STATS appends=%lu messages=%lu multi=%lu "
+	    "maxmsgs=%lu expunge=%lu uidexpunge=%lu close=%lu", &st.appends,
+	    &st.messages, &st.multi, &st.maxmsgs, &st.expunge, &st.uidexpunge,
+	    &st.close), 7, "%s", p);
+	free(r);
+	return st;
+}
+
+static void
+fault(struct imapc *d, const char *what)
+{
+	char *r = cmd(d, "f", "XMOCK FAULT %s", what);
+
+	cr_assert(tagged_ok(r, "f"), "%s", r);
+	free(r);
+}
+
+/* UIDs, flags and sizes of a mailbox, seen directly at the mock. */
+static char *
+snapshot(struct imapc *d, const char *mailbox)
+{
+	char *r = cmd(d, "x", "EXAMINE %s", mailbox), *out;
+
+	cr_assert(tagged_ok(r, "x"), "%s", r);
+	free(r);
+	out = cmd(d, "y", "UID FETCH 1:* (UID FLAGS RFC822.SIZE)");
+	r = cmd(d, "z", "UNSELECT");
+	free(r);
+	return out;
+}
+
+static size_t msg_size(unsigned i) { return 200 + (i * 37) % 500; }
+
+/* " (\Flagged) "date" {n+}" CRLF message, for each message; the command's
+ * final CRLF included. */
+static char *
+multiappend_command(const char *tag, const char *mailbox, unsigned n, bool sync_literals,
+    size_t *len)
+{
+	char *out = NULL;
+	size_t olen = 0;
+	FILE *f = open_memstream(&out, &olen);
+	unsigned i;
+
+	fprintf(f, "%s APPEND %s", tag, mailbox);
+	for (i = 0; i < n; i++) {
+		char *m = make_message(msg_size(i), i);
+
+		fprintf(f, " (\\Flagged $k%u) \"0%u-Mar-2023 10:%02u:00 +0000\" {%zu%s}\r\n",
+		    i, 1 + i % 9, i % 60, msg_size(i), sync_literals ? "" : "+");
+		fwrite(m, 1, msg_size(i), f);
+		free(m);
+	}
+	fprintf(f, "\r\n");
+	fclose(f);
+	*len = olen;
+	return out;
+}
+
+/* Send a whole MULTIAPPEND of {n+} literals; the answer. */
+static char *
+multiappend(struct imapc *c, const char *tag, const char *mailbox, unsigned n)
+{
+	size_t len;
+	char *command = multiappend_command(tag, mailbox, n, false, &len), *r;
+
+	imapc_send_raw(c, command, len);
+	free(command);
+	r = imapc_until_tagged(c, tag, NULL);
+	cr_assert_not_null(r, "no answer to the MULTIAPPEND");
+	return r;
+}
+
+/* The messages as the upstream holds them: every byte, flag and date. */
+static void
+check_stored(struct imapc *d, const char *mailbox, unsigned first_seq, unsigned n)
+{
+	char *r = cmd(d, "x", "EXAMINE %s", mailbox);
+	unsigned i;
+
+	free(r);
+	for (i = 0; i < n; i++) {
+		char *m = make_message(msg_size(i), i), *body, want[128];
+
+		r = cmd(d, "f", "FETCH %u (FLAGS INTERNALDATE BODY.PEEK[])", first_seq + i);
+		cr_assert(tagged_ok(r, "f"), "%s", r);
+		snprintf(want, sizeof(want), "$k%u", i);
+		cr_assert(strstr(r, want) != NULL && strstr(r, "\\Flagged") != NULL,
+		    "message %u flags: %.300s", i, r);
+		snprintf(want, sizeof(want), "\"0%u-Mar-2023 10:%02u:00 +0000\"", 1 + i % 9, i % 60);
+		cr_assert(strstr(r, want) != NULL, "message %u date: %.300s", i, r);
+		body = strstr(r, "BODY[] {");
+		cr_assert_not_null(body);
+		body = strstr(body, "}\r\n") + 3;
+		cr_assert_eq(memcmp(body, m, msg_size(i)), 0, "message %u differs", i);
+		free(m);
+		free(r);
+	}
+	free(cmd(d, "c", "UNSELECT"));
+}
+
+static void
+check_success(unsigned n)
+{
+	struct imapc c, d;
+	struct stats st;
+	char *r, want[64];
+
+	proxy_connect(&c);
+	direct_connect(&d);
+	r = multiappend(&c, "A1", "INBOX", n);
+	cr_assert(tagged_ok(r, "A1"), "%s", r);
+	if (n == 1)
+		snprintf(want, sizeof(want), "A1 OK [APPENDUID 1000 1]");
+	else
+		snprintf(want, sizeof(want), "A1 OK [APPENDUID 1000 1:%u]", n);
+	cr_assert(strncmp(last_line(r), want, strlen(want)) == 0, "%s", r);
+	free(r);
+	st = stats(&d);
+	/* the legacy upstream never saw a multi-message APPEND */
+	cr_assert_eq(st.multi, 0);
+	cr_assert_eq(st.maxmsgs, 1);
+	cr_assert_eq(st.appends, n);
+	cr_assert_eq(st.messages, n);
+	check_stored(&d, "INBOX", 1, n);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, success_1)
+{
+	start(NULL, NULL);
+	check_success(1);
+}
+
+Test(multiappend, success_2)
+{
+	start(NULL, NULL);
+	check_success(2);
+}
+
+Test(multiappend, success_50)
+{
+	start(NULL, NULL);
+	check_success(50);
+}
+
+Test(multiappend, appenduid_covers_all_new_uids)
+{
+	struct imapc c;
+	char *r;
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	r = multiappend(&c, "a", "INBOX", 3);
+	cr_assert(strncmp(last_line(r), "a OK [APPENDUID 1000 1:3]", 25) == 0, "%s", r);
+	free(r);
+	r = multiappend(&c, "b", "INBOX", 4);
+	cr_assert(strncmp(last_line(r), "b OK [APPENDUID 1000 4:7]", 25) == 0, "%s", r);
+	free(r);
+	imapc_close(&c);
+}
+
+Test(multiappend, synchronizing_literals_get_plus_from_the_proxy)
+{
+	struct imapc c, d;
+	char *line, *r, *m;
+	unsigned i;
+
+	/* the upstream itself wants a "+" for each literal too */
+	const char *args[] = { "--profile", "noliteralplus", NULL };
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	imapc_send(&c, "a APPEND INBOX");
+	for (i = 0; i < 3; i++) {
+		imapc_send(&c, " (\\Flagged $k%u) \"0%u-Mar-2023 10:%02u:00 +0000\" {%zu}\r\n",
+		    i, 1 + i % 9, i % 60, msg_size(i));
+		line = imapc_line(&c);
+		cr_assert_not_null(line);
+		cr_assert_eq(line[0], '+', "%s", line);
+		free(line);
+		m = make_message(msg_size(i), i);
+		imapc_send_raw(&c, m, msg_size(i));
+		free(m);
+	}
+	imapc_send(&c, "\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK [APPENDUID 1000 1:3]", 25) == 0, "%s", r);
+	free(r);
+	check_stored(&d, "INBOX", 1, 3);
+	cr_assert_eq(stats(&d).multi, 0);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, literal_minus_upstream)
+{
+	const char *args[] = { "--profile", "literalminus", NULL };
+	struct imapc c, d;
+	char *r, *big = make_message(6000, 1);
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	imapc_send(&c, "a APPEND INBOX {6000+}\r\n");
+	imapc_send_raw(&c, big, 6000);
+	imapc_send(&c, " {6000+}\r\n");
+	imapc_send_raw(&c, big, 6000);
+	imapc_send(&c, " {5+}\r\nsmall\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK [APPENDUID 1000 1:3]", 25) == 0, "%s", r);
+	free(r);
+	free(big);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, upstream_with_multiappend_gets_one_command)
+{
+	const char *args[] = { "--profile", "multiappend", NULL };
+	struct imapc c, d;
+	struct stats st;
+	char *r;
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	r = multiappend(&c, "a", "INBOX", 5);
+	cr_assert(strncmp(last_line(r), "a OK [APPENDUID 1000 1:5]", 25) == 0, "%s", r);
+	free(r);
+	st = stats(&d);
+	cr_assert_eq(st.appends, 1);
+	cr_assert_eq(st.multi, 1);
+	cr_assert_eq(st.maxmsgs, 5);
+	check_stored(&d, "INBOX", 1, 5);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+static void
+check_cancel(unsigned at, unsigned n)
+{
+	struct imapc c, d;
+	char *out = NULL, *r;
+	size_t olen = 0;
+	FILE *f = open_memstream(&out, &olen);
+	unsigned i;
+
+	fprintf(f, "a APPEND INBOX");
+	for (i = 0; i < n; i++) {
+		char *m = make_message(msg_size(i), i);
+
+		if (i == at) {
+			fprintf(f, " {0+}\r\n");
+		} else {
+			fprintf(f, " {%zu+}\r\n", msg_size(i));
+			fwrite(m, 1, msg_size(i), f);
+		}
+		free(m);
+	}
+	fprintf(f, "\r\nb NOOP\r\n");
+	fclose(f);
+	proxy_connect(&c);
+	direct_connect(&d);
+	imapc_send_raw(&c, out, olen);
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strstr(r, "a NO ") != NULL, "%s", r);
+	cr_assert(tagged_ok(r, "b"), "%s", r);
+	free(r);
+	cr_assert_eq(stats(&d).appends, 0, "nothing may reach the upstream");
+	free(out);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, zero_length_literal_cancels)
+{
+	struct imapc c;
+	char *line;
+
+	start(NULL, NULL);
+	check_cancel(0, 4);
+	check_cancel(2, 4);
+	check_cancel(3, 4);
+	/* synchronizing: the NO comes instead of the "+" */
+	proxy_connect(&c);
+	imapc_send(&c, "a APPEND INBOX {3+}\r\nabc {0}\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "a NO ", 5) == 0, "%s", line);
+	free(line);
+	free(cmd(&c, "b", "NOOP"));
+	imapc_close(&c);
+}
+
+Test(multiappend, missing_mailbox_gives_trycreate)
+{
+	struct imapc c, d;
+	struct stats st;
+	char *r;
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	r = multiappend(&c, "a", "nosuchbox", 3);
+	cr_assert(strncmp(last_line(r), "a NO [TRYCREATE]", 16) == 0, "%s", r);
+	free(r);
+	r = cmd(&d, "l", "LIST \"\" \"*\"");
+	cr_assert(strstr(r, "nosuchbox") == NULL, "the mailbox was created: %s", r);
+	free(r);
+	st = stats(&d);
+	cr_assert_eq(st.messages, 0);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+/* Messages the user had, one of them \Deleted: a rollback must spare it. */
+static void
+seed_one(struct imapc *d, const char *tag, const char *flags, const char *body)
+{
+	char *line, *r;
+
+	/* synchronizing, so that every profile takes it */
+	imapc_send(d, "%s APPEND INBOX %s {%zu}\r\n", tag, flags, strlen(body));
+	line = imapc_line(d);
+	cr_assert(line != NULL && line[0] == '+', "%s", line);
+	free(line);
+	imapc_send(d, "%s\r\n", body);
+	r = imapc_until_tagged(d, tag, NULL);
+	cr_assert(tagged_ok(r, tag), "%s", r);
+	free(r);
+}
+
+static void
+seed(struct imapc *d)
+{
+	seed_one(d, "s1", "()", "user1");
+	seed_one(d, "s2", "(\\Deleted)", "user2");
+}
+
+static void
+check_refusal_at(unsigned k, unsigned n, bool selected)
+{
+	struct imapc c, d;
+	struct stats st;
+	char *before, *after, *r, spec[128];
+
+	proxy_connect(&c);
+	direct_connect(&d);
+	before = snapshot(&d, "INBOX");
+	if (selected)
+		free(cmd(&c, "s", "SELECT INBOX"));
+	snprintf(spec, sizeof(spec), "APPEND-NO %u [OVERQUOTA] Quota exceeded (mock)", k);
+	fault(&d, spec);
+	r = multiappend(&c, "a", "INBOX", n);
+	cr_assert(strncmp(last_line(r), "a NO [OVERQUOTA] Quota exceeded (mock)", 38) == 0,
+	    "k=%u: %s", k, r);
+	if (selected && k > 1) {
+		/* the client saw the EXISTS and then the EXPUNGEs */
+		cr_assert(strstr(r, " EXISTS\r\n") != NULL, "k=%u: %s", k, r);
+		cr_assert(strstr(r, " EXPUNGE\r\n") != NULL, "k=%u: %s", k, r);
+	}
+	free(r);
+	after = snapshot(&d, "INBOX");
+	cr_assert_str_eq(after, before, "k=%u: the mailbox changed", k);
+	st = stats(&d);
+	cr_assert_eq(st.expunge, 0, "a plain EXPUNGE was used");
+	cr_assert_eq(st.close, 0, "CLOSE was used");
+	cr_assert_eq(st.multi, 0);
+	if (k > 1)
+		cr_assert_geq(st.uidexpunge, 1);
+	if (selected) {
+		/* the client's view: 2 messages, as before */
+		r = cmd(&c, "n", "NOOP");
+		free(r);
+		r = cmd(&c, "f", "FETCH 1:* (FLAGS)");
+		cr_assert(strstr(r, "* 2 FETCH") != NULL && strstr(r, "* 3 FETCH") == NULL,
+		    "k=%u: %s", k, r);
+		free(r);
+	}
+	free(before);
+	free(after);
+	fault(&d, "CLEAR");
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, refusal_at_every_position_selected)
+{
+	unsigned k;
+
+	start(NULL, NULL);
+	{
+		struct imapc d;
+
+		direct_connect(&d);
+		seed(&d);
+		imapc_close(&d);
+	}
+	for (k = 1; k <= 5; k++)
+		check_refusal_at(k, 5, true);
+}
+
+Test(multiappend, refusal_at_every_position_not_selected)
+{
+	unsigned k;
+
+	start(NULL, NULL);
+	{
+		struct imapc d;
+
+		direct_connect(&d);
+		seed(&d);
+		imapc_close(&d);
+	}
+	for (k = 1; k <= 5; k++)
+		check_refusal_at(k, 5, false);
+}
+
+Test(multiappend, refusal_without_literal_plus_upstream)
+{
+	const char *args[] = { "--profile", "noliteralplus", NULL };
+	unsigned k;
+
+	start(args, NULL);
+	{
+		struct imapc d;
+
+		direct_connect(&d);
+		seed(&d);
+		imapc_close(&d);
+	}
+	for (k = 1; k <= 4; k++)
+		check_refusal_at(k, 4, k % 2 == 0);
+}
+
+static void
+check_drop_at(const char *kind, unsigned k, unsigned n)
+{
+	struct imapc c, d;
+	struct stats st;
+	char *before, *after, *r, *line, spec[64];
+
+	proxy_connect(&c);
+	direct_connect(&d);
+	before = snapshot(&d, "INBOX");
+	snprintf(spec, sizeof(spec), "%s %u", kind, k);
+	fault(&d, spec);
+	r = multiappend(&c, "a", "INBOX", n);
+	cr_assert(strncmp(last_line(r), "a NO [UNAVAILABLE]", 18) == 0, "%s k=%u: %s",
+	    kind, k, r);
+	free(r);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	after = snapshot(&d, "INBOX");
+	cr_assert_str_eq(after, before, "%s k=%u: the mailbox changed", kind, k);
+	st = stats(&d);
+	cr_assert_eq(st.expunge, 0);
+	cr_assert_eq(st.close, 0);
+	if (strcmp(kind, "APPEND-DROP-AFTER") == 0) {
+		char *log = proxy_log(&px);
+
+		/* each message stored without an answer was found by its bytes */
+		cr_assert(count_substr(log, strlen(log), "of unknown UID found as UID") >= k,
+		    "%s", log);
+		free(log);
+	}
+	free(before);
+	free(after);
+	fault(&d, "CLEAR");
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, upstream_drop_at_every_position)
+{
+	unsigned k;
+
+	start(NULL, NULL);
+	{
+		struct imapc d;
+
+		direct_connect(&d);
+		seed(&d);
+		imapc_close(&d);
+	}
+	for (k = 1; k <= 4; k++)
+		check_drop_at("APPEND-DROP", k, 4);
+}
+
+Test(multiappend, upstream_drop_after_storing_at_every_position)
+{
+	unsigned k;
+
+	/* the upstream stores message k and drops before answering: its UID
+	 * is found by UIDNEXT, size and content on a new connection */
+	start(NULL, NULL);
+	{
+		struct imapc d;
+
+		direct_connect(&d);
+		seed(&d);
+		imapc_close(&d);
+	}
+	for (k = 1; k <= 4; k++)
+		check_drop_at("APPEND-DROP-AFTER", k, 4);
+}
+
+Test(multiappend, client_leaves_while_spooling)
+{
+	struct imapc c, d;
+	size_t len;
+	char *command = multiappend_command("a", "INBOX", 5, false, &len);
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	imapc_send_raw(&c, command, len / 2);
+	usleep(100 * 1000);
+	imapc_close(&c);
+	usleep(200 * 1000);
+	cr_assert_eq(stats(&d).appends, 0, "nothing may reach the upstream");
+	free(command);
+	imapc_close(&d);
+}
+
+Test(multiappend, client_leaves_during_replay)
+{
+	struct imapc c, d;
+	struct stats st;
+	size_t len;
+	char *command = multiappend_command("a", "INBOX", 5, false, &len), *before, *after;
+	unsigned i;
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	seed(&d);
+	before = snapshot(&d, "INBOX");
+	/* slow answers: the replay is under way when the client leaves */
+	free(cmd(&d, "dl", "XMOCK DELAY 200"));
+	imapc_send_raw(&c, command, len);
+	usleep(300 * 1000);
+	imapc_close(&c);
+	/* the proxy finishes with nothing: the client never saw OK */
+	for (i = 0; i < 100; i++) {
+		usleep(100 * 1000);
+		st = stats(&d);
+		if (st.uidexpunge > 0)
+			break;
+	}
+	free(cmd(&d, "dl", "XMOCK DELAY 0"));
+	usleep(300 * 1000);
+	st = stats(&d);
+	cr_assert_gt(st.appends, 0, "the replay had not started");
+	cr_assert_geq(st.uidexpunge, 1);
+	cr_assert_eq(st.expunge, 0);
+	after = snapshot(&d, "INBOX");
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+	free(command);
+	imapc_close(&d);
+}
+
+Test(multiappend, limits)
+{
+	const char *conf = "max_message_size = 1000\nmax_messages = 3\n"
+	    "max_session_spool = 2500\n";
+	struct imapc c, d;
+	char *r, *line, *m = make_message(1000, 1);
+
+	start(NULL, conf);
+	proxy_connect(&c);
+	direct_connect(&d);
+	r = cmd(&c, "cap", "CAPABILITY");
+	cr_assert(strstr(r, " APPENDLIMIT=1000") != NULL, "%s", r);
+	free(r);
+	/* too big, non-synchronizing: read, dropped, refused */
+	imapc_send(&c, "a APPEND INBOX {1001+}\r\n");
+	imapc_send_raw(&c, m, 1000);
+	imapc_send(&c, "x\r\nb NOOP\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert(strstr(r, "a NO [TOOBIG]") != NULL, "%s", r);
+	cr_assert(tagged_ok(r, "b"), "%s", r);
+	free(r);
+	/* too big, synchronizing: refused before the "+" */
+	imapc_send(&c, "c APPEND INBOX (\\Seen) {1001}\r\n");
+	line = imapc_line(&c);
+	cr_assert(strncmp(line, "c NO [TOOBIG]", 13) == 0, "%s", line);
+	free(line);
+	/* too many messages */
+	r = multiappend(&c, "d", "INBOX", 4);
+	cr_assert(strncmp(last_line(r), "d NO [LIMIT]", 12) == 0, "%s", r);
+	free(r);
+	/* too much for one session */
+	imapc_send(&c, "e APPEND INBOX {1000+}\r\n");
+	imapc_send_raw(&c, m, 1000);
+	imapc_send(&c, " {1000+}\r\n");
+	imapc_send_raw(&c, m, 1000);
+	imapc_send(&c, " {1000+}\r\n");
+	imapc_send_raw(&c, m, 1000);
+	imapc_send(&c, "\r\n");
+	r = imapc_until_tagged(&c, "e", NULL);
+	cr_assert(strncmp(last_line(r), "e NO [LIMIT]", 12) == 0, "%s", r);
+	free(r);
+	cr_assert_eq(stats(&d).appends, 0, "nothing may reach the upstream");
+	free(cmd(&c, "n", "NOOP"));
+	free(m);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, upstream_appendlimit_is_respected)
+{
+	const char *args[] = { "--appendlimit", "500", NULL };
+	struct imapc c, d;
+	char *r;
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	r = cmd(&c, "cap", "CAPABILITY");
+	cr_assert(strstr(r, " APPENDLIMIT=500") != NULL, "%s", r);
+	cr_assert_eq(count_substr(r, strlen(r), "APPENDLIMIT"), 1, "%s", r);
+	free(r);
+	/* message sizes 200, 237, 274, ... 533 for i = 9 */
+	r = multiappend(&c, "a", "INBOX", 10);
+	cr_assert(strncmp(last_line(r), "a NO [TOOBIG]", 13) == 0, "%s", r);
+	free(r);
+	cr_assert_eq(stats(&d).appends, 0);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, pipelined_commands_wait_their_turn)
+{
+	struct imapc c;
+	size_t len;
+	char *command = multiappend_command("b", "INBOX", 3, false, &len), *r, *pa, *pb,
+	    *pc, *pd;
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	imapc_send(&c, "a SELECT INBOX\r\n");
+	imapc_send_raw(&c, command, len);
+	imapc_send(&c, "c FETCH 1:* (UID)\r\nd NOOP\r\n");
+	r = imapc_until_tagged(&c, "d", NULL);
+	pa = strstr(r, "a OK");
+	pb = strstr(r, "b OK");
+	pc = strstr(r, "c OK");
+	pd = strstr(r, "d OK");
+	cr_assert(pa && pb && pc && pd && pa < pb && pb < pc && pc < pd, "%s", r);
+	/* FETCH after the MULTIAPPEND sees all three */
+	cr_assert(strstr(r, "* 3 FETCH (UID 3)") != NULL, "%s", r);
+	free(r);
+	free(command);
+	imapc_close(&c);
+}
+
+Test(multiappend, selected_mailbox_sees_exists)
+{
+	struct imapc c;
+	char *r;
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	free(cmd(&c, "s", "SELECT INBOX"));
+	r = multiappend(&c, "a", "INBOX", 3);
+	cr_assert(tagged_ok(r, "a"), "%s", r);
+	cr_assert(strstr(r, "* 3 EXISTS\r\n") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+}
+
+Test(multiappend, rollback_with_authenticate_plain_credentials)
+{
+	struct imapc c, d;
+	char *r, *before, *after;
+
+	start(NULL, NULL);
+	imapc_connect(&c, px.port);
+	free(imapc_line(&c));
+	/* "\0test\0secret" */
+	r = cmd(&c, "l", "AUTHENTICATE PLAIN AHRlc3QAc2VjcmV0");
+	cr_assert(tagged_ok(r, "l"), "%s", r);
+	free(r);
+	direct_connect(&d);
+	seed(&d);
+	before = snapshot(&d, "INBOX");
+	fault(&d, "APPEND-NO 3");
+	r = multiappend(&c, "a", "INBOX", 4);
+	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
+	free(r);
+	after = snapshot(&d, "INBOX");
+	cr_assert_str_eq(after, before);
+	cr_assert_eq(stats(&d).uidexpunge, 1);
+	free(before);
+	free(after);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, rollback_with_master_user)
+{
+	const char *args[] = { "--master", "boss:bosspw", NULL };
+	struct imapc c, d;
+	char *r, *before, *after, *log;
+
+	start(args, "master_user = boss\nmaster_password = bosspw\n");
+	proxy_connect(&c);
+	direct_connect(&d);
+	seed(&d);
+	before = snapshot(&d, "INBOX");
+	fault(&d, "APPEND-NO 2");
+	r = multiappend(&c, "a", "INBOX", 3);
+	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
+	free(r);
+	after = snapshot(&d, "INBOX");
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+	imapc_close(&c);
+	imapc_close(&d);
+	log = proxy_log(&px);
+	cr_assert(strstr(log, "bosspw") == NULL && strstr(log, "secret") == NULL,
+	    "a password reached the log");
+	free(log);
+}
