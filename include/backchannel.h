@@ -31,13 +31,28 @@ struct removal {
 	struct spool *spool;		/* stays open until done is called */
 };
 
-/* error is NULL when every message of r is gone; the callee logs every UID
- * it could not remove.  done is called later, never from inside. */
-typedef void (*removal_done_cb)(struct session *, const char *error);
+/*
+ * error is NULL when the work is done; otherwise it says why not (the
+ * callee logs every UID it could not remove).  refusal is the upstream's
+ * answer ("NO [OVERQUOTA] ...") when it refused the COPY of a staged upload.
+ * done is called later, never from inside the call that started the work.
+ */
+typedef void (*backchannel_done_cb)(struct session *, const char *error,
+    const char *refusal);
 
-/* Copies what it needs from r. */
+/* Remove messages.  Copies what it needs from r. */
 void backchannel_remove(struct session *, const struct removal *r,
-    removal_done_cb done);
+    backchannel_done_cb done);
+
+/* For upstreams without UIDPLUS: COPY every message of the staging mailbox
+ * (quoted names) into the target, atomically as RFC 3501 requires of COPY,
+ * then delete the staging mailbox, whatever the COPY's outcome. */
+void backchannel_copy(struct session *, const char *staging_wire,
+    const char *target_wire, backchannel_done_cb done);
+
+/* DELETE a (staging) mailbox. */
+void backchannel_delete(struct session *, const char *mailbox_wire,
+    backchannel_done_cb done);
 /* The session ends: drop the connection, done is not called. */
 void backchannel_free(struct session *);
 

@@ -35,6 +35,9 @@ enum bc_step {
 	BC_BODY,
 	BC_STORE,
 	BC_EXPUNGE,
+	BC_COPY,
+	BC_CLOSE,
+	BC_DELETE,
 	BC_LOGOUT,
 };
 
@@ -52,7 +55,10 @@ struct backchannel {
 	char tag[32];
 	char *auth_b64;			/* the SASL PLAIN message, wiped after */
 
-	char *mailbox, *mailbox_wire;
+	char *mailbox, *mailbox_wire;	/* the mailbox to SELECT */
+	char *target_wire;		/* COPY's target; NULL: removing */
+	bool delete_only;		/* only DELETE mailbox_wire */
+	char *refusal;			/* the upstream's answer to the COPY */
 	uint32_t *remove;		/* UIDs to remove */
 	size_t nremove, capremove;
 	uint32_t uidnext;
@@ -69,7 +75,7 @@ struct backchannel {
 	uint32_t fetch_uid;		/* UID of the FETCH response being read */
 	uint64_t fetch_size;
 
-	removal_done_cb done;
+	backchannel_done_cb done;
 	char *error;
 };
 
@@ -92,6 +98,8 @@ bc_free(struct backchannel *bc)
 	}
 	free(bc->mailbox);
 	free(bc->mailbox_wire);
+	free(bc->target_wire);
+	free(bc->refusal);
 	free(bc->remove);
 	free(bc->unknown);
 	free(bc->matched);
@@ -115,16 +123,18 @@ report(evutil_socket_t fd, short what, void *arg)
 {
 	struct backchannel *bc = arg;
 	struct session *s = bc->s;
-	removal_done_cb done = bc->done;
-	char *error = bc->error;
+	backchannel_done_cb done = bc->done;
+	char *error = bc->error, *refusal = bc->refusal;
 
 	(void)fd;
 	(void)what;
 	bc->error = NULL;
+	bc->refusal = NULL;
 	s->backchannel = NULL;
 	bc_free(bc);
-	done(s, error);
+	done(s, error, refusal);
 	free(error);
+	free(refusal);
 	relay_client_input(s);
 }
 
@@ -353,6 +363,21 @@ step_done(struct backchannel *bc, const char *buf, const struct imap_segment *se
 {
 	char why[300];
 
+	if (bc->step == BC_COPY) {
+		if (!is_ok(buf, seg)) {
+			size_t off = seg->ntok >= 2 ? seg->tok[1].off : 0;
+
+			bc->refusal = strndup(buf + off, seg->eol - off);
+		}
+		send_command(bc, BC_CLOSE, "CLOSE");
+		return;
+	}
+	if (bc->step == BC_DELETE && !is_ok(buf, seg)) {
+		log_error(bc->s->id, "could not delete the staging mailbox %s: %.*s",
+		    bc->mailbox_wire, (int)(seg->eol > 200 ? 200 : seg->eol), buf);
+		send_command(bc, BC_LOGOUT, "LOGOUT");
+		return;
+	}
 	if (!is_ok(buf, seg) && bc->step != BC_LOGOUT && bc->step != BC_BODY) {
 		snprintf(why, sizeof(why), "upstream answered %.*s", (int)
 		    (seg->eol > 200 ? 200 : seg->eol), buf);
@@ -362,10 +387,23 @@ step_done(struct backchannel *bc, const char *buf, const struct imap_segment *se
 	switch (bc->step) {
 	case BC_AUTH:
 	case BC_LOGIN:
-		send_command(bc, BC_SELECT, "SELECT %s", bc->mailbox_wire);
+		if (bc->delete_only)
+			send_command(bc, BC_DELETE, "DELETE %s", bc->mailbox_wire);
+		else
+			send_command(bc, BC_SELECT, "SELECT %s", bc->mailbox_wire);
 		break;
 	case BC_SELECT:
-		search_unknown(bc);
+		if (bc->target_wire != NULL)
+			send_command(bc, BC_COPY, "COPY 1:* %s", bc->target_wire);
+		else
+			search_unknown(bc);
+		break;
+	case BC_CLOSE:
+		/* our own staging mailbox: CLOSE may expunge what it likes */
+		send_command(bc, BC_DELETE, "DELETE %s", bc->mailbox_wire);
+		break;
+	case BC_DELETE:
+		send_command(bc, BC_LOGOUT, "LOGOUT");
 		break;
 	case BC_SEARCH:
 		ask_sizes(bc);
@@ -604,20 +642,45 @@ connected(struct bufferevent *bev, const char *error, void *arg)
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-void
-backchannel_remove(struct session *s, const struct removal *r, removal_done_cb done)
+static struct backchannel *
+bc_new(struct session *s, backchannel_done_cb done)
 {
 	struct backchannel *bc = calloc(1, sizeof(*bc));
-	size_t i;
 
 	if (bc == NULL) {
 		session_close(s, "Out of memory");
-		return;
+		return NULL;
 	}
 	bc->s = s;
 	bc->done = done;
 	s->backchannel = bc;
 	imap_parser_init(&bc->parser, IMAP_MODE_RESPONSE);
+	return bc;
+}
+
+static void
+bc_connect(struct backchannel *bc)
+{
+	struct session *s = bc->s;
+
+	if (!credentials_usable(s)) {
+		finish(bc, "no credentials for a second connection (the client did not "
+		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
+		return;
+	}
+	bc->connecting = upstream_connect(s->proxy, s->id, connected, bc);
+	if (bc->connecting == NULL)
+		finish(bc, "out of memory");
+}
+
+void
+backchannel_remove(struct session *s, const struct removal *r, backchannel_done_cb done)
+{
+	struct backchannel *bc = bc_new(s, done);
+	size_t i;
+
+	if (bc == NULL)
+		return;
 	bc->mailbox = strdup(r->mailbox);
 	bc->mailbox_wire = strdup(r->mailbox_wire);
 	bc->uidnext = r->uidnext;
@@ -636,15 +699,46 @@ backchannel_remove(struct session *s, const struct removal *r, removal_done_cb d
 			finish(bc, "out of memory");
 			return;
 		}
-	if (!credentials_usable(s)) {
-		finish(bc, "no credentials for a second connection (the client did not "
-		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
-		return;
-	}
 	log_info(s->id, "removing %zu message%s from \"%s\" on a second connection",
 	    bc->nremove + bc->nunknown, bc->nremove + bc->nunknown == 1 ? "" : "s",
 	    bc->mailbox);
-	bc->connecting = upstream_connect(s->proxy, s->id, connected, bc);
-	if (bc->connecting == NULL)
+	bc_connect(bc);
+}
+
+void
+backchannel_copy(struct session *s, const char *staging_wire, const char *target_wire,
+    backchannel_done_cb done)
+{
+	struct backchannel *bc = bc_new(s, done);
+
+	if (bc == NULL)
+		return;
+	bc->mailbox = strdup(staging_wire);
+	bc->mailbox_wire = strdup(staging_wire);
+	bc->target_wire = strdup(target_wire);
+	bc->matched = calloc(1, sizeof(*bc->matched));
+	if (bc->mailbox == NULL || bc->mailbox_wire == NULL || bc->target_wire == NULL ||
+	    bc->matched == NULL) {
 		finish(bc, "out of memory");
+		return;
+	}
+	bc_connect(bc);
+}
+
+void
+backchannel_delete(struct session *s, const char *mailbox_wire, backchannel_done_cb done)
+{
+	struct backchannel *bc = bc_new(s, done);
+
+	if (bc == NULL)
+		return;
+	bc->delete_only = true;
+	bc->mailbox = strdup(mailbox_wire);
+	bc->mailbox_wire = strdup(mailbox_wire);
+	bc->matched = calloc(1, sizeof(*bc->matched));
+	if (bc->mailbox == NULL || bc->mailbox_wire == NULL || bc->matched == NULL) {
+		finish(bc, "out of memory");
+		return;
+	}
+	bc_connect(bc);
 }

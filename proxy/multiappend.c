@@ -14,6 +14,10 @@
  *   gets one tagged answer: OK with one APPENDUID for all of them, or NO
  *   after exactly the messages this command added have been removed again
  *   (UID STORE +FLAGS.SILENT (\Deleted), UID EXPUNGE of their UIDs).
+ *   An upstream without UIDPLUS can name neither the UIDs nor expunge by
+ *   UID, so there the messages go into a fresh staging mailbox of the
+ *   proxy's own, and one COPY (atomic by RFC 3501) moves them all into the
+ *   target on a second connection; the staging mailbox is deleted either way.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +28,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <openssl/rand.h>
 
 #include "backchannel.h"
 #include "log.h"
@@ -67,6 +72,7 @@ struct append_job {
 	char *mailbox;		/* decoded, NUL-terminated */
 	size_t mailbox_len;
 	char *mailbox_wire;	/* as a quoted string */
+	char *staging_wire;	/* no UIDPLUS: the staging mailbox, quoted */
 	bool mailbox_literal;	/* its bytes are arriving */
 
 	struct spool *spool;
@@ -93,6 +99,7 @@ struct append_job {
 
 static void pump(struct session *);
 static void maybe_finish(struct session *);
+static void fail(struct session *);
 
 static struct append_job *
 job_of(struct session *s)
@@ -122,6 +129,7 @@ job_free(struct append_job *job)
 	spool_release(job->reserved);
 	free(job->mailbox);
 	free(job->mailbox_wire);
+	free(job->staging_wire);
 	free(job->refusal);
 	free(job->failure);
 	free(job);
@@ -142,9 +150,13 @@ multiappend_free(struct session *s)
 static void
 end_job(struct session *s)
 {
+	bool lost = s->append->upstream_lost;
+
 	multiappend_free(s);
 	if (s->client_gone)
 		session_close(s, NULL);
+	else if (lost)
+		session_close(s, "Connection to the upstream server lost");
 	else
 		s->resume_client = true;
 }
@@ -525,7 +537,8 @@ begin_message(struct session *s, unsigned i)
 			return;
 		}
 		p->cookie = i;
-		evbuffer_add_printf(out, "%s APPEND %s", p->tag, job->mailbox_wire);
+		evbuffer_add_printf(out, "%s APPEND %s", p->tag,
+		    job->staging_wire != NULL ? job->staging_wire : job->mailbox_wire);
 		m->state = MSG_SENT;
 		job->sent++;
 	} else if (i == 0) {
@@ -649,6 +662,60 @@ status_done(struct session *s, struct pending *p, const char *buf,
 	pump(s);
 }
 
+static void
+staging_created(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	struct append_job *job = job_of(s);
+
+	(void)p;
+	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "OK")) {
+		log_warn(s->id, "cannot create the staging mailbox %s: %.*s",
+		    job->staging_wire, (int)seg->eol, buf);
+		free(job->staging_wire);
+		job->staging_wire = NULL;
+		free(job->failure);
+		job->failure = strdup("NO [CANNOT] The proxy could not create its "
+		    "staging mailbox for this MULTIAPPEND");
+		fail(s);
+		return;
+	}
+	job->state = APPEND_SENDING;
+	pump(s);
+}
+
+/* No UIDPLUS: the upload goes into a staging mailbox first. */
+static void
+start_staging(struct session *s)
+{
+	struct append_job *job = job_of(s);
+	unsigned char rnd[8];
+	char name[64];
+
+	if (!credentials_usable(s)) {
+		free(job->failure);
+		job->failure = strdup("NO [CANNOT] This server lacks UIDPLUS: MULTIAPPEND "
+		    "through mappend then needs a LOGIN or AUTHENTICATE PLAIN login, or a "
+		    "configured master user");
+		log_warn(s->id, "MULTIAPPEND refused: upstream without UIDPLUS and no "
+		    "credentials for a second connection");
+		fail(s);
+		return;
+	}
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		session_close(s, "Internal error");
+		return;
+	}
+	snprintf(name, sizeof(name), "mappend-staging-%02x%02x%02x%02x%02x%02x%02x%02x",
+	    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	job->staging_wire = quote(name, strlen(name));
+	job->state = APPEND_PREPARING;
+	if (job->staging_wire == NULL ||
+	    session_internal_command(s, staging_created, "CREATE %s",
+	    job->staging_wire) == NULL)
+		session_close(s, "Out of memory");
+}
+
 /* Several messages, all or nothing: the upstream's state must be known,
  * so the commands before this one are answered first. */
 static void
@@ -657,6 +724,10 @@ start_emulation(struct session *s)
 	struct append_job *job = job_of(s);
 	struct pending *p;
 
+	if (!s->caps.uidplus) {
+		start_staging(s);
+		return;
+	}
 	job->state = APPEND_PREPARING;
 	p = session_internal_command(s, status_done, "STATUS %s (UIDNEXT)",
 	    job->mailbox_wire);
@@ -833,14 +904,11 @@ static void
 fail(struct session *s)
 {
 	struct append_job *job = job_of(s);
-	bool lost = job->upstream_lost;
 
 	if (!s->client_gone)
 		session_reply(s, "%.*s %s", (int)job->taglen, job->tag,
 		    job->failure != NULL ? job->failure : "NO Append failed");
 	end_job(s);
-	if (lost && !s->closing)
-		session_close(s, "Connection to the upstream server lost");
 }
 
 static void
@@ -883,10 +951,11 @@ rollback_stored(struct session *s, struct pending *p, const char *buf,
 }
 
 static void
-remote_rollback_done(struct session *s, const char *error)
+remote_rollback_done(struct session *s, const char *error, const char *refusal)
 {
 	struct append_job *job = job_of(s);
 
+	(void)refusal;
 	if (error != NULL)
 		log_error(s->id, "rollback on a second connection failed: %s", error);
 	else
@@ -961,6 +1030,75 @@ rollback(struct session *s)
 }
 
 static void
+staging_deleted(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	struct append_job *job = job_of(s);
+
+	(void)p;
+	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "OK"))
+		log_error(s->id, "could not delete the staging mailbox %s: %.*s",
+		    job->staging_wire, (int)seg->eol, buf);
+	fail(s);
+}
+
+static void
+staged_noop_done(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	(void)p;
+	(void)buf;
+	(void)seg;
+	succeed(s);
+}
+
+static void
+staging_copied(struct session *s, const char *error, const char *refusal)
+{
+	struct append_job *job = job_of(s);
+
+	if (error != NULL || refusal != NULL) {
+		if (error != NULL)
+			log_error(s->id, "copying the staged upload into \"%s\" failed: %s",
+			    job->mailbox, error);
+		free(job->failure);
+		job->failure = strdup(refusal != NULL ? refusal :
+		    "NO [UNAVAILABLE] The proxy could not complete the upload");
+		fail(s);
+		return;
+	}
+	/* the client has the target open: let it hear of the new messages
+	 * before the tagged OK */
+	if (!s->client_gone && s->upstream != NULL && s->selected != NULL &&
+	    session_same_mailbox(s->selected, job->mailbox)) {
+		if (session_internal_command(s, staged_noop_done, "NOOP") == NULL)
+			session_close(s, "Out of memory");
+		return;
+	}
+	succeed(s);
+}
+
+/* Everything is in the staging mailbox, or something was refused. */
+static void
+finish_staging(struct session *s)
+{
+	struct append_job *job = job_of(s);
+
+	job->state = APPEND_ROLLBACK;
+	if (job->failure == NULL && !s->client_gone) {
+		backchannel_copy(s, job->staging_wire, job->mailbox_wire, staging_copied);
+		return;
+	}
+	if (s->upstream == NULL ||
+	    session_internal_command(s, staging_deleted, "DELETE %s",
+	    job->staging_wire) == NULL) {
+		log_error(s->id, "the staging mailbox %s of user %s is left behind",
+		    job->staging_wire, s->creds.user != NULL ? s->creds.user : "?");
+		fail(s);
+	}
+}
+
+static void
 maybe_finish(struct session *s)
 {
 	struct append_job *job = job_of(s);
@@ -974,6 +1112,10 @@ maybe_finish(struct session *s)
 	if (job->answered < job->sent)
 		return;
 	job->sending_done = true;
+	if (job->staging_wire != NULL) {
+		finish_staging(s);
+		return;
+	}
 	if (job->failure == NULL && !s->client_gone)
 		succeed(s);
 	else
@@ -1001,29 +1143,47 @@ multiappend_client_gone(struct session *s)
 	return true;
 }
 
+static void
+staging_dropped(struct session *s, const char *error, const char *refusal)
+{
+	struct append_job *job = job_of(s);
+
+	(void)refusal;
+	if (error != NULL)
+		log_error(s->id, "the staging mailbox %s of user %s is left behind: %s",
+		    job->staging_wire, s->creds.user != NULL ? s->creds.user : "?", error);
+	fail(s);
+}
+
 bool
 multiappend_upstream_gone(struct session *s)
 {
 	struct append_job *job = job_of(s);
 
-	if (job == NULL || !job->emulated ||
-	    (job->state != APPEND_SENDING && job->state != APPEND_ROLLBACK))
+	if (job == NULL || !job->emulated || job->state == APPEND_READING ||
+	    job->state == APPEND_QUEUED)
 		return false;
 	job->upstream_lost = true;
-	if (job->failure == NULL || strncmp(job->failure, "NO [UNAVAILABLE]", 16) != 0) {
-		free(job->failure);
-		job->failure = strdup("NO [UNAVAILABLE] Connection to the upstream server "
-		    "lost; the messages of this APPEND were removed again");
-	}
+	if (s->backchannel != NULL)
+		return true;	/* the second connection finishes the job */
+	free(job->failure);
+	job->failure = strdup("NO [UNAVAILABLE] Connection to the upstream server "
+	    "lost; nothing was appended");
 	job->in_literal = false;
 	job->wait_plus = false;
 	job->cur_left = 0;
-	if (job->state == APPEND_ROLLBACK) {
-		/* the rollback itself was cut: start it over on a new connection */
-		job->state = APPEND_SENDING;
-	}
 	job->sending_done = true;
 	job->answered = job->sent;
+	if (job->staging_wire != NULL) {
+		/* the target was never touched: only the staging mailbox goes */
+		job->state = APPEND_ROLLBACK;
+		backchannel_delete(s, job->staging_wire, staging_dropped);
+		return true;
+	}
+	if (job->state == APPEND_PREPARING) {
+		fail(s);
+		return true;
+	}
 	rollback(s);
 	return true;
 }

@@ -825,3 +825,118 @@ Test(multiappend, rollback_with_master_user)
 	    "a password reached the log");
 	free(log);
 }
+
+/* No UIDPLUS: staging mailbox, one COPY, staging deleted. */
+static void
+check_no_staging_left(struct imapc *d)
+{
+	char *r = cmd(d, "l", "LIST \"\" \"*\"");
+
+	cr_assert(strstr(r, "mappend-staging") == NULL, "staging mailbox left: %s", r);
+	free(r);
+}
+
+Test(multiappend, nouidplus_success)
+{
+	const char *args[] = { "--profile", "nouidplus", NULL };
+	struct imapc c, d;
+	struct stats st;
+	char *r;
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	free(cmd(&c, "s", "SELECT INBOX"));
+	r = multiappend(&c, "a", "INBOX", 20);
+	cr_assert(strncmp(last_line(r), "a OK Append completed", 21) == 0, "%s", r);
+	/* the client has the target open: it hears of the new messages first */
+	cr_assert(strstr(r, "* 20 EXISTS\r\n") != NULL, "%s", r);
+	free(r);
+	st = stats(&d);
+	cr_assert_eq(st.multi, 0);
+	cr_assert_eq(st.expunge, 0);
+	check_stored(&d, "INBOX", 1, 20);
+	check_no_staging_left(&d);
+	/* one message: no staging, the command goes up as it came */
+	r = multiappend(&c, "b", "INBOX", 1);
+	cr_assert(tagged_ok(r, "b"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, nouidplus_refusal_at_every_position)
+{
+	const char *args[] = { "--profile", "nouidplus", NULL };
+	struct imapc c, d;
+	char *before, *after, *r, spec[64];
+	unsigned k;
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	seed(&d);
+	before = snapshot(&d, "INBOX");
+	for (k = 1; k <= 4; k++) {
+		snprintf(spec, sizeof(spec), "APPEND-NO %u [OVERQUOTA] Quota exceeded (mock)", k);
+		fault(&d, spec);
+		r = multiappend(&c, "a", "INBOX", 4);
+		cr_assert(strncmp(last_line(r), "a NO [OVERQUOTA]", 16) == 0, "k=%u: %s", k, r);
+		free(r);
+		after = snapshot(&d, "INBOX");
+		cr_assert_str_eq(after, before, "k=%u: the mailbox changed", k);
+		free(after);
+		check_no_staging_left(&d);
+	}
+	cr_assert_eq(stats(&d).expunge, 0);
+	free(before);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, nouidplus_missing_mailbox)
+{
+	const char *args[] = { "--profile", "nouidplus", NULL };
+	struct imapc c, d;
+	char *r;
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	r = multiappend(&c, "a", "nosuchbox", 3);
+	cr_assert(strncmp(last_line(r), "a NO [TRYCREATE]", 16) == 0, "%s", r);
+	free(r);
+	r = cmd(&d, "l", "LIST \"\" \"*\"");
+	cr_assert(strstr(r, "nosuchbox") == NULL, "%s", r);
+	free(r);
+	check_no_staging_left(&d);
+	imapc_close(&c);
+	imapc_close(&d);
+}
+
+Test(multiappend, nouidplus_upstream_drop)
+{
+	const char *args[] = { "--profile", "nouidplus", NULL };
+	struct imapc c, d;
+	char *before, *after, *r, *line;
+
+	start(args, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	seed(&d);
+	before = snapshot(&d, "INBOX");
+	fault(&d, "APPEND-DROP-AFTER 2");
+	r = multiappend(&c, "a", "INBOX", 4);
+	cr_assert(strncmp(last_line(r), "a NO [UNAVAILABLE]", 18) == 0, "%s", r);
+	free(r);
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	after = snapshot(&d, "INBOX");
+	cr_assert_str_eq(after, before);
+	check_no_staging_left(&d);
+	free(before);
+	free(after);
+	imapc_close(&c);
+	imapc_close(&d);
+}
