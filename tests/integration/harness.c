@@ -284,7 +284,7 @@ imapc_close(struct imapc *c)
 	c->fd = -1;
 	free(c->buf);
 	c->buf = NULL;
-	c->len = c->cap = 0;
+	c->off = c->len = c->cap = 0;
 }
 
 void
@@ -330,6 +330,12 @@ fill(struct imapc *c, long deadline)
 		return false;
 	if (poll(&pfd, 1, (int)left) <= 0)
 		return false;
+	if (c->off > 0 && c->cap - c->len < 65536) {
+		/* reuse the room of what was consumed */
+		memmove(c->buf, c->buf + c->off, c->len - c->off);
+		c->len -= c->off;
+		c->off = 0;
+	}
 	if (c->cap - c->len < 65536) {
 		c->cap = c->cap * 2 + 65536;
 		c->buf = realloc(c->buf, c->cap);
@@ -350,10 +356,11 @@ take(struct imapc *c, size_t n, size_t skip)
 	char *out = malloc(n + 1);
 
 	cr_assert_not_null(out);
-	memcpy(out, c->buf, n);
+	memcpy(out, c->buf + c->off, n);
 	out[n] = '\0';
-	memmove(c->buf, c->buf + n + skip, c->len - n - skip);
-	c->len -= n + skip;
+	c->off += n + skip;
+	if (c->off == c->len)
+		c->off = c->len = 0;
 	return out;
 }
 
@@ -363,10 +370,10 @@ imapc_line(struct imapc *c)
 	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
 
 	for (;;) {
-		char *lf = c->len > 0 ? memchr(c->buf, '\n', c->len) : NULL;
+		char *lf = c->len > c->off ? memchr(c->buf + c->off, '\n', c->len - c->off) : NULL;
 
 		if (lf != NULL) {
-			size_t n = (size_t)(lf - c->buf);
+			size_t n = (size_t)(lf - (c->buf + c->off));
 			char *line = take(c, n, 1);
 
 			if (n > 0 && line[n - 1] == '\r')
@@ -383,7 +390,7 @@ imapc_bytes(struct imapc *c, size_t n)
 {
 	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
 
-	while (c->len < n)
+	while (c->len - c->off < n)
 		if (!fill(c, deadline))
 			return NULL;
 	return take(c, n, 0);
@@ -404,10 +411,25 @@ literal_size(const char *line, size_t *n)
 	return sscanf(open, "{%zu", n) == 1;
 }
 
+static size_t
+capacity_for(size_t n)
+{
+	size_t cap = 256;
+
+	while (cap < n)
+		cap *= 2;
+	return cap;
+}
+
+/* The text buffer always has capacity_for(len + 1) bytes, so that a
+ * response of many lines is not copied once per line. */
 static void
 append(char **text, size_t *len, const char *data, size_t n)
 {
-	*text = realloc(*text, *len + n + 1);
+	size_t need = *len + n + 1;
+
+	if (*text == NULL || capacity_for(need) != capacity_for(*len + 1))
+		*text = realloc(*text, capacity_for(need));
 	cr_assert_not_null(*text);
 	memcpy(*text + *len, data, n);
 	*len += n;

@@ -40,8 +40,8 @@ struct dovecot {
 /* A scripted IMAP client over a blocking socket with timeouts. */
 struct imapc {
 	int fd;
-	char *buf;		/* bytes read and not yet consumed */
-	size_t len, cap;
+	char *buf;		/* bytes read; buf[off..len) not yet consumed */
+	size_t off, len, cap;
 	bool eof;
 };
 
