@@ -304,3 +304,198 @@ Test(dovecot, idle_and_authenticate_through_the_proxy)
 	imapc_close(&c);
 	free(b64);
 }
+
+/*
+ * MULTIAPPEND emulation against the real Dovecot, MULTIAPPEND hidden from
+ * its capability list.  Dovecot would still execute a multi-message APPEND
+ * that reaches it, so each test reads Dovecot's raw log of the proxy's
+ * session: one message per APPEND, or the emulation proved nothing.
+ */
+static size_t
+message_size(unsigned i)
+{
+	return 10000 + (i * 131) % 3000;
+}
+
+static char *
+build_multiappend(const char *tag, unsigned n, size_t *len)
+{
+	char *out = NULL;
+	size_t olen = 0;
+	FILE *f = open_memstream(&out, &olen);
+	unsigned i;
+
+	fprintf(f, "%s APPEND INBOX", tag);
+	for (i = 0; i < n; i++) {
+		char *m = make_message(message_size(i), 1000 + i);
+
+		fprintf(f, " (\\Flagged $m%u) \"%02u-Jan-2024 08:%02u:%02u +0000\" {%zu+}\r\n",
+		    i, 1 + i % 28, i % 60, (i * 7) % 60, message_size(i));
+		fwrite(m, 1, message_size(i), f);
+		free(m);
+	}
+	fprintf(f, "\r\n");
+	fclose(f);
+	*len = olen;
+	return out;
+}
+
+/* Every .in file of the user's raw log, concatenated. */
+static char *
+rawlog_in(const char *user)
+{
+	char cmd[700], *text = NULL;
+	size_t len = 0, n;
+	char buf[65536];
+	FILE *p, *out = open_memstream(&text, &len);
+
+	snprintf(cmd, sizeof(cmd), "cat %s/dc/rawlog/%s/*.in 2>/dev/null", dc.dir, user);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+		fwrite(buf, 1, n, out);
+	pclose(p);
+	fclose(out);
+	return text;
+}
+
+/* The mailbox as a client sees it: UIDs, flags, dates, sizes. */
+static char *
+mailbox_state(struct imapc *d)
+{
+	char *r;
+
+	imapc_send(d, "x EXAMINE INBOX\r\n");
+	free(imapc_until_tagged(d, "x", NULL));
+	imapc_send(d, "y UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)\r\n");
+	r = imapc_until_tagged(d, "y", NULL);
+	imapc_send(d, "z UNSELECT\r\n");
+	free(imapc_until_tagged(d, "z", NULL));
+	/* \Recent belongs to a session, not to the mailbox */
+	replace_all(&r, " ?\\\\Recent", "");
+	replace_all(&r, "\\([0-9.]+ \\+ [0-9.]+( \\+ [0-9.]+)? secs\\)", "(T)");
+	return r;
+}
+
+Test(dovecot, multiappend_of_100_is_byte_identical_upstream, .timeout = 180)
+{
+	struct imapc c, d;
+	size_t len, n;
+	char *command, *r, *log;
+	unsigned i;
+
+	dovecot_start(&dc, "--legacy --rawlog");
+	proxy_start(&px, dc.port, NULL);
+	imapc_connect(&c, px.port);
+	free(imapc_line(&c));
+	imapc_login(&c, dc.user, dc.password);
+	command = build_multiappend("A", 100, &len);
+	imapc_send_raw(&c, command, len);
+	free(command);
+	r = imapc_until_tagged(&c, "A", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strstr(last_line(r), "A OK [APPENDUID ") == last_line(r), "%s", r);
+	cr_assert(strstr(last_line(r), " 1:100] ") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+
+	imapc_connect(&d, dc.port);
+	free(imapc_line(&d));
+	imapc_login(&d, dc.user, dc.password);
+	imapc_send(&d, "s EXAMINE INBOX\r\n");
+	r = imapc_until_tagged(&d, "s", NULL);
+	cr_assert(strstr(r, "* 100 EXISTS") != NULL, "%s", r);
+	free(r);
+	for (i = 0; i < 100; i++) {
+		char *m = make_message(message_size(i), 1000 + i), *body, want[96];
+
+		imapc_send(&d, "f%u FETCH %u (FLAGS INTERNALDATE BODY.PEEK[])\r\n", i, i + 1);
+		snprintf(want, sizeof(want), "f%u", i);
+		r = imapc_until_tagged(&d, want, NULL);
+		cr_assert_not_null(r);
+		snprintf(want, sizeof(want), "$m%u", i);
+		cr_assert(strstr(r, want) != NULL && strstr(r, "\\Flagged") != NULL,
+		    "flags of %u: %.300s", i, r);
+		snprintf(want, sizeof(want), "INTERNALDATE \"%02u-Jan-2024 08:%02u:%02u +0000\"",
+		    1 + i % 28, i % 60, (i * 7) % 60);
+		cr_assert(strstr(r, want) != NULL, "date of %u: %.300s", i, r);
+		body = strstr(r, "BODY[] {");
+		cr_assert_not_null(body, "%.300s", r);
+		cr_assert_eq(strtoul(body + 8, NULL, 10), message_size(i));
+		body = strstr(body, "}\r\n") + 3;
+		cr_assert_eq(memcmp(body, m, message_size(i)), 0, "message %u differs", i);
+		free(m);
+		free(r);
+	}
+	imapc_close(&d);
+	/* what Dovecot received: 100 APPENDs of one message each */
+	log = rawlog_in(dc.user);
+	n = count_substr(log, strlen(log), " APPEND ");
+	cr_assert_eq(n, 100, "%zu APPEND commands reached Dovecot", n);
+	cr_assert_eq(count_substr(log, strlen(log), "+}"), 100);
+	free(log);
+}
+
+Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before, .timeout = 180)
+{
+	struct imapc c, d;
+	size_t len, n;
+	char *command, *r, *before, *after, *log;
+
+	/* 10 messages of about 11.5 KB each: the quota is crossed half-way */
+	dovecot_start(&dc, "--legacy --rawlog --quota 80k");
+	proxy_start(&px, dc.port, NULL);
+	imapc_connect(&d, dc.port);
+	free(imapc_line(&d));
+	imapc_login(&d, dc.user, dc.password);
+	/* the user's own messages, one marked \Deleted */
+	imapc_send(&d, "a APPEND INBOX {5+}\r\nuser1\r\nb APPEND INBOX (\\Deleted) {5+}\r\nuser2\r\n");
+	free(imapc_until_tagged(&d, "b", NULL));
+	before = mailbox_state(&d);
+
+	imapc_connect(&c, px.port);
+	free(imapc_line(&c));
+	imapc_login(&c, dc.user, dc.password);
+	/* not selected: the rollback runs on the proxy's second connection */
+	command = build_multiappend("Q", 10, &len);
+	imapc_send_raw(&c, command, len);
+	free(command);
+	r = imapc_until_tagged(&c, "Q", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strncmp(last_line(r), "Q NO [OVERQUOTA]", 16) == 0, "%s", r);
+	free(r);
+	after = mailbox_state(&d);
+	cr_assert_str_eq(after, before, "the mailbox changed:\n%s\nwas:\n%s", after, before);
+	free(after);
+
+	/* selected: the rollback runs on the client's own connection, and the
+	 * client sees EXISTS and then EXPUNGE */
+	imapc_send(&c, "s SELECT INBOX\r\n");
+	free(imapc_until_tagged(&c, "s", NULL));
+	command = build_multiappend("R", 10, &len);
+	imapc_send_raw(&c, command, len);
+	free(command);
+	r = imapc_until_tagged(&c, "R", NULL);
+	cr_assert(strncmp(last_line(r), "R NO [OVERQUOTA]", 16) == 0, "%s", r);
+	cr_assert(strstr(r, " EXISTS\r\n") != NULL, "%s", r);
+	cr_assert(strstr(r, " EXPUNGE\r\n") != NULL, "%s", r);
+	free(r);
+	imapc_send(&c, "n FETCH 1:* (FLAGS)\r\n");
+	r = imapc_until_tagged(&c, "n", NULL);
+	cr_assert(strstr(r, "* 2 FETCH") != NULL && strstr(r, "* 3 FETCH") == NULL, "%s", r);
+	cr_assert(strstr(r, "\\Deleted") != NULL, "the user's \\Deleted message is gone: %s", r);
+	free(r);
+	after = mailbox_state(&d);
+	cr_assert_str_eq(after, before, "the mailbox changed:\n%s\nwas:\n%s", after, before);
+	free(after);
+	free(before);
+	imapc_close(&c);
+	imapc_close(&d);
+	log = rawlog_in(dc.user);
+	/* never a plain EXPUNGE or CLOSE, only UID EXPUNGE of our own UIDs */
+	n = count_substr(log, strlen(log), "UID EXPUNGE ");
+	cr_assert_eq(n, 2, "%zu UID EXPUNGE", n);
+	cr_assert_eq(count_substr(log, strlen(log), " EXPUNGE\r"), 0);
+	cr_assert_eq(count_substr(log, strlen(log), " CLOSE\r"), 0);
+	free(log);
+}
