@@ -951,6 +951,16 @@ rollback_stored(struct session *s, struct pending *p, const char *buf,
 }
 
 static void
+noop_then_fail(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	(void)p;
+	(void)buf;
+	(void)seg;
+	fail(s);
+}
+
+static void
 remote_rollback_done(struct session *s, const char *error, const char *refusal)
 {
 	struct append_job *job = job_of(s);
@@ -961,6 +971,14 @@ remote_rollback_done(struct session *s, const char *error, const char *refusal)
 	else
 		log_info(s->id, "rolled back on a second connection: \"%s\" is as before",
 		    job->mailbox);
+	/* a client that has the mailbox open (read-only) hears of the
+	 * EXPUNGEs before the tagged NO, so its view stays right */
+	if (!s->client_gone && !job->upstream_lost && s->upstream != NULL &&
+	    s->selected != NULL && session_same_mailbox(s->selected, job->mailbox)) {
+		if (session_internal_command(s, noop_then_fail, "NOOP") == NULL)
+			session_close(s, "Out of memory");
+		return;
+	}
 	fail(s);
 }
 

@@ -940,3 +940,26 @@ Test(multiappend, nouidplus_upstream_drop)
 	imapc_close(&c);
 	imapc_close(&d);
 }
+
+Test(multiappend, read_only_selection_sees_the_expunges_too)
+{
+	struct imapc c, d;
+	char *r;
+
+	start(NULL, NULL);
+	proxy_connect(&c);
+	direct_connect(&d);
+	seed(&d);
+	/* EXAMINE: the rollback cannot run here, it runs on a second
+	 * connection; a NOOP brings the client the EXPUNGEs */
+	free(cmd(&c, "e", "EXAMINE INBOX"));
+	fault(&d, "APPEND-NO 3");
+	r = multiappend(&c, "a", "INBOX", 3);
+	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
+	cr_assert(strstr(r, "* 4 EXISTS\r\n") != NULL, "%s", r);
+	cr_assert(strstr(r, "* 4 EXPUNGE\r\n") != NULL && strstr(r, "* 3 EXPUNGE\r\n") != NULL,
+	    "%s", r);
+	free(r);
+	imapc_close(&c);
+	imapc_close(&d);
+}
