@@ -22,7 +22,7 @@ teardown(void)
 	dovecot_stop(&dc);
 }
 
-TestSuite(dovecot, .fini = teardown, .timeout = 120);
+TestSuite(dovecot, .fini = teardown, .timeout = 240);
 
 /* Replace every match of pattern in *text with repl. */
 static void
@@ -377,7 +377,7 @@ mailbox_state(struct imapc *d)
 	return r;
 }
 
-Test(dovecot, multiappend_of_100_is_byte_identical_upstream, .timeout = 180)
+Test(dovecot, multiappend_of_100_is_byte_identical_upstream)
 {
 	struct imapc c, d;
 	size_t len, n;
@@ -436,7 +436,7 @@ Test(dovecot, multiappend_of_100_is_byte_identical_upstream, .timeout = 180)
 	free(log);
 }
 
-Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before, .timeout = 180)
+Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before)
 {
 	struct imapc c, d;
 	size_t len, n;
