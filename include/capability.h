@@ -30,7 +30,14 @@ struct upstream_caps {
 struct capability_policy {
 	bool multiappend;	/* MULTIAPPEND (the emulation, or the upstream's own) */
 	uint64_t appendlimit;	/* APPENDLIMIT=n when non-zero */
+	bool starttls;		/* the proxy's own STARTTLS is on offer */
+	bool logindisabled;	/* no plaintext login yet: LOGINDISABLED, and the
+				 * AUTH= mechanisms that send secrets are hidden */
 };
+
+/* SASL mechanisms that put a password or a bearer token on the wire as it
+ * is: refused before TLS where TLS is required. */
+bool capability_mechanism_in_clear(const char *mech, size_t len);
 
 /* Largest {n+} the upstream takes without a "+" first. */
 #define LITERAL_MINUS_MAX 4096

@@ -16,6 +16,19 @@
 struct listen_conf {
 	char host[256];		/* numeric address or name; "*" = all */
 	char port[16];		/* "0" lets the kernel choose (tests) */
+	bool tls;		/* "listen = HOST:PORT tls": implicit TLS (993 style) */
+};
+
+enum require_tls {
+	REQUIRE_TLS_AUTO,	/* on for listeners not on a loopback address */
+	REQUIRE_TLS_YES,
+	REQUIRE_TLS_NO,
+};
+
+enum upstream_tls {
+	UPSTREAM_PLAIN,
+	UPSTREAM_STARTTLS,
+	UPSTREAM_TLS,
 };
 
 struct config {
@@ -46,6 +59,21 @@ struct config {
 	 * the session's own LOGIN / AUTHENTICATE PLAIN credentials are used. */
 	char master_user[256];
 	char master_password[256];
+
+	/* TLS towards clients: STARTTLS on plain listeners, and "tls" listeners */
+	char tls_cert[4096];		/* certificate chain, PEM, leaf first */
+	char tls_key[4096];		/* its private key, PEM */
+	enum require_tls require_tls;	/* refuse plaintext logins before TLS */
+
+	/* TLS towards the upstream */
+	enum upstream_tls upstream_tls;	/* upstream_tls = plain|starttls|tls */
+	bool upstream_tls_verify;	/* default yes; no logs a warning at start */
+	char upstream_ca_file[4096];	/* default: the system's CA store */
+	char upstream_tls_name[256];	/* name to verify and send (SNI); default the host */
+
+	/* ID (RFC 2971): tell the upstream the client's address
+	 * (x-originating-ip/-port), as Dovecot's trusted proxies expect */
+	bool id_forward_address;
 };
 
 /* Defaults, no file read. */

@@ -125,6 +125,9 @@ struct session {
 	uint64_t id;
 	enum session_state state;
 	char peer[64];			/* client address for logs */
+	char peer_host[48], peer_port[8];
+	bool client_tls;		/* the client's connection is TLS now */
+	bool tls_required;		/* no plaintext login on this listener before TLS */
 
 	struct bufferevent *client;
 	struct bufferevent *upstream;
@@ -174,7 +177,18 @@ struct session {
 };
 
 /* session.c */
-void session_accept(struct proxy *, int fd, const struct sockaddr *, int socklen);
+/* What a listener tells its sessions. */
+struct listener_info {
+	struct proxy *proxy;
+	bool tls;			/* implicit TLS */
+	bool tls_required;		/* plaintext logins refused before TLS */
+};
+
+void session_accept(const struct listener_info *, int fd, const struct sockaddr *,
+    int socklen);
+/* STARTTLS was answered OK: drop what the client pipelined behind it and
+ * continue over TLS. */
+void session_starttls(struct session *);
 void session_enter_state(struct session *, enum session_state);
 /* A line to the client, CRLF added. */
 void session_reply(struct session *, const char *fmt, ...)
@@ -246,6 +260,7 @@ enum command_verdict {
 	VERDICT_RELAY,		/* forward to the upstream */
 	VERDICT_DONE,		/* handled by the proxy, nothing forwarded */
 	VERDICT_CLOSE,		/* the session is being closed */
+	VERDICT_STARTTLS,	/* answered OK: TLS starts after this line */
 };
 enum command_verdict command_start(struct session *, const char *buf,
     const struct imap_segment *);
@@ -265,5 +280,8 @@ void command_raw_line_sent(struct session *);
  * consumes it.  Returns false when the session closed. */
 bool response_segment(struct session *, const char *buf, size_t len,
     const struct imap_segment *);
+/* The greeting was read before the session began (upstream STARTTLS):
+ * greet the client, learn the capabilities anew. */
+void response_greeting_read(struct session *, const char *greeting);
 
 #endif

@@ -12,9 +12,13 @@ struct bufferevent;
 struct proxy;
 struct upstream_connect;
 
-/* bev is NULL on failure and error says why; on success the callee owns bev. */
+/*
+ * bev is NULL on failure and error says why; on success the callee owns
+ * bev.  greeting is the server's greeting line when it had to be read
+ * already (STARTTLS), NULL when it is still to come on bev.
+ */
 typedef void (*upstream_connected_cb)(struct bufferevent *bev,
-    const char *error, void *arg);
+    const char *greeting, const char *error, void *arg);
 
 struct upstream_connect *upstream_connect(struct proxy *, uint64_t session,
     upstream_connected_cb, void *arg);

@@ -625,7 +625,7 @@ bc_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-connected(struct bufferevent *bev, const char *error, void *arg)
+connected(struct bufferevent *bev, const char *greeting, const char *error, void *arg)
 {
 	struct backchannel *bc = arg;
 	struct timeval tv = { (time_t)bc->s->proxy->cfg->upstream_idle_timeout, 0 };
@@ -640,6 +640,8 @@ connected(struct bufferevent *bev, const char *error, void *arg)
 	bufferevent_setcb(bev, bc_read, NULL, bc_event, bc);
 	bufferevent_set_timeouts(bev, &tv, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (greeting != NULL)
+		login(bc);	/* read already, before STARTTLS */
 }
 
 static struct backchannel *

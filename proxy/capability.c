@@ -122,6 +122,7 @@ capability_learn(struct upstream_caps *c, const char *list, size_t len)
 struct rewrite {
 	struct evbuffer *out;
 	bool first;
+	const struct capability_policy *policy;
 };
 
 static void
@@ -133,20 +134,45 @@ emit(struct rewrite *r, const char *cap, size_t len)
 	r->first = false;
 }
 
+static const char *const clear_mechanisms[] = {
+	"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER",
+};
+
+bool
+capability_mechanism_in_clear(const char *mech, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(clear_mechanisms) / sizeof(clear_mechanisms[0]); i++)
+		if (matches(mech, len, clear_mechanisms[i]))
+			return true;
+	return false;
+}
+
 static void
 rewrite_one(const char *cap, size_t len, void *arg)
 {
-	if (!is_hidden(cap, len))
-		emit(arg, cap, len);
+	struct rewrite *r = arg;
+
+	if (is_hidden(cap, len))
+		return;
+	if (r->policy->logindisabled && len > 5 && strncasecmp(cap, "AUTH=", 5) == 0 &&
+	    capability_mechanism_in_clear(cap + 5, len - 5))
+		return;
+	emit(r, cap, len);
 }
 
 void
 capability_rewrite(const struct capability_policy *policy, const char *list,
     size_t len, struct evbuffer *out)
 {
-	struct rewrite r = { out, true };
+	struct rewrite r = { out, true, policy };
 
 	each_cap(list, len, rewrite_one, &r);
+	if (policy->starttls)
+		emit(&r, "STARTTLS", 8);
+	if (policy->logindisabled)
+		emit(&r, "LOGINDISABLED", 13);
 	/* every client may send {n+}: the relay turns it into {n} when the
 	 * upstream needs that */
 	emit(&r, "LITERAL+", 8);

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "capability.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 
 struct command_entry {
 	const char *name;
@@ -52,6 +54,38 @@ command_kind_of(const char *name, size_t len)
 	return e != NULL ? e->kind : CMD_OTHER;
 }
 
+/* STARTTLS is the proxy's own: the upstream never sees it. */
+static enum command_verdict
+starttls(struct session *s, const char *buf, const struct imap_segment *seg)
+{
+	const struct imap_token *tag = &seg->tok[0];
+
+	if (!tls_server_available()) {
+		session_reply(s, "%.*s NO STARTTLS is not available on this listener",
+		    (int)tag->len, buf + tag->off);
+		return VERDICT_DONE;
+	}
+	if (s->client_tls) {
+		session_reply(s, "%.*s BAD TLS is active already", (int)tag->len,
+		    buf + tag->off);
+		return VERDICT_DONE;
+	}
+	if (seg->ntok != 2 || !seg->last) {
+		session_reply(s, "%.*s BAD STARTTLS takes no arguments", (int)tag->len,
+		    buf + tag->off);
+		return VERDICT_DONE;
+	}
+	if (s->npending > 0 || s->state < SESSION_NOT_AUTHENTICATED ||
+	    s->state > SESSION_NOT_AUTHENTICATED) {
+		session_reply(s, "%.*s BAD STARTTLS only before login, with no "
+		    "command in progress", (int)tag->len, buf + tag->off);
+		return VERDICT_DONE;
+	}
+	session_reply(s, "%.*s OK Begin TLS negotiation now", (int)tag->len,
+	    buf + tag->off);
+	return VERDICT_STARTTLS;
+}
+
 enum command_verdict
 command_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
@@ -71,9 +105,22 @@ command_start(struct session *s, const char *buf, const struct imap_segment *seg
 		    (int)tag->len, buf + tag->off);
 		return VERDICT_DONE;
 	case CMD_STARTTLS:
-		session_reply(s, "%.*s NO STARTTLS is not available on this listener",
-		    (int)tag->len, buf + tag->off);
-		return VERDICT_DONE;
+		return starttls(s, buf, seg);
+	case CMD_LOGIN:
+		if (s->tls_required && !s->client_tls) {
+			session_reply(s, "%.*s NO [PRIVACYREQUIRED] LOGIN is disabled "
+			    "until STARTTLS", (int)tag->len, buf + tag->off);
+			return VERDICT_DONE;
+		}
+		break;
+	case CMD_AUTHENTICATE:
+		if (s->tls_required && !s->client_tls && seg->ntok >= 3 &&
+		    capability_mechanism_in_clear(buf + seg->tok[2].off, seg->tok[2].len)) {
+			session_reply(s, "%.*s NO [PRIVACYREQUIRED] This mechanism is "
+			    "disabled until STARTTLS", (int)tag->len, buf + tag->off);
+			return VERDICT_DONE;
+		}
+		break;
 	case CMD_APPEND:
 		return multiappend_begin(s, buf, seg);
 	default:

@@ -35,6 +35,9 @@ config_defaults(struct config *c)
 	c->max_messages = 1000;
 	c->max_session_spool = UINT64_C(1) << 30;
 	c->max_total_spool = UINT64_C(4) << 30;
+	c->require_tls = REQUIRE_TLS_AUTO;
+	c->upstream_tls = UPSTREAM_PLAIN;
+	c->upstream_tls_verify = true;
 }
 
 static bool
@@ -271,8 +274,26 @@ static const char *
 set_listen(struct config *c, const char *v)
 {
 	struct listen_conf *l = &c->listen[c->nlisten];
-	const char *hint;
+	const char *hint, *sp = strchr(v, ' ');
+	char addr[600];
 
+	/* "HOST:PORT" or "HOST:PORT tls" */
+	memset(l, 0, sizeof(*l));
+	if (sp != NULL) {
+		const char *kind = sp;
+
+		while (*kind == ' ')
+			kind++;
+		if (strcmp(kind, "tls") != 0)
+			return "expected HOST:PORT, optionally followed by \"tls\" "
+			    "for implicit TLS (e.g. \"0.0.0.0:993 tls\")";
+		l->tls = true;
+		if ((size_t)(sp - v) >= sizeof(addr))
+			return "address too long";
+		memcpy(addr, v, (size_t)(sp - v));
+		addr[sp - v] = '\0';
+		v = addr;
+	}
 	hint = parse_host_port(v, true, l->host, sizeof l->host, l->port,
 	    sizeof l->port);
 	if (hint == NULL)
@@ -405,6 +426,93 @@ set_master_password(struct config *c, const char *v)
 	return set_string(v, c->master_password, sizeof c->master_password);
 }
 
+static const char *
+set_path(const char *v, char *out, size_t outlen)
+{
+	if (v[0] != '/')
+		return "expected an absolute path, starting with \"/\"";
+	if (strlen(v) >= outlen)
+		return "path too long";
+	snprintf(out, outlen, "%s", v);
+	return NULL;
+}
+
+static const char *
+set_tls_cert(struct config *c, const char *v)
+{
+	return set_path(v, c->tls_cert, sizeof c->tls_cert);
+}
+
+static const char *
+set_tls_key(struct config *c, const char *v)
+{
+	return set_path(v, c->tls_key, sizeof c->tls_key);
+}
+
+static const char *
+set_yes_no(const char *v, bool *out)
+{
+	if (strcmp(v, "yes") == 0)
+		*out = true;
+	else if (strcmp(v, "no") == 0)
+		*out = false;
+	else
+		return "expected yes or no";
+	return NULL;
+}
+
+static const char *
+set_require_tls(struct config *c, const char *v)
+{
+	if (strcmp(v, "auto") == 0)
+		c->require_tls = REQUIRE_TLS_AUTO;
+	else if (strcmp(v, "yes") == 0)
+		c->require_tls = REQUIRE_TLS_YES;
+	else if (strcmp(v, "no") == 0)
+		c->require_tls = REQUIRE_TLS_NO;
+	else
+		return "expected auto, yes or no";
+	return NULL;
+}
+
+static const char *
+set_upstream_tls(struct config *c, const char *v)
+{
+	if (strcmp(v, "plain") == 0)
+		c->upstream_tls = UPSTREAM_PLAIN;
+	else if (strcmp(v, "starttls") == 0)
+		c->upstream_tls = UPSTREAM_STARTTLS;
+	else if (strcmp(v, "tls") == 0)
+		c->upstream_tls = UPSTREAM_TLS;
+	else
+		return "expected plain, starttls or tls";
+	return NULL;
+}
+
+static const char *
+set_upstream_tls_verify(struct config *c, const char *v)
+{
+	return set_yes_no(v, &c->upstream_tls_verify);
+}
+
+static const char *
+set_upstream_ca_file(struct config *c, const char *v)
+{
+	return set_path(v, c->upstream_ca_file, sizeof c->upstream_ca_file);
+}
+
+static const char *
+set_upstream_tls_name(struct config *c, const char *v)
+{
+	return set_string(v, c->upstream_tls_name, sizeof c->upstream_tls_name);
+}
+
+static const char *
+set_id_forward_address(struct config *c, const char *v)
+{
+	return set_yes_no(v, &c->id_forward_address);
+}
+
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
@@ -428,6 +536,14 @@ static const struct config_key config_keys[] = {
 	{ "max_total_spool", set_max_total_spool, 1 },
 	{ "master_user", set_master_user, 1 },
 	{ "master_password", set_master_password, 1 },
+	{ "tls_cert", set_tls_cert, 1 },
+	{ "tls_key", set_tls_key, 1 },
+	{ "require_tls", set_require_tls, 1 },
+	{ "upstream_tls", set_upstream_tls, 1 },
+	{ "upstream_tls_verify", set_upstream_tls_verify, 1 },
+	{ "upstream_ca_file", set_upstream_ca_file, 1 },
+	{ "upstream_tls_name", set_upstream_tls_name, 1 },
+	{ "id_forward_address", set_id_forward_address, 1 },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -646,6 +762,17 @@ check_config(struct config_reader *r, const struct config *c)
 	if ((c->master_user[0] == '\0') != (c->master_password[0] == '\0'))
 		return config_error(r, "master_user and master_password go "
 		    "together: set both or neither");
+	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
+		return config_error(r, "tls_cert and tls_key go together: set both "
+		    "or neither");
+	if (c->require_tls == REQUIRE_TLS_YES && c->tls_cert[0] == '\0')
+		return config_error(r, "require_tls = yes needs tls_cert and tls_key: "
+		    "without them no client could ever log in");
+	for (size_t i = 0; i < c->nlisten; i++)
+		if (c->listen[i].tls && c->tls_cert[0] == '\0')
+			return config_error(r, "listen %s:%s is a tls listener, but "
+			    "tls_cert and tls_key are not set", c->listen[i].host,
+			    c->listen[i].port);
 	return 0;
 }
 

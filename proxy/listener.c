@@ -3,6 +3,7 @@
  * the address actually bound (port 0 lets the kernel choose), and hand each
  * accepted connection to a new session.
  */
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #define MAX_LISTENERS (CONFIG_MAX_LISTEN * 4)	/* a name may have several addresses */
 
 static struct evconnlistener *listeners[MAX_LISTENERS];
+static struct listener_info infos[MAX_LISTENERS];
 static size_t nlisteners;
 
 static void
@@ -28,6 +30,17 @@ accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 {
 	(void)l;
 	session_accept(arg, fd, sa, socklen);
+}
+
+static bool
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr)
+		    >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	return false;
 }
 
 static void
@@ -83,8 +96,18 @@ open_one(struct proxy *proxy, const struct listen_conf *lc)
 			freeaddrinfo(res);
 			return -1;
 		}
+		struct listener_info *li = &infos[nlisteners];
+		const struct config *cfg = proxy->cfg;
+
+		li->proxy = proxy;
+		li->tls = lc->tls;
+		/* plaintext logins: refused before TLS where TLS is possible and
+		 * the network is not this machine's own (require_tls = auto) */
+		li->tls_required = cfg->require_tls == REQUIRE_TLS_YES ||
+		    (cfg->require_tls == REQUIRE_TLS_AUTO && cfg->tls_cert[0] != '\0' &&
+		    !is_loopback(ai->ai_addr));
 		/* v6-only, so that "[::]:143" and "0.0.0.0:143" can both be listed */
-		l = evconnlistener_new_bind(proxy->base, accepted, proxy,
+		l = evconnlistener_new_bind(proxy->base, accepted, li,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
 		    (ai->ai_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0),
 		    128, ai->ai_addr, (int)ai->ai_addrlen);
@@ -97,7 +120,12 @@ open_one(struct proxy *proxy, const struct listen_conf *lc)
 		evconnlistener_set_error_cb(l, accept_error);
 		listeners[nlisteners++] = l;
 		describe(evconnlistener_get_fd(l), where, sizeof(where));
-		log_info(0, "listening on %s", where);
+		log_info(0, "listening on %s%s%s", where, lc->tls ? " (TLS)" :
+		    cfg->tls_cert[0] != '\0' ? " (STARTTLS)" : "",
+		    li->tls_required && !lc->tls ? ", login only after STARTTLS" : "");
+		if (!lc->tls && cfg->tls_cert[0] == '\0' && !is_loopback(ai->ai_addr))
+			log_warn(0, "listening on %s without TLS: passwords cross the "
+			    "network in clear (set tls_cert and tls_key)", where);
 		opened++;
 	}
 	freeaddrinfo(res);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "session.h"
 #include "spool.h"
+#include "tls.h"
 
 #define DEFAULT_CONFIG "/etc/mappend/mappend.conf"
 /* How long SIGTERM waits for sessions to say goodbye before exiting. */
@@ -62,7 +63,9 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
-		log_info(0, "SIGHUP: nothing to reload");
+		/* the certificate and key, read again from their files */
+		log_info(0, "SIGHUP: reloading the TLS certificate");
+		tls_reload(proxy.cfg);
 		return;
 	}
 	if (proxy.shutting_down) {
@@ -167,6 +170,8 @@ main(int argc, char **argv)
 	}
 	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0)
 		return 1;
+	if (tls_init(&cfg) != 0)
+		return 1;
 	if (listener_open_all(&proxy) != 0)
 		return 1;
 	if (!foreground && (daemonize() != 0 || event_reinit(proxy.base) != 0)) {
@@ -189,5 +194,6 @@ main(int argc, char **argv)
 	listener_close_all();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
+	tls_free();
 	return 0;
 }

@@ -245,6 +245,11 @@ relay_client_input(struct session *s)
 				multiappend_segment(s, in, buf, len, &seg);
 				continue;
 			}
+			if (verdict == VERDICT_STARTTLS) {
+				evbuffer_drain(in, len);
+				session_starttls(s);
+				return;
+			}
 			if (verdict == VERDICT_DONE) {
 				/* answered by the proxy; whatever of the command
 				 * is still to come is dropped */

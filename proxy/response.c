@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 
 static struct evbuffer *
 upstream_in(struct session *s)
@@ -37,6 +38,8 @@ capability_policy(const struct session *s, struct capability_policy *policy)
 	memset(policy, 0, sizeof(*policy));
 	policy->multiappend = true;
 	policy->appendlimit = multiappend_limit(s);
+	policy->starttls = !s->client_tls && tls_server_available();
+	policy->logindisabled = !s->client_tls && s->tls_required;
 }
 
 /* Forward buf with list_off..list_off+list_len replaced by the client's
@@ -161,6 +164,52 @@ query_capabilities(struct session *s)
 }
 
 static bool
+id_untagged(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	(void)s;
+	(void)p;
+	/* the upstream's ID answer belongs to our ID, not to the client */
+	return seg->first && seg->ntok >= 2 && imap_tok_is(buf, &seg->tok[1], "ID");
+}
+
+static void
+id_done(struct session *s, struct pending *p, const char *buf,
+    const struct imap_segment *seg)
+{
+	(void)p;
+	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "OK"))
+		log_debug(s->id, "upstream did not take the client's address in ID");
+}
+
+/* The greeting is through: tell the upstream who the client is (where
+ * configured), learn the capabilities, and let the client speak. */
+static void
+after_greeting(struct session *s, bool preauth)
+{
+	struct pending *p;
+
+	s->preauth = preauth;
+	if (s->proxy->cfg->id_forward_address) {
+		p = session_internal_command(s, id_done, "ID (\"x-originating-ip\" \"%s\" "
+		    "\"x-originating-port\" \"%s\")", s->peer_host, s->peer_port);
+		if (p == NULL) {
+			session_close(s, "Out of memory");
+			return;
+		}
+		p->untagged = id_untagged;
+	}
+	if (!s->caps.known) {
+		session_enter_state(s, SESSION_CAPABILITY);
+		query_capabilities(s);
+		return;
+	}
+	session_enter_state(s, preauth ? SESSION_AUTHENTICATED :
+	    SESSION_NOT_AUTHENTICATED);
+	s->resume_client = true;
+}
+
+static bool
 greeting(struct session *s, const char *buf, size_t len,
     const struct imap_segment *seg)
 {
@@ -185,16 +234,28 @@ greeting(struct session *s, const char *buf, size_t len,
 		return false;
 	}
 	forward_status(s, buf, len, seg);
-	s->preauth = preauth;
-	if (!s->caps.known) {
-		session_enter_state(s, SESSION_CAPABILITY);
-		query_capabilities(s);
-		return !s->closing;
+	after_greeting(s, preauth);
+	return !s->closing;
+}
+
+void
+response_greeting_read(struct session *s, const char *greeting)
+{
+	const char *text = greeting + 4, *close;
+
+	/* the capabilities it listed were those before TLS: drop them, the
+	 * client asks again and gets the list after TLS */
+	while (*text == ' ')
+		text++;
+	if (*text == '[' && (close = strchr(text, ']')) != NULL) {
+		text = close + 1;
+		while (*text == ' ')
+			text++;
 	}
-	session_enter_state(s, preauth ? SESSION_AUTHENTICATED :
-	    SESSION_NOT_AUTHENTICATED);
-	s->resume_client = true;
-	return true;
+	session_reply(s, "* OK %s", text);
+	memset(&s->caps, 0, sizeof(s->caps));
+	after_greeting(s, false);
+	relay_client_input(s);
 }
 
 static void

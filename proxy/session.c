@@ -12,13 +12,16 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 
 #include "backchannel.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 #include "upstream.h"
 
 /* Bytes read at once from a socket: large enough to stream literals fast. */
@@ -206,7 +209,8 @@ session_internal_command(struct session *s, pending_done_cb done,
 }
 
 static void
-upstream_connected(struct bufferevent *bev, const char *error, void *arg)
+upstream_connected(struct bufferevent *bev, const char *greeting, const char *error,
+    void *arg)
 {
 	struct session *s = arg;
 	struct timeval tv = { (time_t)s->proxy->cfg->client_idle_timeout, 0 };
@@ -231,13 +235,59 @@ upstream_connected(struct bufferevent *bev, const char *error, void *arg)
 	/* the client may not speak before the greeting, but nothing stops a
 	 * hostile one: its bytes wait in the buffer until then */
 	evtimer_add(s->idle_timer, &tv);
+	if (greeting != NULL)
+		response_greeting_read(s, greeting);
+}
+
+/* The client side's bufferevent settings, for a new one after STARTTLS too. */
+static void
+client_setup(struct session *s)
+{
+	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
+	bufferevent_setwatermark(s->client, EV_READ, 0,
+	    read_watermark(s->proxy->cfg->max_line_length));
+	bufferevent_set_max_single_read(s->client, READ_CHUNK);
+	bufferevent_enable(s->client, EV_READ | EV_WRITE);
 }
 
 void
-session_accept(struct proxy *proxy, int fd, const struct sockaddr *sa,
+session_starttls(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->client);
+	struct bufferevent *tls;
+	SSL *ssl = tls_server_ssl();
+
+	/* whatever the client sent behind STARTTLS before the handshake was
+	 * written in clear by anyone on the path: it is never executed */
+	if (evbuffer_get_length(in) > 0)
+		log_info(s->id, "dropped %zu bytes sent in clear after STARTTLS",
+		    evbuffer_get_length(in));
+	evbuffer_drain(in, evbuffer_get_length(in));
+	s->cmd_scanned = 0;
+	imap_parser_reset_line(&s->cmd_parser);
+	tls = ssl == NULL ? NULL : bufferevent_openssl_filter_new(s->proxy->base,
+	    s->client, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (tls == NULL) {
+		if (ssl != NULL)
+			SSL_free(ssl);
+		log_error(s->id, "STARTTLS: %s", tls_error());
+		session_close(s, "TLS not available");
+		return;
+	}
+	/* the "OK" is already in the plain layer's output, ahead of TLS */
+	s->client = tls;
+	s->client_tls = true;
+	client_setup(s);
+}
+
+void
+session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa,
     int socklen)
 {
+	struct proxy *proxy = li->proxy;
 	struct session *s;
+	SSL *ssl = NULL;
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 
@@ -260,20 +310,33 @@ session_accept(struct proxy *proxy, int fd, const struct sockaddr *sa,
 	s->proxy = proxy;
 	s->id = ++proxy->next_session_id;
 	snprintf(s->peer, sizeof(s->peer), "%s:%d", host, port);
+	snprintf(s->peer_host, sizeof(s->peer_host), "%s", host);
+	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
+	s->tls_required = li->tls_required;
 	TAILQ_INIT(&s->pending);
 	imap_parser_init(&s->cmd_parser, IMAP_MODE_COMMAND);
 	imap_parser_init(&s->resp_parser, IMAP_MODE_RESPONSE);
 	s->cmd_capture_arg = -1;
 	evutil_make_socket_nonblocking(fd);
 	upstream_tune_socket(fd);
-	s->client = bufferevent_socket_new(proxy->base, fd,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (li->tls) {
+		if ((ssl = tls_server_ssl()) != NULL)
+			s->client = bufferevent_openssl_socket_new(proxy->base, fd, ssl,
+			    BUFFEREVENT_SSL_ACCEPTING,
+			    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->client_tls = true;
+	} else {
+		s->client = bufferevent_socket_new(proxy->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	}
 	s->idle_timer = evtimer_new(proxy->base, idle_check, s);
 	if (s->client == NULL || s->idle_timer == NULL) {
 		if (s->client != NULL)
 			bufferevent_free(s->client);
 		else
 			evutil_closesocket(fd);
+		if (s->client == NULL && ssl != NULL)
+			SSL_free(ssl);
 		if (s->idle_timer != NULL)
 			event_free(s->idle_timer);
 		free(s);
@@ -281,13 +344,9 @@ session_accept(struct proxy *proxy, int fd, const struct sockaddr *sa,
 	}
 	TAILQ_INSERT_TAIL(&proxy->sessions, s, entry);
 	proxy->nsessions++;
-	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
-	bufferevent_setwatermark(s->client, EV_READ, 0,
-	    read_watermark(proxy->cfg->max_line_length));
-	bufferevent_set_max_single_read(s->client, READ_CHUNK);
-	bufferevent_enable(s->client, EV_READ | EV_WRITE);
+	client_setup(s);
 	session_client_activity(s);
-	log_info(s->id, "connection from %s", s->peer);
+	log_info(s->id, "connection from %s%s", s->peer, li->tls ? " (TLS)" : "");
 
 	if (proxy->shutting_down) {
 		session_close(s, "Server shutting down");
@@ -424,8 +483,20 @@ client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
-	if (what & BEV_EVENT_EOF)
+	if (what & BEV_EVENT_CONNECTED) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		log_debug(s->id, "TLS with the client: %s",
+		    ssl != NULL ? SSL_get_version(ssl) : "?");
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->client_tls &&
+	    bufferevent_get_openssl_error(bev) != 0) {
+		char why[256];
+
+		ERR_error_string_n(bufferevent_get_openssl_error(bev), why, sizeof(why));
+		log_info(s->id, "client TLS error: %s", why);
+	} else if (what & BEV_EVENT_EOF)
 		log_info(s->id, "client closed the connection");
 	else
 		log_info(s->id, "client connection error: %s",

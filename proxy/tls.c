@@ -1,0 +1,191 @@
+/*
+ * tls.c — OpenSSL contexts for both sides.
+ *
+ * Client side: TLS 1.2 and newer, OpenSSL's default ciphers, ALPN "imap"
+ * accepted.  A reload builds a whole new context and swaps it in only when
+ * the certificate, the key and their match all load; sessions already
+ * running keep a reference to the context they started with.
+ * Upstream side: the peer's chain is verified against the system store or
+ * a configured CA file, and its name against the configured one.
+ */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "log.h"
+#include "tls.h"
+
+static SSL_CTX *server_ctx;
+static SSL_CTX *upstream_ctx;
+static bool upstream_verify;
+
+const char *
+tls_error(void)
+{
+	static char buf[256];
+	unsigned long e = ERR_get_error();
+
+	if (e == 0)
+		return "unknown TLS error";
+	ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return buf;
+}
+
+/* ALPN: "imap" if the client offers it; other lists are not refused. */
+static int
+select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char imap[] = "\x04imap";
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, imap, sizeof(imap) - 1,
+	    in, inlen) == OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static SSL_CTX *
+server_context(const struct config *cfg)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		log_error(0, "TLS: %s", tls_error());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* idle sessions give their buffers back */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+		log_error(0, "tls_cert %s: %s", cfg->tls_cert, tls_error());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+		log_error(0, "tls_key %s: %s", cfg->tls_key, tls_error());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		log_error(0, "tls_key %s does not match tls_cert %s: %s", cfg->tls_key,
+		    cfg->tls_cert, tls_error());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+static SSL_CTX *
+upstream_context(const struct config *cfg)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		log_error(0, "TLS: %s", tls_error());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (cfg->upstream_ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca_file, NULL) != 1) {
+			log_error(0, "upstream_ca_file %s: %s", cfg->upstream_ca_file,
+			    tls_error());
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		log_error(0, "cannot load the system's CA certificates: %s", tls_error());
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, cfg->upstream_tls_verify ? SSL_VERIFY_PEER :
+	    SSL_VERIFY_NONE, NULL);
+	return ctx;
+}
+
+int
+tls_init(const struct config *cfg)
+{
+	if (cfg->tls_cert[0] != '\0' && (server_ctx = server_context(cfg)) == NULL)
+		return -1;
+	if (cfg->upstream_tls != UPSTREAM_PLAIN) {
+		if ((upstream_ctx = upstream_context(cfg)) == NULL)
+			return -1;
+		upstream_verify = cfg->upstream_tls_verify;
+		if (!upstream_verify)
+			log_warn(0, "upstream_tls_verify = no: the upstream's certificate "
+			    "is NOT checked; anyone on the path can read and change the "
+			    "traffic, passwords included");
+	}
+	return 0;
+}
+
+int
+tls_reload(const struct config *cfg)
+{
+	SSL_CTX *ctx;
+
+	if (cfg->tls_cert[0] == '\0')
+		return 0;
+	if ((ctx = server_context(cfg)) == NULL) {
+		log_error(0, "certificate not reloaded: the old one stays in use");
+		return -1;
+	}
+	SSL_CTX_free(server_ctx);
+	server_ctx = ctx;
+	log_info(0, "certificate %s reloaded", cfg->tls_cert);
+	return 0;
+}
+
+void
+tls_free(void)
+{
+	SSL_CTX_free(server_ctx);
+	SSL_CTX_free(upstream_ctx);
+	server_ctx = upstream_ctx = NULL;
+}
+
+bool
+tls_server_available(void)
+{
+	return server_ctx != NULL;
+}
+
+SSL *
+tls_server_ssl(void)
+{
+	return server_ctx != NULL ? SSL_new(server_ctx) : NULL;
+}
+
+SSL *
+tls_upstream_ssl(const char *name)
+{
+	SSL *ssl;
+	unsigned char addr[16];
+	bool is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+
+	if (upstream_ctx == NULL || (ssl = SSL_new(upstream_ctx)) == NULL)
+		return NULL;
+	/* SNI carries host names only, never addresses (RFC 6066) */
+	if (!is_ip)
+		SSL_set_tlsext_host_name(ssl, name);
+	if (upstream_verify) {
+		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name) :
+		    X509_VERIFY_PARAM_set1_host(param, name, 0);
+
+		if (ok != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
+}
