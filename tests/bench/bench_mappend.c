@@ -3,26 +3,30 @@
  *
  * Run by tests/bench/run.sh, which starts a private legacy-mode Dovecot and
  * mappend in front of it and passes their ports, the test users and
- * mappend's pid.  Measured, against that Dovecot:
+ * mappend's pid.  Measured against that Dovecot, in this order:
  *
+ *   sessions (VmRSS after - VmRSS before) / N for N logged-in idle sessions
+ *            through mappend, first, while mappend's heap is fresh;
  *   upload   1000 x 4 KiB and 100 x 1 MiB into a fresh mailbox, three ways:
  *            (a) one MULTIAPPEND with {n+} literals through mappend,
  *            (b) one APPEND {n+} at a time directly to Dovecot, each
  *                waiting for its tagged OK (a synchronous client),
  *            (c) all APPENDs {n+} pipelined directly to Dovecot;
  *            without and with a delay in front of whatever the client
- *            talks to (an in-process relay holding every chunk for
- *            --delay-ms in each direction);
- *   memory   mappend's VmHWM (peak RSS) during each (a), reset beforehand
- *            through /proc/PID/clear_refs;
+ *            talks to (an in-process relay thread holding every chunk for
+ *            --delay-ms in each direction).  For (a) also mappend's VmHWM
+ *            (peak RSS, reset through /proc/PID/clear_refs first), its CPU
+ *            time, and when it had read the whole command (spooling done);
  *   fetch    FETCH 1 BODY.PEEK[] of one 200 MiB message through mappend and
- *            directly, and mappend's VmHWM meanwhile;
- *   sessions (VmRSS after - VmRSS before) / N for N logged-in idle sessions.
+ *            directly, and mappend's VmHWM and CPU time meanwhile.
  *
  * Everything the client sends is built before the clock starts; the clock
  * runs from the first byte written to the last tagged answer read.  The
  * client writes and reads at once (poll on both directions), so a pipelined
- * upload never deadlocks on full socket buffers.
+ * upload never deadlocks on full socket buffers.  Every upload goes into a
+ * mailbox of its own (CREATEd before, its message count checked with STATUS
+ * and DELETEd after, all outside the clock); the modes take turns, in an
+ * order rotated from run to run.
  *
  * Exit status: 0 when every benchmark ran (targets are reported, never
  * asserted), 1 on an error (a refused command, a lost connection, a wrong
@@ -53,7 +57,7 @@
 #define KiB 1024UL
 #define MiB (1024UL * 1024UL)
 
-#define IO_TIMEOUT_MS 300000		/* no progress for this long: error */
+#define IO_TIMEOUT_MS 120000		/* no progress for this long: error */
 #define READ_CHUNK (256 * KiB)
 #define MAX_RESPONSE_LINE (16 * MiB)
 
@@ -175,15 +179,18 @@ buf_printf(struct buf *b, const char *fmt, ...)
 	va_list ap;
 	int n;
 
+	buf_reserve(b, 256);
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		die("vsnprintf failed");
-	buf_reserve(b, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
+	if ((size_t)n >= b->cap - b->len) {
+		buf_reserve(b, (size_t)n + 1);
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+	}
 	b->len += (size_t)n;
 }
 
@@ -388,6 +395,75 @@ feed(struct conn *c, const char *p, size_t n)
 }
 
 /*
+ * While (a) runs: when has mappend read the whole command?  rchar of
+ * /proc/PID/io counts the bytes a process read (sockets and files alike);
+ * mappend reads nothing else of note until it has spooled the command (it
+ * writes each chunk to the spool as it reads it, and replays only then),
+ * so the moment rchar has grown by the command's length is the moment the
+ * spooling ended, give or take a millisecond of polling.
+ */
+struct rchar_watch {
+	bool active;
+	pid_t pid;
+	uint64_t start, target;	/* rchar at the start; bytes to wait for */
+	uint64_t done_ns;	/* 0 until reached */
+};
+
+static struct rchar_watch watch;
+static bool rchar_readable = true;
+
+/* rchar of /proc/pid/io, or -1 (e.g. no ptrace rights). */
+static int64_t
+proc_rchar(pid_t pid)
+{
+	char path[64], line[128];
+	int64_t v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/io", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "rchar:", 6) == 0) {
+			v = strtoll(line + 6, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static void
+watch_start(pid_t pid, uint64_t bytes)
+{
+	int64_t v;
+
+	memset(&watch, 0, sizeof(watch));
+	if (!rchar_readable)
+		return;
+	if ((v = proc_rchar(pid)) < 0) {
+		progress("cannot read /proc/%ld/io: no spooling times", (long)pid);
+		rchar_readable = false;
+		return;
+	}
+	watch.active = true;
+	watch.pid = pid;
+	watch.start = (uint64_t)v;
+	watch.target = bytes;
+}
+
+static void
+watch_check(void)
+{
+	int64_t v;
+
+	if (!watch.active || watch.done_ns != 0)
+		return;
+	v = proc_rchar(watch.pid);
+	if (v >= 0 && (uint64_t)v - watch.start >= watch.target)
+		watch.done_ns = now_ns();
+}
+
+/*
  * Write out[0..len) while reading responses, until all of it is written and
  * want_tagged more tagged answers and want_responses more responses (of any
  * kind) have arrived.  Returns the number of tagged answers that were OK.
@@ -398,6 +474,7 @@ exchange(struct conn *c, const char *out, size_t len, unsigned long want_tagged,
 {
 	unsigned long t0 = c->tagged, ok0 = c->tagged_ok, r0 = c->responses;
 	size_t off = 0;
+	uint64_t progress_ns = now_ns();
 
 	while (off < len || c->tagged - t0 < want_tagged ||
 	    c->responses - r0 < want_responses) {
@@ -406,7 +483,16 @@ exchange(struct conn *c, const char *out, size_t len, unsigned long want_tagged,
 
 		if (off < len)
 			pfd.events |= POLLOUT;
-		n = poll(&pfd, 1, IO_TIMEOUT_MS);
+		if (watch.active && watch.done_ns == 0) {
+			/* look at mappend's progress every millisecond */
+			n = poll(&pfd, 1, 1);
+			watch_check();
+			if (n == 0 && now_ns() - progress_ns <
+			    (uint64_t)IO_TIMEOUT_MS * 1000000u)
+				continue;
+		} else {
+			n = poll(&pfd, 1, IO_TIMEOUT_MS);
+		}
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -424,16 +510,20 @@ exchange(struct conn *c, const char *out, size_t len, unsigned long want_tagged,
 				    "response: %s)", c->label, c->first);
 			if (r < 0 && errno != EAGAIN && errno != EINTR)
 				die("%s: read: %s", c->label, strerror(errno));
-			if (r > 0)
+			if (r > 0) {
 				feed(c, c->in, (size_t)r);
+				progress_ns = now_ns();
+			}
 		}
 		if ((pfd.revents & POLLOUT) && off < len) {
 			ssize_t w = send(c->fd, out + off, len - off, MSG_NOSIGNAL);
 
 			if (w < 0 && errno != EAGAIN && errno != EINTR)
 				die("%s: write: %s", c->label, strerror(errno));
-			if (w > 0)
+			if (w > 0) {
 				off += (size_t)w;
+				progress_ns = now_ns();
+			}
 		}
 	}
 	return c->tagged_ok - ok0;
@@ -778,6 +868,42 @@ proc_status_kb(pid_t pid, const char *key)
 	return v;
 }
 
+/* utime + stime of a process, in seconds. */
+static double
+proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		die("%s: %s (did mappend exit?)", path, strerror(errno));
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after "pid (comm) ": state is field 3, utime 14, stime 15 */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	    &ut, &st) != 2)
+		die("%s: cannot parse", path);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void
+loadavg(char *out, size_t n)
+{
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	snprintf(out, n, "?");
+	if (f != NULL) {
+		if (fgets(out, (int)n, f) != NULL)
+			out[strcspn(out, "\n")] = '\0';
+		fclose(f);
+	}
+}
+
 static bool hwm_resettable = true;
 
 /* Reset the peak RSS (VmHWM) to the current RSS: "5" > clear_refs
@@ -835,16 +961,26 @@ struct upload_result {
 	int runs;
 	double t[NMODES][MAX_RUNS];	/* seconds */
 	long hwm_kb[MAX_RUNS];		/* mappend's VmHWM during each (a) */
+	long rss0_kb[MAX_RUNS];		/* and its VmRSS just before */
+	double spool_s[MAX_RUNS];	/* (a): until mappend had read it all */
+	double cpu_s[MAX_RUNS];		/* (a): mappend's CPU time */
+};
+
+/* What upload_once measures besides the total time, for (a). */
+struct upload_extra {
+	long hwm_kb, rss0_kb;
+	double spool_s, cpu_s;	/* spool_s < 0: unknown */
 };
 
 /*
  * One upload of n messages of size bytes into the fresh mailbox box, in the
- * given mode, on a connection to port.  Returns seconds; *hwm_kb gets
- * mappend's VmHWM for MODE_MULTI.
+ * given mode, on a connection to port.  Returns seconds; for MODE_MULTI,
+ * *x gets mappend's VmHWM and CPU time, and when mappend had read (and
+ * spooled) the whole command.
  */
 static double
 upload_once(enum mode m, int port, const char *box, unsigned n, size_t size,
-    long *hwm_kb)
+    struct upload_extra *x)
 {
 	struct conn *c;
 	struct buf b = { 0 };
@@ -853,6 +989,7 @@ upload_once(enum mode m, int port, const char *box, unsigned n, size_t size,
 	uint64_t t0, t1;
 	unsigned long ok = 0;
 	char label[256];
+	double cpu0 = 0;
 
 	snprintf(label, sizeof(label), "%s (%s)", box, mode_desc[m]);
 	c = conn_open(port, o.user, o.pass, label);
@@ -877,8 +1014,12 @@ upload_once(enum mode m, int port, const char *box, unsigned n, size_t size,
 		off[n] = b.len;
 	}
 
-	if (m == MODE_MULTI)
+	if (m == MODE_MULTI) {
+		x->rss0_kb = proc_status_kb(o.mappend_pid, "VmRSS");
 		reset_hwm(o.mappend_pid);
+		cpu0 = proc_cpu_s(o.mappend_pid);
+		watch_start(o.mappend_pid, b.len);
+	}
 	t0 = now_ns();
 	switch (m) {
 	case MODE_MULTI:
@@ -895,8 +1036,12 @@ upload_once(enum mode m, int port, const char *box, unsigned n, size_t size,
 		break;
 	}
 	t1 = now_ns();
-	if (m == MODE_MULTI)
-		*hwm_kb = proc_status_kb(o.mappend_pid, "VmHWM");
+	if (m == MODE_MULTI) {
+		x->hwm_kb = proc_status_kb(o.mappend_pid, "VmHWM");
+		x->cpu_s = proc_cpu_s(o.mappend_pid) - cpu0;
+		x->spool_s = watch.done_ns ? (double)(watch.done_ns - t0) / 1e9 : -1;
+		watch.active = false;
+	}
 	if (ok != n)
 		die("%s: %lu of %u APPENDs succeeded; last refusal: %s", label,
 		    ok, n, c->last_bad);
@@ -937,7 +1082,7 @@ upload_bench(struct upload_result *res, const char *title, unsigned n,
 			enum mode m = (enum mode)((k + r) % NMODES);
 			int port;
 			char box[96];
-			long hwm = -1;
+			struct upload_extra x = { -1, -1, -1, 0 };
 
 			if (m == MODE_MULTI)
 				port = to_mappend ? to_mappend->port : o.mappend_port;
@@ -945,11 +1090,21 @@ upload_bench(struct upload_result *res, const char *title, unsigned n,
 				port = to_dovecot ? to_dovecot->port : o.dovecot_port;
 			snprintf(box, sizeof(box), "bench-%ux%zu-d%u-%s-%d", n, size,
 			    delay_ms, mode_name[m], r + 1);
-			res->t[m][r] = upload_once(m, port, box, n, size, &hwm);
+			res->t[m][r] = upload_once(m, port, box, n, size, &x);
+			if (m == MODE_MULTI) {
+				res->hwm_kb[r] = x.hwm_kb;
+				res->rss0_kb[r] = x.rss0_kb;
+				res->spool_s[r] = x.spool_s;
+				res->cpu_s[r] = x.cpu_s;
+			}
 			if (m == MODE_MULTI)
-				res->hwm_kb[r] = hwm;
-			progress("%-32s run %d/%d  %s %8.3f s", title, r + 1, runs,
-			    mode_name[m], res->t[m][r]);
+				progress("%-28s run %d/%d  %s %8.3f s  (spooled after "
+				    "%.3f s; mappend CPU %.2f s, VmHWM %ld KiB)", title,
+				    r + 1, runs, mode_name[m], res->t[m][r], x.spool_s,
+				    x.cpu_s, x.hwm_kb);
+			else
+				progress("%-28s run %d/%d  %s %8.3f s", title, r + 1,
+				    runs, mode_name[m], res->t[m][r]);
 		}
 	}
 	if (to_mappend != NULL)
@@ -964,6 +1119,7 @@ struct fetch_result {
 	double t_mappend[MAX_RUNS], t_direct[MAX_RUNS];
 	long hwm_kb;		/* max over the runs through mappend */
 	long rss_before_kb;
+	double cpu_s[MAX_RUNS];	/* mappend's CPU time per FETCH */
 };
 
 static double
@@ -1016,16 +1172,19 @@ fetch_bench(struct fetch_result *res)
 	res->hwm_kb = 0;
 	for (r = 0; r < res->runs; r++) {
 		long hwm;
+		double cpu0;
 
 		reset_hwm(o.mappend_pid);
+		cpu0 = proc_cpu_s(o.mappend_pid);
 		res->t_mappend[r] = fetch_once(via);
+		res->cpu_s[r] = proc_cpu_s(o.mappend_pid) - cpu0;
 		hwm = proc_status_kb(o.mappend_pid, "VmHWM");
 		if (hwm > res->hwm_kb)
 			res->hwm_kb = hwm;
 		res->t_direct[r] = fetch_once(direct);
-		progress("fetch %u MiB run %d/%d  mappend %.3f s (VmHWM %ld KiB)  "
-		    "direct %.3f s", o.fetch_mib, r + 1, res->runs, res->t_mappend[r],
-		    hwm, res->t_direct[r]);
+		progress("fetch %u MiB run %d/%d  mappend %.3f s (CPU %.2f s, VmHWM "
+		    "%ld KiB)  direct %.3f s", o.fetch_mib, r + 1, res->runs,
+		    res->t_mappend[r], res->cpu_s[r], hwm, res->t_direct[r]);
 	}
 	conn_close(via);
 	cmd_ok(direct, "CLOSE");
@@ -1152,6 +1311,23 @@ report_uploads(const struct upload_result *u, int nu)
 		}
 		printf("\n");
 	}
+	printf("\n  where (a)'s time goes (medians, seconds): \"spool\" until "
+	    "mappend had read\n  the whole command (rchar of /proc/PID/io), "
+	    "\"replay\" the rest: the single\n  APPENDs to Dovecot and the "
+	    "answer; CPU: mappend's utime+stime\n\n");
+	printf("  %-28s %10s %10s %10s %10s\n", "", "(a) total", "spool", "replay",
+	    "CPU");
+	for (i = 0; i < nu; i++) {
+		double tot = median(u[i].t[MODE_MULTI], u[i].runs);
+		double sp = median(u[i].spool_s, u[i].runs);
+
+		if (sp < 0)
+			printf("  %-28s %10.3f %10s %10s %10.2f\n", u[i].title, tot,
+			    "n/a", "n/a", median(u[i].cpu_s, u[i].runs));
+		else
+			printf("  %-28s %10.3f %10.3f %10.3f %10.2f\n", u[i].title,
+			    tot, sp, tot - sp, median(u[i].cpu_s, u[i].runs));
+	}
 }
 
 /* What a run measures: --phases takes a comma-separated list of these. */
@@ -1208,6 +1384,19 @@ max_hwm(const struct upload_result *u)
 	return m;
 }
 
+/* The most VmHWM grew over the VmRSS before, over the runs. */
+static long
+max_growth(const struct upload_result *u)
+{
+	long m = 0;
+	int i;
+
+	for (i = 0; i < u->runs; i++)
+		if (u->hwm_kb[i] - u->rss0_kb[i] > m)
+			m = u->hwm_kb[i] - u->rss0_kb[i];
+	return m;
+}
+
 static void
 usage(const char *argv0)
 {
@@ -1249,14 +1438,14 @@ main(int argc, char **argv)
 	struct fetch_result fr;
 	struct session_result sr;
 	struct rlimit rl;
-	char cpu[256], s1[32], s2[32], title[4][128];
+	char cpu[256], s1[32], s2[32], title[4][128], load0[128], load1[128];
 	unsigned phases = PH_ALL;
 	int ch, i, nup = 0, big_idx = -1;
 	long rss0;
 	double ratio;
 
 	o.runs = 3;
-	o.delay_runs = 1;
+	o.delay_runs = 3;
 	o.fetch_runs = 3;
 	o.fetch_mib = 200;
 	o.delay_ms = 10;
@@ -1302,6 +1491,7 @@ main(int argc, char **argv)
 			    (unsigned long)rl.rlim_cur, o.sessions);
 	}
 	rss0 = proc_status_kb(o.mappend_pid, "VmRSS");
+	loadavg(load0, sizeof(load0));
 
 	/* while mappend is fresh: the idle sessions */
 	if (phases & PH_SESSIONS)
@@ -1329,6 +1519,7 @@ main(int argc, char **argv)
 		fetch_bench(&fr);
 
 	/* ---- the report */
+	loadavg(load1, sizeof(load1));
 	cpu_model(cpu, sizeof(cpu));
 	printf("\nmappend benchmarks\n==================\n");
 	printf("machine: %ld CPUs online, %s\n", sysconf(_SC_NPROCESSORS_ONLN), cpu);
@@ -1337,15 +1528,18 @@ main(int argc, char **argv)
 	    (long)o.mappend_pid);
 	printf("runs: %d per upload without delay, %d with delay, %d per FETCH\n",
 	    o.runs, o.delay_runs, o.fetch_runs);
+	printf("/proc/loadavg: at start %s; at end %s\n", load0, load1);
 
 	if (nup > 0) {
 		report_uploads(up, nup);
-		printf("\nmappend memory during the uploads (highest VmHWM over the "
-		    "runs of (a))\n\n");
-		printf("  VmRSS at start (idle, no session)      %8ld KiB\n", rss0);
+		printf("\nmappend memory during the uploads (the highest VmHWM over "
+		    "the runs of (a),\nand the most it rose above the VmRSS just "
+		    "before the command)\n\n");
+		printf("  %-45s %8ld KiB\n", "VmRSS at start (idle, no session)", rss0);
 		for (i = 0; i < nup; i++)
-			printf("  VmHWM during (a) %-21s %8ld KiB  (%.1f MiB)\n",
-			    up[i].title, max_hwm(&up[i]), max_hwm(&up[i]) / 1024.0);
+			printf("  VmHWM during (a) %-28s %8ld KiB  (%.1f MiB; +%ld KiB)\n",
+			    up[i].title, max_hwm(&up[i]), max_hwm(&up[i]) / 1024.0,
+			    max_growth(&up[i]));
 		printf("  (VmHWM %s before each measured command)\n",
 		    hwm_resettable ? "reset through /proc/PID/clear_refs" :
 		    "could NOT be reset: figures are peaks since mappend started");
@@ -1363,6 +1557,8 @@ main(int argc, char **argv)
 		print_runs(fr.t_direct, fr.runs);
 		printf("\n  mappend/direct   %8.2f\n", median(fr.t_mappend, fr.runs) /
 		    median(fr.t_direct, fr.runs));
+		printf("  mappend CPU time per FETCH: %.2f s (median)\n",
+		    median(fr.cpu_s, fr.runs));
 		printf("  mappend VmHWM during the FETCH: %ld KiB (%.1f MiB; VmRSS "
 		    "before: %ld KiB)\n", fr.hwm_kb, fr.hwm_kb / 1024.0,
 		    fr.rss_before_kb);
@@ -1390,6 +1586,9 @@ main(int argc, char **argv)
 		    median(up[i].t[MODE_MULTI], up[i].runs);
 		printf("  %s: (a) at least 20x faster than (b): %.1fx: %s\n",
 		    up[i].title, ratio, ratio >= 20 ? "met" : "MISSED");
+		printf("    (for comparison, pipelining directly, (c), is %.1fx "
+		    "faster than (b))\n", median(up[i].t[MODE_SYNC], up[i].runs) /
+		    median(up[i].t[MODE_PIPE], up[i].runs));
 	}
 	return 0;
 }

@@ -11,6 +11,15 @@
 # --fetch-mib 50 (BUILD_DIR/tests/bench_mappend --help lists them).
 # Exits with the benchmark program's status: 0 when every benchmark ran
 # (targets are reported, not asserted), non-zero on an error.
+#
+# Dovecot's maildirs and mappend's spool go into a temp dir on /dev/shm
+# (tmpfs) when it has 2 GiB free, else into $TMPDIR or /tmp;
+# MAPPEND_BENCH_TMPDIR=DIR chooses the parent directory.  tmpfs keeps the
+# figures about IMAP and the proxy: on a disk file system, Dovecot's cost
+# per message (a file created and renamed per APPEND) depends on the file
+# system and on what else the machine did recently (e.g. ext4 without a
+# journal skips over inodes freed in the last minutes when it allocates
+# one, so deleting the last run's mailbox slows down the next run).
 set -euo pipefail
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -40,12 +49,27 @@ for f in "$MAPPEND" "$BENCH"; do
 	[[ -x $f ]] || { say "$f not found: run make bench"; exit 1; }
 done
 
-TMP=$(mktemp -d /tmp/mappend-bench.XXXXXX)
-MAPPEND_PID=""
+# where the files go (see above)
+parent=${MAPPEND_BENCH_TMPDIR:-}
+if [[ -z $parent ]]; then
+	parent=${TMPDIR:-/tmp}
+	if [[ -d /dev/shm && -w /dev/shm ]]; then
+		free_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+		if [[ $free_kb =~ ^[0-9]+$ ]] && ((free_kb >= 2 * 1024 * 1024)); then
+			parent=/dev/shm
+		fi
+	fi
+fi
+TMP=$(mktemp -d "$parent/mappend-bench.XXXXXX")
+MAPPEND_PID="" BENCH_PID=""
 
 cleanup() {
 	local rc=$? i
 	trap - EXIT INT TERM HUP
+	if [[ -n $BENCH_PID ]]; then
+		kill -TERM "$BENCH_PID" 2>/dev/null || true
+		wait "$BENCH_PID" 2>/dev/null || true
+	fi
 	if [[ -n $MAPPEND_PID ]] && kill -0 "$MAPPEND_PID" 2>/dev/null; then
 		kill -TERM "$MAPPEND_PID" 2>/dev/null || true
 		for ((i = 0; i < 120; i++)); do
@@ -55,7 +79,8 @@ cleanup() {
 		kill -KILL "$MAPPEND_PID" 2>/dev/null || true
 		wait "$MAPPEND_PID" 2>/dev/null || true
 	fi
-	if ((rc != 0)); then
+	# an error (not bad usage, not an interruption): the logs' last lines
+	if ((rc != 0 && rc != 2 && rc != 130)); then
 		if [[ -s $TMP/mappend.log ]]; then
 			say "last lines of mappend's log:"
 			tail -n 20 "$TMP/mappend.log" >&2
@@ -124,13 +149,19 @@ fi
 cat <<EOF
 mappend benchmark run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit
 kernel $(uname -sr), $(nproc) CPUs, Dovecot $(PATH="$PATH:/usr/sbin" dovecot --version 2>/dev/null || echo '?')
+files (maildirs, spool) in $TMP ($(stat -f -c %T "$TMP" 2>/dev/null || echo '?'))
 EOF
 say "Dovecot on 127.0.0.1:$UP_PORT, mappend (pid $MAPPEND_PID) on 127.0.0.1:$PORT; this takes a few minutes"
 
+# In the background, so that a signal to this script is handled at once
+# (bash runs traps only between foreground commands).
 rc=0
 "$BENCH" --mappend-port "$PORT" --mappend-pid "$MAPPEND_PID" \
 	--dovecot-port "$UP_PORT" --user "$USER1" --password "$PASS1" \
-	--user2 "$USER2" --password2 "$PASS2" "$@" || rc=$?
+	--user2 "$USER2" --password2 "$PASS2" "$@" &
+BENCH_PID=$!
+wait "$BENCH_PID" || rc=$?
+BENCH_PID=""
 
 if ! kill -0 "$MAPPEND_PID" 2>/dev/null; then
 	say "mappend is no longer running"
