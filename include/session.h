@@ -21,6 +21,7 @@ struct evbuffer;
 struct event;
 struct event_base;
 struct evdns_base;
+struct reader;
 struct sockaddr;
 struct upstream_connect;
 
@@ -131,6 +132,8 @@ struct session {
 
 	struct bufferevent *client;
 	struct bufferevent *upstream;
+	struct reader *client_reader;	/* plain sockets: large reads (reader.h) */
+	struct reader *upstream_reader;
 	struct upstream_connect *connecting;
 	struct event *idle_timer;	/* client inactivity; then the close timer */
 	double client_activity;		/* event_base time of the last client I/O */
@@ -197,8 +200,10 @@ void session_reply(struct session *, const char *fmt, ...)
 void session_close(struct session *, const char *bye_reason);
 void session_shutdown_all(struct proxy *, const char *bye_reason);
 void session_client_activity(struct session *);
+void session_input_consumed(struct session *);
 /* Start or stop reading the client (pause during proxy work, backpressure). */
 void session_client_reading(struct session *, bool on);
+void session_upstream_reading(struct session *, bool on);
 struct pending *session_pending_add(struct session *, const char *tag,
     size_t taglen, enum command_kind);
 void session_pending_free(struct session *, struct pending *);

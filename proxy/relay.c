@@ -21,12 +21,23 @@
  * large mailbox are much longer than any sane command. */
 #define RESPONSE_LINE_MAX (16 * 1024 * 1024)
 
+/*
+ * Output towards one side is full: stop reading the other side until it
+ * drains (the write callbacks in session.c resume it), so that what one
+ * side sends faster than the other takes sits in neither buffer.
+ */
 bool
 relay_backpressure(struct session *s, struct bufferevent *to)
 {
 	if (to == s->client && s->client_gone)
 		return false;	/* its output is thrown away */
-	return evbuffer_get_length(bufferevent_get_output(to)) >= OUTPUT_HIGH;
+	if (evbuffer_get_length(bufferevent_get_output(to)) < OUTPUT_HIGH)
+		return false;
+	if (to == s->client)
+		session_upstream_reading(s, false);
+	else
+		session_client_reading(s, false);
+	return true;
 }
 
 size_t
@@ -161,8 +172,17 @@ relay_command_segment(struct session *s, struct evbuffer *in,
 	s->cmd_capture_arg = command_capture_literal(s, p, seg->literal);
 }
 
+static void client_input(struct session *);
+
 void
 relay_client_input(struct session *s)
+{
+	client_input(s);
+	session_input_consumed(s);
+}
+
+static void
+client_input(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client);
 	struct evbuffer *out;
@@ -268,8 +288,17 @@ relay_client_input(struct session *s)
 	}
 }
 
+static void upstream_input(struct session *);
+
 void
 relay_upstream_input(struct session *s)
+{
+	upstream_input(s);
+	session_input_consumed(s);
+}
+
+static void
+upstream_input(struct session *s)
 {
 	struct evbuffer *in, *out;
 	size_t max_line;

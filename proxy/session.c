@@ -20,12 +20,17 @@
 
 #include "backchannel.h"
 #include "log.h"
+#include "reader.h"
 #include "session.h"
 #include "tls.h"
 #include "upstream.h"
 
 /* Bytes read at once from a socket: large enough to stream literals fast. */
 #define READ_CHUNK (256 * 1024)
+/* Bytes written at once (libevent's default is 16 KiB). */
+#define WRITE_CHUNK (1024 * 1024)
+/* Output drained to this: the side held back by backpressure reads again. */
+#define WRITE_LOW (256 * 1024)
 /* How long a closing session may take to flush its last lines. */
 #define CLOSE_FLUSH_SECONDS 5
 
@@ -98,10 +103,45 @@ read_watermark(size_t max_line)
 void
 session_client_reading(struct session *s, bool on)
 {
-	if (on)
+	if (s->client_reader != NULL)
+		reader_enable(s->client_reader, on);
+	else if (on)
 		bufferevent_enable(s->client, EV_READ);
 	else
 		bufferevent_disable(s->client, EV_READ);
+}
+
+void
+session_upstream_reading(struct session *s, bool on)
+{
+	if (s->upstream == NULL)
+		return;
+	if (s->upstream_reader != NULL)
+		reader_enable(s->upstream_reader, on);
+	else if (on)
+		bufferevent_enable(s->upstream, EV_READ);
+	else
+		bufferevent_disable(s->upstream, EV_READ);
+}
+
+/* Input was consumed: a reader that stopped at its high mark goes on. */
+void
+session_input_consumed(struct session *s)
+{
+	if (s->client_reader != NULL)
+		reader_resume(s->client_reader);
+	if (s->upstream_reader != NULL)
+		reader_resume(s->upstream_reader);
+}
+
+static void
+upstream_free(struct session *s)
+{
+	reader_free(s->upstream_reader);
+	s->upstream_reader = NULL;
+	if (s->upstream != NULL)
+		bufferevent_free(s->upstream);
+	s->upstream = NULL;
 }
 
 void
@@ -227,10 +267,17 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	bufferevent_setwatermark(bev, EV_READ, 0,
 	    read_watermark(relay_response_line_max(s)));
 	bufferevent_set_max_single_read(bev, READ_CHUNK);
+	bufferevent_set_max_single_write(bev, WRITE_CHUNK);
+	bufferevent_setwatermark(bev, EV_WRITE, WRITE_LOW, 0);
 	/* an upstream silent this long is gone, even without a TCP reset */
 	upstream_tv.tv_sec = (time_t)s->proxy->cfg->upstream_idle_timeout;
-	bufferevent_set_timeouts(bev, &upstream_tv, NULL);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (s->proxy->cfg->upstream_tls == UPSTREAM_PLAIN)
+		s->upstream_reader = reader_new(bev,
+		    read_watermark(relay_response_line_max(s)), &upstream_tv,
+		    upstream_read, upstream_event, s);
+	else
+		bufferevent_set_timeouts(bev, &upstream_tv, NULL);
 	session_enter_state(s, SESSION_GREETING);
 	/* the client may not speak before the greeting, but nothing stops a
 	 * hostile one: its bytes wait in the buffer until then */
@@ -243,11 +290,17 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 static void
 client_setup(struct session *s)
 {
+	size_t high = read_watermark(s->proxy->cfg->max_line_length);
+
 	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
-	bufferevent_setwatermark(s->client, EV_READ, 0,
-	    read_watermark(s->proxy->cfg->max_line_length));
+	bufferevent_setwatermark(s->client, EV_READ, 0, high);
 	bufferevent_set_max_single_read(s->client, READ_CHUNK);
+	bufferevent_set_max_single_write(s->client, WRITE_CHUNK);
+	bufferevent_setwatermark(s->client, EV_WRITE, WRITE_LOW, 0);
 	bufferevent_enable(s->client, EV_READ | EV_WRITE);
+	if (!s->client_tls)
+		s->client_reader = reader_new(s->client, high, NULL, client_read,
+		    client_event, s);
 }
 
 void
@@ -265,6 +318,9 @@ session_starttls(struct session *s)
 	evbuffer_drain(in, evbuffer_get_length(in));
 	s->cmd_scanned = 0;
 	imap_parser_reset_line(&s->cmd_parser);
+	/* the TLS layer reads through the plain bufferevent itself */
+	reader_free(s->client_reader);
+	s->client_reader = NULL;
 	tls = ssl == NULL ? NULL : bufferevent_openssl_filter_new(s->proxy->base,
 	    s->client, ssl, BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -401,14 +457,12 @@ session_close(struct session *s, const char *bye_reason)
 		upstream_connect_cancel(s->connecting);
 		s->connecting = NULL;
 	}
-	if (s->upstream != NULL) {
-		bufferevent_free(s->upstream);
-		s->upstream = NULL;
-	}
+	upstream_free(s);
 	if (bye_reason != NULL && !s->upstream_bye)
 		session_reply(s, "* BYE %s", bye_reason);
 	/* flush what the client is owed, then close; a client that does not
 	 * read gets CLOSE_FLUSH_SECONDS */
+	session_client_reading(s, false);
 	bufferevent_disable(s->client, EV_READ);
 	bufferevent_setcb(s->client, NULL, close_flushed, close_event, s);
 	bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
@@ -434,8 +488,8 @@ session_free(struct session *s)
 		session_pending_free(s, p);
 	if (s->connecting != NULL)
 		upstream_connect_cancel(s->connecting);
-	if (s->upstream != NULL)
-		bufferevent_free(s->upstream);
+	upstream_free(s);
+	reader_free(s->client_reader);
 	bufferevent_free(s->client);
 	event_free(s->idle_timer);
 	free(s->selected);
@@ -474,8 +528,10 @@ client_write(struct bufferevent *bev, void *arg)
 	(void)bev;
 	session_client_activity(s);
 	/* the client caught up: responses held back may flow again */
-	if (s->upstream != NULL)
+	if (s->upstream != NULL) {
+		session_upstream_reading(s, true);
 		relay_upstream_input(s);
+	}
 }
 
 static void
@@ -491,12 +547,12 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_ERROR) && s->client_tls &&
-	    bufferevent_get_openssl_error(bev) != 0) {
+	    ERR_GET_LIB(bufferevent_get_openssl_error(bev)) != 0) {
 		char why[256];
 
 		ERR_error_string_n(bufferevent_get_openssl_error(bev), why, sizeof(why));
 		log_info(s->id, "client TLS error: %s", why);
-	} else if (what & BEV_EVENT_EOF)
+	} else if ((what & BEV_EVENT_EOF) || s->client_tls)
 		log_info(s->id, "client closed the connection");
 	else
 		log_info(s->id, "client connection error: %s",
@@ -505,6 +561,7 @@ client_event(struct bufferevent *bev, short what, void *arg)
 		/* an upload is half-way upstream: finish it (all or nothing)
 		 * before the session ends */
 		s->client_gone = true;
+		session_client_reading(s, false);
 		bufferevent_disable(s->client, EV_READ | EV_WRITE);
 		session_client_output(s);
 		return;
@@ -528,8 +585,10 @@ upstream_write(struct bufferevent *bev, void *arg)
 	/* the upstream caught up: a replay or client input held back may
 	 * flow again */
 	multiappend_kick(s);
-	if (!s->closing)
+	if (!s->closing && !s->client_gone) {
+		session_client_reading(s, true);
 		relay_client_input(s);
+	}
 }
 
 static void
@@ -556,8 +615,7 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 		log_warn(s->id, "upstream connection error: %s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	}
-	bufferevent_free(s->upstream);
-	s->upstream = NULL;
+	upstream_free(s);
 	/* an upload half-way upstream is cleaned up on a new connection
 	 * first; the job ends the session then */
 	if (!multiappend_upstream_gone(s))

@@ -20,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "harness.h"
 
 static const char *
@@ -71,21 +74,27 @@ mock_start(struct mock *m, const char *const *args)
 	const char *argv[64];
 	size_t n = 0;
 	int fds[2];
-	char line[64];
+	char line[128];
 	size_t got = 0;
 	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+	bool want_tls = false;
 
 	argv[n++] = env_path("MAPPEND_MOCK");
 	argv[n++] = "--listen";
 	argv[n++] = "127.0.0.1:0";
-	while (args != NULL && *args != NULL && n < 62)
+	while (args != NULL && *args != NULL && n < 62) {
+		if (strcmp(*args, "--listen-tls") == 0)
+			want_tls = true;
 		argv[n++] = *args++;
+	}
 	argv[n] = NULL;
 	cr_assert_eq(pipe(fds), 0);
 	m->pid = spawn(argv, fds[1], NULL);
 	close(fds[1]);
-	/* "PORT n\n" */
-	while (got < sizeof(line) - 1 && memchr(line, '\n', got) == NULL) {
+	/* "PORT n\n", then "TLSPORT n\n" with a TLS listener */
+	memset(line, 0, sizeof(line));
+	while (got < sizeof(line) - 1 && (want_tls ? strstr(line, "TLSPORT ") == NULL ||
+	    strchr(strstr(line, "TLSPORT "), '\n') == NULL : memchr(line, '\n', got) == NULL)) {
 		struct pollfd pfd = { fds[0], POLLIN, 0 };
 		ssize_t r;
 
@@ -98,6 +107,9 @@ mock_start(struct mock *m, const char *const *args)
 	line[got] = '\0';
 	close(fds[0]);
 	cr_assert_eq(sscanf(line, "PORT %d", &m->port), 1, "mock said: %s", line);
+	m->tls_port = 0;
+	if (want_tls)
+		cr_assert_eq(sscanf(strstr(line, "TLSPORT "), "TLSPORT %d", &m->tls_port), 1);
 }
 
 void
@@ -173,8 +185,21 @@ proxy_start(struct proxy_proc *p, int upstream_port, const char *extra_conf)
 		const char *at = strstr(log, "listening on 127.0.0.1:");
 		int status;
 
-		if (at != NULL) {
-			p->port = atoi(at + strlen("listening on 127.0.0.1:"));
+		if (at != NULL && strstr(log, "mappend started") != NULL) {
+			const char *l;
+
+			for (l = at; l != NULL; l = strstr(l + 1, "listening on 127.0.0.1:")) {
+				int port = atoi(l + strlen("listening on 127.0.0.1:"));
+				const char *eol = strchr(l, '\n');
+				const char *tls = strstr(l, "(TLS)");
+
+				if (tls != NULL && (eol == NULL || tls < eol)) {
+					if (p->tls_port == 0)
+						p->tls_port = port;
+				} else if (p->port == 0) {
+					p->port = port;
+				}
+			}
 			free(log);
 			break;
 		}
@@ -238,6 +263,7 @@ dovecot_start(struct dovecot *d, const char *opts)
 		sscanf(line, "password2=%63s", d->password2);
 		sscanf(line, "master=%63s", d->master);
 		sscanf(line, "master_password=%63s", d->master_password);
+		sscanf(line, "tls_port=%d", &d->tls_port);
 	}
 	cr_assert_eq(pclose(f), 0, "dovecot.sh start failed");
 	cr_assert_gt(d->port, 0);
@@ -276,9 +302,45 @@ imapc_connect(struct imapc *c, int port)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
+bool
+imapc_tls(struct imapc *c, const char *cafile)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl;
+
+	cr_assert_not_null(ctx);
+	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, cafile, NULL), 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	SSL_set1_host(ssl, "localhost");
+	SSL_set_fd(ssl, c->fd);
+	c->ctx = ctx;
+	if (SSL_connect(ssl) != 1) {
+		SSL_free(ssl);
+		return false;
+	}
+	c->ssl = ssl;
+	return true;
+}
+
+void
+make_certs(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "tests/tls/gen-certs.sh '%s'", dir);
+	cr_assert_eq(system(cmd), 0, "gen-certs.sh failed");
+}
+
 void
 imapc_close(struct imapc *c)
 {
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	if (c->ctx != NULL)
+		SSL_CTX_free(c->ctx);
+	c->ssl = c->ctx = NULL;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -293,7 +355,8 @@ imapc_send_raw(struct imapc *c, const void *data, size_t len)
 	const char *p = data;
 
 	while (len > 0) {
-		ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL);
+		ssize_t w = c->ssl != NULL ? SSL_write(c->ssl, p, (int)(len > 65536 ? 65536 : len)) :
+		    send(c->fd, p, len, MSG_NOSIGNAL);
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -328,7 +391,7 @@ fill(struct imapc *c, long deadline)
 
 	if (c->eof || left <= 0)
 		return false;
-	if (poll(&pfd, 1, (int)left) <= 0)
+	if ((c->ssl == NULL || SSL_pending(c->ssl) == 0) && poll(&pfd, 1, (int)left) <= 0)
 		return false;
 	if (c->off > 0 && c->cap - c->len < 65536) {
 		/* reuse the room of what was consumed */
@@ -341,7 +404,13 @@ fill(struct imapc *c, long deadline)
 		c->buf = realloc(c->buf, c->cap);
 		cr_assert_not_null(c->buf);
 	}
-	r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+	if (c->ssl != NULL) {
+		r = SSL_read(c->ssl, c->buf + c->len, (int)(c->cap - c->len));
+		if (r <= 0 && SSL_get_error(c->ssl, (int)r) == SSL_ERROR_WANT_READ)
+			return true;	/* a record not complete yet */
+	} else {
+		r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+	}
 	if (r <= 0) {
 		c->eof = true;
 		return false;

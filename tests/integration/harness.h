@@ -18,11 +18,13 @@
 struct mock {
 	pid_t pid;
 	int port;
+	int tls_port;		/* with --listen-tls */
 };
 
 struct proxy_proc {
 	pid_t pid;
-	int port;
+	int port;		/* the first plain listener */
+	int tls_port;		/* the first "tls" listener, if any */
 	char dir[256];		/* temp dir: config, log, spool */
 	char conf[300];
 	char log[300];
@@ -31,6 +33,7 @@ struct proxy_proc {
 struct dovecot {
 	char dir[256];
 	int port;
+	int tls_port;		/* with --ssl */
 	char user[64], password[64];
 	char user2[64], password2[64];
 	char master[64], master_password[64];
@@ -40,6 +43,8 @@ struct dovecot {
 /* A scripted IMAP client over a blocking socket with timeouts. */
 struct imapc {
 	int fd;
+	void *ssl;		/* SSL * once TLS is on */
+	void *ctx;		/* SSL_CTX * */
 	char *buf;		/* bytes read; buf[off..len) not yet consumed */
 	size_t off, len, cap;
 	bool eof;
@@ -62,6 +67,14 @@ void dovecot_start(struct dovecot *, const char *opts);
 void dovecot_stop(struct dovecot *);
 
 void imapc_connect(struct imapc *, int port);
+/*
+ * Start TLS on the connection (after STARTTLS's OK, or at once for an
+ * implicit TLS port), verifying the server against cafile for the name
+ * "localhost".  Returns false when the handshake fails.
+ */
+bool imapc_tls(struct imapc *, const char *cafile);
+/* Generate the test certificates (tests/tls/gen-certs.sh) into dir. */
+void make_certs(const char *dir);
 void imapc_close(struct imapc *);
 void imapc_send(struct imapc *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
