@@ -5,11 +5,13 @@
 # touched or read.
 #
 #   tests/dovecot/dovecot.sh start DIR [--legacy] [--quota SIZE] [--rawlog] [--port N]
+#                                      [--ssl CERTDIR]
 #   tests/dovecot/dovecot.sh stop DIR
 #
 # start prints, on success and on stdout only:
 #   port=<n>  user=alice  password=...  user2=bob  password2=...
 #   master=<master user>  master_password=...
+#   tls_port=<n>  (with --ssl only)
 # one per line.  On failure it prints the reason and the tail of
 # DIR/dovecot.log on stderr, leaves no process running and exits non-zero.
 #
@@ -20,11 +22,17 @@
 #                 1M); an APPEND over it gets NO [OVERQUOTA]
 #   --rawlog      every IMAP session's traffic in DIR/rawlog/<user>/*.{in,out}
 #   --port N      listen on 127.0.0.1:N instead of a free random port
+#   --ssl CERTDIR TLS with CERTDIR/server.pem and server.key (a directory made
+#                 by tests/tls/gen-certs.sh; they are copied into DIR/ssl):
+#                 ssl = required, TLS 1.2 or later, disable_plaintext_auth.
+#                 The plain port offers STARTTLS; an imaps port (implicit
+#                 TLS, a second free random port) is printed as tls_port.
 #
 # Layout of DIR: dovecot.conf, users (passwd-file), master-users,
-# mail/<user>/Maildir, rawlog/<user>, run/ (base_dir: sockets,
-# master.pid), state/, dovecot.log.  The IMAP port is only ever bound to
-# 127.0.0.1; every other listener is a unix socket under DIR/run.
+# mail/<user>/Maildir, rawlog/<user>, ssl/ (--ssl), run/ (base_dir: sockets,
+# master.pid), state/, dovecot.log.  The IMAP ports are only ever bound to
+# loopback addresses (127.0.0.1, and with --ssl 127.0.0.2 too, see below);
+# every other listener is a unix socket under DIR/run.
 #
 # As root, Dovecot's master runs as root (it needs to, to switch users) and
 # the mail processes run as nobody:nogroup, chrooted into DIR so that DIR may
@@ -48,6 +56,16 @@
 #    DIR/mail for a fresh start.
 #  - doveadm works with -c DIR/dovecot.conf (e.g. mailbox status -u alice
 #    messages INBOX, quota get -u alice).
+#  - --ssl: Dovecot 2.3 counts a connection whose remote IP equals its local
+#    IP as secure, whatever ssl = required and disable_plaintext_auth say:
+#    a client on 127.0.0.1 that connects to 127.0.0.1 may still LOGIN
+#    without TLS.  To be treated like a remote client (LOGINDISABLED, plain
+#    LOGIN refused with NO), connect to 127.0.0.2 instead: with --ssl both
+#    ports listen there too (the kernel picks 127.0.0.1 as the source, so
+#    the IPs differ), and login_trusted_networks is empty (a trusted network
+#    counts as secure too; Dovecot then ignores ID's x-originating-ip).  The
+#    certificate names localhost and 127.0.0.1, not 127.0.0.2: verify the
+#    name localhost there.
 set -euo pipefail
 
 readonly USER1=alice PASS1=alice-secret
@@ -61,6 +79,7 @@ PROG=${0##*/}
 usage() {
 	cat >&2 <<EOF
 usage: $PROG start DIR [--legacy] [--quota SIZE] [--rawlog] [--port N]
+                 [--ssl CERTDIR]
        $PROG stop DIR
 EOF
 	exit 2
@@ -204,17 +223,32 @@ instance_name = mappend-dovecot-$TOKEN
 log_path = $DIR/dovecot.log
 auth_verbose = yes
 protocols = imap
-listen = 127.0.0.1
+listen = $ADDRESSES
 login_greeting = Dovecot test instance $TOKEN ready.
-login_trusted_networks = 127.0.0.0/8
 shutdown_clients = yes
 EOF
+	if [[ -z $SSL ]]; then
+		# lets mappend pass on the client's address (ID
+		# x-originating-ip); with --ssl it would make every loopback
+		# client secure (see the top of this file)
+		echo "login_trusted_networks = 127.0.0.0/8"
+	fi
 }
 
 conf_ssl() {
-	cat <<EOF
+	if [[ -z $SSL ]]; then
+		cat <<EOF
 ssl = no
 disable_plaintext_auth = no
+EOF
+		return
+	fi
+	cat <<EOF
+ssl = required
+ssl_cert = <$DIR/ssl/server.pem
+ssl_key = <$DIR/ssl/server.key
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
 EOF
 }
 
@@ -350,11 +384,13 @@ conf_services() {
 # per connection
 service imap-login {
   inet_listener imap {
-    address = 127.0.0.1
+    address = $ADDRESSES
     port = $PORT
   }
   inet_listener imaps {
-    port = 0
+    address = $ADDRESSES
+    port = ${TLS_PORT:-0}
+    ssl = yes
   }
   service_count = 0
   process_min_avail = 1
@@ -411,6 +447,19 @@ write_users() {
 			chown -R "$MAIL_UID:$MAIL_GID" "$DIR/rawlog"
 		fi
 	fi
+}
+
+# --ssl: the certificate and key, copied where Dovecot's config process
+# (root, or the invoking user) can read them whoever owns CERTDIR and
+# whatever its name; the key stays readable by its owner only.
+copy_certs() {
+	local src=$1
+	rm -rf "$DIR/ssl"
+	mkdir -m 0700 "$DIR/ssl"
+	cp -- "$src/server.pem" "$DIR/ssl/server.pem"
+	(umask 077 && cp -- "$src/server.key" "$DIR/ssl/server.key")
+	chmod 0644 "$DIR/ssl/server.pem"
+	chmod 0600 "$DIR/ssl/server.key"
 }
 
 # Unix socket paths are limited to 107 bytes; base_dir holds names up to
@@ -491,6 +540,10 @@ try_start() {
 				return 1
 			fi
 		elif greeting_ok "$PORT" "$TOKEN"; then
+			if [[ -n $SSL ]] && ! port_in_use "$TLS_PORT"; then
+				REASON="nothing listens on the imaps port $TLS_PORT"
+				return 1
+			fi
 			return 0
 		fi
 		sleep 0.1
@@ -500,7 +553,7 @@ try_start() {
 }
 
 cmd_start() {
-	local legacy="" quota="" rawlog="" port="" rc tries
+	local legacy="" quota="" rawlog="" port="" ssl="" rc tries
 	[[ $# -ge 1 ]] || usage
 	local dir_arg=$1
 	shift
@@ -518,6 +571,11 @@ cmd_start() {
 			port=$2
 			shift
 			;;
+		--ssl)
+			[[ $# -ge 2 ]] || usage
+			ssl=$2
+			shift
+			;;
 		*) usage ;;
 		esac
 		shift
@@ -531,6 +589,11 @@ cmd_start() {
 		exit 2
 	fi
 
+	if [[ -n $ssl ]] && { [[ ! -r $ssl/server.pem ]] || [[ ! -r $ssl/server.key ]]; }; then
+		msg "--ssl '$ssl': no readable server.pem and server.key (see tests/tls/gen-certs.sh)"
+		exit 2
+	fi
+
 	DOVECOT=$(find_dovecot)
 	if [[ ! $dir_arg =~ ^[A-Za-z0-9/._@,+=~-]+$ ]]; then
 		msg "unsupported characters in directory name: $dir_arg"
@@ -538,7 +601,9 @@ cmd_start() {
 	fi
 	mkdir -p -- "$dir_arg"
 	DIR=$(abs_dir "$dir_arg")
-	LEGACY=$legacy QUOTA=$quota RAWLOG=$rawlog
+	LEGACY=$legacy QUOTA=$quota RAWLOG=$rawlog SSL=$ssl TLS_PORT=""
+	# 127.0.0.2: where loopback clients are not secure by Dovecot's rules
+	ADDRESSES="127.0.0.1${SSL:+ 127.0.0.2}"
 	if master_pid "$DIR" >/dev/null; then
 		msg "$DIR already holds a running Dovecot (pid $(master_pid "$DIR"))"
 		exit 1
@@ -555,6 +620,9 @@ cmd_start() {
 	TOKEN="$$-$RANDOM$RANDOM"
 
 	write_users
+	if [[ -n $SSL ]]; then
+		copy_certs "$SSL"
+	fi
 	make_base_dir
 	: >>"$DIR/dovecot.log"
 	if ((EUID == 0)); then
@@ -574,6 +642,12 @@ cmd_start() {
 		else
 			PORT=$(random_port) || fail "no free port"
 		fi
+		if [[ -n $SSL ]]; then
+			TLS_PORT=$(random_port) || fail "no free port"
+			while [[ $TLS_PORT == "$PORT" ]]; do
+				TLS_PORT=$(random_port) || fail "no free port"
+			done
+		fi
 		rc=0
 		try_start || rc=$?
 		case $rc in
@@ -587,13 +661,16 @@ password2=$PASS2
 master=$MASTER_USER
 master_password=$MASTER_PASS
 EOF
+			if [[ -n $SSL ]]; then
+				printf 'tls_port=%s\n' "$TLS_PORT"
+			fi
 			trap - INT TERM HUP
 			return 0
 			;;
 		3)
 			stop_instance "$DIR"
-			[[ -z $port ]] || fail "port $PORT on 127.0.0.1 is already in use"
-			msg "port $PORT was taken meanwhile, trying another"
+			[[ -z $port ]] || fail "port $PORT or ${TLS_PORT:-its imaps port} is already in use"
+			msg "port $PORT${TLS_PORT:+ or $TLS_PORT} was taken meanwhile, trying another"
 			;;
 		*)
 			fail "${REASON:-dovecot did not start}"

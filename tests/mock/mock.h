@@ -1,7 +1,8 @@
 /*
  * mock.h — the mock upstream IMAP server used by the integration tests: a
  * real TCP server on one libevent loop, with profiles of legacy servers
- * (with and without UIDPLUS, LITERAL+, MULTIAPPEND) and fault injection.
+ * (with and without UIDPLUS, LITERAL+, MULTIAPPEND), fault injection, and
+ * optionally TLS (STARTTLS and implicit) and a Gmail-like XOAUTH2.
  * State is shared by all connections of the process.  Declarations are
  * grouped by the file that defines them.
  */
@@ -20,6 +21,8 @@ struct bufferevent;
 struct event;
 struct event_base;
 struct evbuffer;
+struct evbuffer_cb_entry;
+struct ssl_ctx_st;
 
 /* Limits: everything a peer can make the mock hold is bounded. */
 #define MOCK_LINE_MAX		65536	/* one segment, CRLF included */
@@ -35,6 +38,7 @@ struct evbuffer;
 #define MOCK_DELAY_MAX		600000	/* ms */
 #define MOCK_OUTPUT_HIGH	(4 * 1024 * 1024)	/* stop reading above */
 #define MOCK_LINGER_MS		2000	/* drain input after a BYE */
+#define MOCK_TLS_RAW_HIGH	(256 * 1024)	/* TLS: encrypted, unsent */
 
 enum mock_profile {
 	MOCK_PROFILE_LEGACY,
@@ -107,6 +111,8 @@ struct mock_stats {
 	uint64_t close;		/* CLOSE commands */
 	uint64_t logins;	/* successful LOGIN/AUTHENTICATE */
 	uint64_t connections;	/* accepted connections */
+	uint64_t starttls;	/* STARTTLS commands answered OK */
+	uint64_t tls;		/* connections that completed a TLS handshake */
 };
 
 /* Faults refer to the k-th APPEND message (1-based) counted since start or
@@ -130,6 +136,9 @@ struct mock_server {
 	bool greeting_caps;
 	bool login_caps;
 	bool sasl_ir;			/* advertise SASL-IR */
+	bool require_tls;		/* no LOGIN/AUTHENTICATE before TLS */
+	const char *oauth_token;	/* the valid XOAUTH2 bearer token */
+	struct ssl_ctx_st *tls_ctx;	/* NULL: no TLS (no STARTTLS either) */
 	char *extra_caps;		/* advertised as they are, or NULL */
 	uint64_t quota;			/* bytes per user, 0 = none */
 	uint64_t appendlimit;		/* APPENDLIMIT=n, 0 = none */
@@ -178,6 +187,13 @@ enum mock_wait {
 	MOCK_W_CLOSING,		/* flush, then close */
 };
 
+/* Which SASL exchange a MOCK_W_SASL line belongs to. */
+enum mock_sasl {
+	MOCK_SASL_PLAIN,
+	MOCK_SASL_XOAUTH2,
+	MOCK_SASL_XOAUTH2_FAILED,	/* the client acknowledges the error */
+};
+
 enum mock_sink {
 	MOCK_SINK_ARG,		/* literal becomes an argument */
 	MOCK_SINK_MSG,		/* literal is an APPEND message */
@@ -189,7 +205,15 @@ struct mock_append;
 
 struct mock_conn {
 	uint64_t id;
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* raw, or the TLS filter over it */
+	struct bufferevent *raw;	/* the socket */
+	struct event *raw_flushed;	/* TLS: raw's output drained */
+	struct evbuffer_cb_entry *raw_out_cb;
+	bool tls;			/* under TLS (handshake maybe pending) */
+	bool tls_up;			/* the handshake is complete */
+	bool starttls;			/* OK sent: switch to TLS next */
+	bool tls_notified;		/* close_notify sent */
+	enum mock_sasl sasl;
 	struct event *timer;		/* delay and linger */
 	struct imap_parser parser;
 	size_t scanned;
@@ -287,7 +311,7 @@ void mock_flags_format(struct evbuffer *out, const struct mock_flags *f);
 int mock_flag_parse(const char *s, unsigned *bit);
 
 /* mock_session.c */
-void mock_conn_new(int fd);
+void mock_conn_new(int fd, bool tls);
 void mock_conn_free_all(void);
 void mock_conn_untagged(struct mock_conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -312,13 +336,25 @@ void mock_conn_args_truncate(struct mock_conn *c, size_t n);
 
 /* mock_commands.c */
 const struct mock_cmd *mock_cmd_find(const char *name, const char *sub);
-void mock_capabilities(struct evbuffer *out, bool authenticated);
+void mock_capabilities(struct evbuffer *out, bool authenticated, bool tls);
 bool mock_arg_is_string(const struct mock_arg *a);
 bool mock_arg_is(const struct mock_arg *a, const char *word);
 int mock_arg_number(const struct mock_arg *a, uint64_t *n);
 void mock_put_quoted(struct evbuffer *out, const char *s);
 void mock_cmd_auth_line(struct mock_conn *c, const char *line, size_t len);
 void mock_cmd_idle_line(struct mock_conn *c, const char *line, size_t len);
+
+/* mock_tls.c */
+/* Loads the server context into mock_srv.tls_ctx; false (reason on stderr)
+ * when the files are unusable. */
+bool mock_tls_init(const char *cert, const char *key);
+void mock_tls_free(void);
+/* A TLS filter (server side, handshake pending) over raw, which it owns. */
+struct bufferevent *mock_tls_filter(struct bufferevent *raw);
+/* Sends close_notify if the handshake is complete. */
+void mock_tls_close_notify(struct bufferevent *tls);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384 alpn=imap" */
+void mock_tls_describe(struct bufferevent *tls, char *buf, size_t len);
 
 /* mock_append.c */
 struct mock_append *mock_append_new(void);

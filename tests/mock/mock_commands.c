@@ -1,8 +1,9 @@
 /*
  * mock_commands.c — the mock's command table, capabilities per profile,
  * and the commands that do not touch messages: CAPABILITY, NOOP, CHECK,
- * LOGOUT, LOGIN, AUTHENTICATE PLAIN, ID, NAMESPACE, SELECT, EXAMINE, CREATE,
- * DELETE, LIST, STATUS, UNSELECT, IDLE and the test-only XMOCK.
+ * LOGOUT, STARTTLS, LOGIN, AUTHENTICATE (PLAIN, XOAUTH2), ID, NAMESPACE,
+ * SELECT, EXAMINE, CREATE, DELETE, LIST, STATUS, UNSELECT, IDLE and the
+ * test-only XMOCK.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -86,8 +87,11 @@ no_args(struct mock_conn *c)
 
 /* ---- capabilities ---- */
 
+/* Before authentication the list depends on the connection: STARTTLS only
+ * while it can be used, and with --require-tls no way to log in before TLS
+ * (RFC 3501 6.2.3: LOGINDISABLED). */
 void
-mock_capabilities(struct evbuffer *out, bool authenticated)
+mock_capabilities(struct evbuffer *out, bool authenticated, bool tls)
 {
 	enum mock_profile p = mock_srv.profile;
 
@@ -106,11 +110,16 @@ mock_capabilities(struct evbuffer *out, bool authenticated)
 		    (unsigned long long)mock_srv.appendlimit);
 	if (mock_srv.extra_caps != NULL)
 		evbuffer_add_printf(out, " %s", mock_srv.extra_caps);
-	if (!authenticated) {
-		evbuffer_add_printf(out, " AUTH=PLAIN");
-		if (mock_srv.sasl_ir)
-			evbuffer_add_printf(out, " SASL-IR");
-	}
+	if (authenticated)
+		return;
+	if (mock_srv.tls_ctx != NULL && !tls)
+		evbuffer_add_printf(out, " STARTTLS");
+	if (mock_srv.require_tls && !tls)
+		evbuffer_add_printf(out, " LOGINDISABLED");
+	else
+		evbuffer_add_printf(out, " AUTH=PLAIN AUTH=XOAUTH2");
+	if (mock_srv.sasl_ir)
+		evbuffer_add_printf(out, " SASL-IR");
 }
 
 static void
@@ -119,7 +128,7 @@ cmd_capability(struct mock_conn *c)
 	if (!no_args(c))
 		return;
 	evbuffer_add(c->resp, "* ", 2);
-	mock_capabilities(c->resp, c->state != MOCK_ST_NOAUTH);
+	mock_capabilities(c->resp, c->state != MOCK_ST_NOAUTH, c->tls);
 	evbuffer_add(c->resp, "\r\n", 2);
 	mock_conn_tagged(c, "OK", "CAPABILITY completed");
 }
@@ -159,7 +168,36 @@ cmd_namespace(struct mock_conn *c)
 	mock_conn_tagged(c, "OK", "NAMESPACE completed");
 }
 
+/* ---- TLS ---- */
+
+/* The answer goes out in plain text; mock_session.c switches the
+ * connection to TLS once it is out (and drops what came after the line). */
+static void
+cmd_starttls(struct mock_conn *c)
+{
+	if (!no_args(c))
+		return;
+	if (c->tls) {
+		mock_conn_tagged(c, "BAD", "TLS is already active");
+		return;
+	}
+	c->starttls = true;
+	mock_srv.stats.starttls++;
+	mock_conn_tagged(c, "OK", "Begin TLS negotiation now");
+}
+
 /* ---- login ---- */
+
+/* --require-tls: true after refusing the command (before TLS). */
+static bool
+privacy_required(struct mock_conn *c, const char *what)
+{
+	if (!mock_srv.require_tls || c->tls)
+		return false;
+	mock_conn_tagged(c, "NO", "[PRIVACYREQUIRED] %s is not allowed "
+	    "without TLS", what);
+	return true;
+}
 
 static void
 login_ok(struct mock_conn *c, struct mock_user *u)
@@ -174,7 +212,7 @@ login_ok(struct mock_conn *c, struct mock_user *u)
 
 		if (caps == NULL)
 			exit(1);
-		mock_capabilities(caps, true);
+		mock_capabilities(caps, true, c->tls);
 		n = evbuffer_get_length(caps);
 		text = (char *)evbuffer_pullup(caps, (ev_ssize_t)n);
 		mock_conn_tagged(c, "OK", "[%.*s] Logged in", (int)n, text);
@@ -191,6 +229,8 @@ cmd_login(struct mock_conn *c)
 	struct mock_arg *pass = mock_conn_arg(c, 1);
 	struct mock_user *u;
 
+	if (privacy_required(c, "LOGIN"))
+		return;
 	if (user == NULL || !mock_arg_is_string(pass) ||
 	    mock_conn_nargs(c) != 2) {
 		mock_conn_tagged(c, "BAD", "LOGIN needs a user name and a "
@@ -261,18 +301,101 @@ auth_plain(struct mock_conn *c, const char *b64, size_t len)
 	login_ok(c, u);
 }
 
+/* The error Gmail sends for a bad or expired token, as a continuation:
+ * {"status":"401","schemes":"bearer","scope":"https://mail.google.com/"} */
+static const char xoauth2_error[] =
+    "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJodHRwczovL21h"
+    "aWwuZ29vZ2xlLmNvbS8ifQ==";
+
+/* XOAUTH2 (Google's): "user=" user ^A "auth=Bearer " token ^A ^A.  A token
+ * other than --oauth-token, or an unknown user, gets the error above as a
+ * continuation; the client answers it (with an empty line) and then gets
+ * the tagged NO, as from Gmail. */
+static void
+auth_xoauth2(struct mock_conn *c, const char *b64, size_t len)
+{
+	unsigned char buf[4096];
+	char user[MOCK_NAME_MAX + 1];
+	const char *p, *end, *sep, *token;
+	size_t ulen, tlen;
+	struct mock_user *u;
+	long n;
+
+	n = mock_base64_decode(b64, len, buf, sizeof(buf));
+	if (n < 0) {
+		mock_conn_tagged(c, "BAD", "invalid base64");
+		return;
+	}
+	p = (const char *)buf;
+	end = p + n;
+	if (n < 7 || memcmp(p, "user=", 5) != 0 ||
+	    (sep = memchr(p, '\x01', (size_t)n)) == NULL)
+		goto malformed;
+	ulen = (size_t)(sep - (p + 5));
+	if (ulen == 0 || ulen > MOCK_NAME_MAX ||
+	    memchr(p + 5, '\0', ulen) != NULL)
+		goto malformed;
+	memcpy(user, p + 5, ulen);
+	user[ulen] = '\0';
+	p = sep + 1;
+	if (end - p < 12 || memcmp(p, "auth=", 5) != 0 ||
+	    strncasecmp(p + 5, "Bearer ", 7) != 0)
+		goto malformed;
+	token = p + 12;
+	if ((sep = memchr(token, '\x01', (size_t)(end - token))) == NULL ||
+	    end - sep != 2 || sep[1] != '\x01')
+		goto malformed;
+	tlen = (size_t)(sep - token);
+	u = mock_store_user_find(user);
+	if (u == NULL || tlen != strlen(mock_srv.oauth_token) ||
+	    memcmp(token, mock_srv.oauth_token, tlen) != 0) {
+		c->sasl = MOCK_SASL_XOAUTH2_FAILED;
+		mock_conn_continue(c, xoauth2_error);
+		mock_conn_wait_line(c, MOCK_W_SASL);
+		return;
+	}
+	login_ok(c, u);
+	return;
+malformed:
+	mock_conn_tagged(c, "BAD", "Invalid SASL argument");
+}
+
+/* One client response (initial or after "+") of the mechanism under way. */
+static void
+sasl_response(struct mock_conn *c, const char *b64, size_t len)
+{
+	switch (c->sasl) {
+	case MOCK_SASL_PLAIN:
+		auth_plain(c, b64, len);
+		break;
+	case MOCK_SASL_XOAUTH2:
+		auth_xoauth2(c, b64, len);
+		break;
+	case MOCK_SASL_XOAUTH2_FAILED:
+		mock_conn_tagged(c, "NO", "[AUTHENTICATIONFAILED] Invalid "
+		    "credentials");
+		break;
+	}
+}
+
 static void
 cmd_authenticate(struct mock_conn *c)
 {
 	struct mock_arg *mech = mock_conn_arg(c, 0);
 	struct mock_arg *ir = mock_conn_arg(c, 1);
 
+	if (privacy_required(c, "AUTHENTICATE"))
+		return;
 	if (mech == NULL || mech->kind != MOCK_ARG_ATOM ||
 	    mock_conn_nargs(c) > 2) {
 		mock_conn_tagged(c, "BAD", "AUTHENTICATE needs a mechanism");
 		return;
 	}
-	if (!mock_arg_is(mech, "PLAIN")) {
+	if (mock_arg_is(mech, "PLAIN")) {
+		c->sasl = MOCK_SASL_PLAIN;
+	} else if (mock_arg_is(mech, "XOAUTH2")) {
+		c->sasl = MOCK_SASL_XOAUTH2;
+	} else {
 		mock_conn_tagged(c, "NO", "Unsupported authentication "
 		    "mechanism");
 		return;
@@ -282,7 +405,7 @@ cmd_authenticate(struct mock_conn *c)
 			mock_conn_tagged(c, "BAD", "invalid initial response");
 			return;
 		}
-		auth_plain(c, ir->s, ir->len);
+		sasl_response(c, ir->s, ir->len);
 		return;
 	}
 	mock_conn_continue(c, "");
@@ -300,7 +423,7 @@ mock_cmd_auth_line(struct mock_conn *c, const char *line, size_t len)
 		mock_conn_tagged(c, "BAD", "Authentication cancelled");
 		return;
 	}
-	auth_plain(c, line, len);
+	sasl_response(c, line, len);
 }
 
 /* ---- mailboxes ---- */
@@ -588,7 +711,8 @@ cmd_xmock(struct mock_conn *c)
 	} else if (mock_arg_is(what, "STATS") && mock_conn_nargs(c) == 1) {
 		mock_conn_untagged(c, "XMOCK STATS appends=%llu messages=%llu "
 		    "multi=%llu maxmsgs=%llu expunge=%llu uidexpunge=%llu "
-		    "close=%llu logins=%llu connections=%llu",
+		    "close=%llu logins=%llu connections=%llu starttls=%llu "
+		    "tls=%llu",
 		    (unsigned long long)s->appends,
 		    (unsigned long long)s->messages,
 		    (unsigned long long)s->multi,
@@ -597,7 +721,9 @@ cmd_xmock(struct mock_conn *c)
 		    (unsigned long long)s->uidexpunge,
 		    (unsigned long long)s->close,
 		    (unsigned long long)s->logins,
-		    (unsigned long long)s->connections);
+		    (unsigned long long)s->connections,
+		    (unsigned long long)s->starttls,
+		    (unsigned long long)s->tls);
 		mock_conn_tagged(c, "OK", "XMOCK completed");
 	} else if (mock_arg_is(what, "DELAY") && mock_conn_nargs(c) == 2 &&
 	    mock_arg_number(mock_conn_arg(c, 1), &ms) == 0 &&
@@ -621,6 +747,7 @@ static const struct mock_cmd commands[] = {
 	{ "LOGOUT",		ANY,		false,	cmd_logout },
 	{ "ID",			ANY,		false,	cmd_id },
 	{ "XMOCK",		ANY,		false,	cmd_xmock },
+	{ "STARTTLS",		MOCK_S_NOAUTH,	false,	cmd_starttls },
 	{ "LOGIN",		MOCK_S_NOAUTH,	false,	cmd_login },
 	{ "AUTHENTICATE",	MOCK_S_NOAUTH,	false,	cmd_authenticate },
 	{ "NAMESPACE",		AUTH,		false,	cmd_namespace },
@@ -663,6 +790,10 @@ mock_cmd_find(const char *name, const char *sub)
 		/* without UIDPLUS, UID EXPUNGE does not exist */
 		if (commands[i].exec == mock_cmd_uid_expunge &&
 		    mock_srv.profile == MOCK_PROFILE_NOUIDPLUS)
+			return NULL;
+		/* without a certificate, STARTTLS does not exist */
+		if (commands[i].exec == cmd_starttls &&
+		    mock_srv.tls_ctx == NULL)
 			return NULL;
 		return &commands[i];
 	}

@@ -1,13 +1,15 @@
 /*
- * mock_main.c — mock_imapd's command line, listener and signals.  The only
- * line on stdout is "PORT <n>" once the listener is bound; diagnostics go to
- * stderr.  SIGTERM and SIGINT end the loop and everything is freed, so that
- * a sanitizer build reports real leaks only.
+ * mock_main.c — mock_imapd's command line, listeners and signals.  The only
+ * lines on stdout are "PORT <n>" once the listener is bound and, with
+ * --listen-tls, "TLSPORT <n>" after it; diagnostics go to stderr.  SIGTERM
+ * and SIGINT end the loop and everything is freed, so that a sanitizer build
+ * reports real leaks only.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,14 +35,21 @@ usage(FILE *f)
 	    "                  [--extra-caps \"CAP ...\"]\n"
 	    "                  [--append-no K[:TEXT]] [--append-drop K] "
 	    "[--append-drop-after K]\n"
-	    "                  [--delay MS] [--quota BYTES] [--log FILE]\n");
+	    "                  [--delay MS] [--quota BYTES] [--log FILE]\n"
+	    "                  [--tls-cert FILE --tls-key FILE "
+	    "[--listen-tls HOST:PORT]] [--require-tls]\n"
+	    "                  [--oauth-token TOKEN]\n");
 }
 
-static void
-die(const char *fmt, const char *arg)
+static void __attribute__((format(printf, 1, 2), noreturn))
+die(const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "mock_imapd: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\n");
 	exit(2);
 }
@@ -96,6 +105,7 @@ extra_caps(const char *arg)
 	mock_srv.extra_caps = joined;
 }
 
+/* arg: non-NULL for the implicit-TLS listener */
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -103,9 +113,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)l;
 	(void)sa;
 	(void)salen;
-	(void)arg;
 	evutil_make_socket_nonblocking(fd);
-	mock_conn_new(fd);
+	mock_conn_new(fd, arg != NULL);
 }
 
 static void
@@ -118,7 +127,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 static struct evconnlistener *
-listen_on(const char *spec)
+listen_on(const char *spec, const char *opt, bool tls)
 {
 	char host[256], port[16];
 	const char *colon = strrchr(spec, ':');
@@ -129,7 +138,7 @@ listen_on(const char *spec)
 
 	if (colon == NULL || (size_t)(colon - spec) >= sizeof(host) ||
 	    strlen(colon + 1) >= sizeof(port) || colon[1] == '\0')
-		die("--listen: HOST:PORT expected, got %s", spec);
+		die("%s: HOST:PORT expected, got %s", opt, spec);
 	hlen = (size_t)(colon - spec);
 	memcpy(host, spec, hlen);
 	host[hlen] = '\0';
@@ -143,8 +152,9 @@ listen_on(const char *spec)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	if ((err = getaddrinfo(host, port, &hints, &res)) != 0)
-		die("--listen: %s", gai_strerror(err));
-	l = evconnlistener_new_bind(mock_srv.base, accept_cb, NULL,
+		die("%s: %s", opt, gai_strerror(err));
+	l = evconnlistener_new_bind(mock_srv.base, accept_cb,
+	    tls ? (void *)&mock_srv : NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128, res->ai_addr,
 	    (int)res->ai_addrlen);
 	freeaddrinfo(res);
@@ -171,7 +181,8 @@ enum {
 	OPT_LISTEN = 256, OPT_PROFILE, OPT_USER, OPT_MASTER, OPT_MAILBOX,
 	OPT_NO_GREETING_CAPS, OPT_NO_LOGIN_CAPS, OPT_APPEND_NO, OPT_APPEND_DROP,
 	OPT_APPEND_DROP_AFTER, OPT_DELAY, OPT_QUOTA, OPT_LOG, OPT_SASL_IR,
-	OPT_APPENDLIMIT, OPT_EXTRA_CAPS, OPT_HELP,
+	OPT_APPENDLIMIT, OPT_EXTRA_CAPS, OPT_TLS_CERT, OPT_TLS_KEY,
+	OPT_LISTEN_TLS, OPT_REQUIRE_TLS, OPT_OAUTH_TOKEN, OPT_HELP,
 };
 
 static const struct option options[] = {
@@ -191,6 +202,11 @@ static const struct option options[] = {
 	{ "sasl-ir", no_argument, NULL, OPT_SASL_IR },
 	{ "appendlimit", required_argument, NULL, OPT_APPENDLIMIT },
 	{ "extra-caps", required_argument, NULL, OPT_EXTRA_CAPS },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "listen-tls", required_argument, NULL, OPT_LISTEN_TLS },
+	{ "require-tls", no_argument, NULL, OPT_REQUIRE_TLS },
+	{ "oauth-token", required_argument, NULL, OPT_OAUTH_TOKEN },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -207,17 +223,19 @@ int
 main(int argc, char **argv)
 {
 	const char *listen_spec = "127.0.0.1:0", *log_path = NULL;
+	const char *tls_cert = NULL, *tls_key = NULL, *listen_tls = NULL;
 	char **users = NULL, **mailboxes = NULL;
 	size_t nusers = 0, nmailboxes = 0, i;
-	struct evconnlistener *listener;
+	struct evconnlistener *listener, *tls_listener = NULL;
 	struct event *sigterm, *sigint;
 	struct mock_user *u;
-	int opt, port;
+	int opt, port, tls_port = -1;
 
 	mock_srv.greeting_caps = true;
 	mock_srv.login_caps = true;
 	mock_srv.next_uidvalidity = 1000;
 	mock_srv.profile = MOCK_PROFILE_LEGACY;
+	mock_srv.oauth_token = "mock-token";
 	users = calloc((size_t)argc + 1, sizeof(*users));
 	mailboxes = calloc((size_t)argc + 1, sizeof(*mailboxes));
 	if (users == NULL || mailboxes == NULL)
@@ -297,8 +315,27 @@ main(int argc, char **argv)
 		case OPT_LOG:
 			log_path = optarg;
 			break;
+		case OPT_TLS_CERT:
+			tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			tls_key = optarg;
+			break;
+		case OPT_LISTEN_TLS:
+			listen_tls = optarg;
+			break;
+		case OPT_REQUIRE_TLS:
+			mock_srv.require_tls = true;
+			break;
+		case OPT_OAUTH_TOKEN:
+			if (optarg[0] == '\0')
+				die("%s", "--oauth-token: empty token");
+			mock_srv.oauth_token = optarg;
+			break;
 		case OPT_HELP:
 			usage(stdout);
+			free(users);
+			free(mailboxes);
 			return 0;
 		default:
 			usage(stderr);
@@ -309,6 +346,12 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if ((tls_cert == NULL) != (tls_key == NULL))
+		die("%s", "--tls-cert and --tls-key go together");
+	if (listen_tls != NULL && tls_cert == NULL)
+		die("%s", "--listen-tls needs --tls-cert and --tls-key");
+	if (tls_cert != NULL && !mock_tls_init(tls_cert, tls_key))
+		exit(2);
 
 	if (nusers == 0)
 		mock_store_user_add("test", "secret");
@@ -332,9 +375,14 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if ((mock_srv.base = event_base_new()) == NULL)
 		die("%s", "event_base_new failed");
-	listener = listen_on(listen_spec);
+	listener = listen_on(listen_spec, "--listen", false);
 	if ((port = bound_port(listener)) < 0)
 		die("%s", "getsockname failed");
+	if (listen_tls != NULL) {
+		tls_listener = listen_on(listen_tls, "--listen-tls", true);
+		if ((tls_port = bound_port(tls_listener)) < 0)
+			die("%s", "getsockname failed");
+	}
 	sigterm = evsignal_new(mock_srv.base, SIGTERM, signal_cb, NULL);
 	sigint = evsignal_new(mock_srv.base, SIGINT, signal_cb, NULL);
 	if (sigterm == NULL || sigint == NULL ||
@@ -342,12 +390,16 @@ main(int argc, char **argv)
 		die("%s", "cannot handle signals");
 
 	printf("PORT %d\n", port);
+	if (tls_port >= 0)
+		printf("TLSPORT %d\n", tls_port);
 	fflush(stdout);
 
 	event_base_dispatch(mock_srv.base);
 
 	mock_conn_free_all();
 	evconnlistener_free(listener);
+	if (tls_listener != NULL)
+		evconnlistener_free(tls_listener);
 	event_free(sigterm);
 	event_free(sigint);
 	event_base_free(mock_srv.base);
@@ -356,6 +408,7 @@ main(int argc, char **argv)
 	free(mock_srv.master_pass);
 	free(mock_srv.faults.append_no_text);
 	free(mock_srv.extra_caps);
+	mock_tls_free();
 	if (mock_srv.log != NULL)
 		fclose(mock_srv.log);
 	return 0;

@@ -3,7 +3,8 @@
  * lexer (segments and literals), the arguments of the command being
  * received, literal policy per profile, answers (held for --delay), the
  * client's view of its selected mailbox (EXISTS/EXPUNGE/FETCH updates), IDLE
- * notifications and an orderly close.
+ * notifications, the switch to TLS (at accept or after STARTTLS) and an
+ * orderly close.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_raw_flushed_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_process(struct mock_conn *c);
 static void output_flushed(struct mock_conn *c);
 static void maybe_finish(struct mock_conn *c);
@@ -31,8 +33,78 @@ oom(void)
 	exit(1);
 }
 
+/* Bytes written but not yet handed to the kernel: under TLS, the filter's
+ * output drains into raw's, which drains into the socket. */
+static size_t
+out_pending(struct mock_conn *c)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	if (c->bev != c->raw)
+		n += evbuffer_get_length(bufferevent_get_output(c->raw));
+	return n;
+}
+
+/* raw's output changed: once it is empty, tell the connection (outside of
+ * libevent's own write path, so that the connection may be freed). */
+static void
+raw_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct mock_conn *c = arg;
+
+	if (info->n_deleted > 0 && evbuffer_get_length(buf) == 0)
+		event_active(c->raw_flushed, EV_TIMEOUT, 0);
+}
+
+/* Puts the connection under TLS: the handshake reads and writes raw from
+ * here on, and c->bev is the filter. */
+static void
+conn_tls_on(struct mock_conn *c)
+{
+	struct bufferevent *f = mock_tls_filter(c->raw);
+
+	if (f == NULL)
+		oom();
+	/* the filter encrypts ahead only this far, so that the throttle on
+	 * c->bev's output holds for TLS too */
+	bufferevent_setwatermark(c->raw, EV_WRITE, 0, MOCK_TLS_RAW_HIGH);
+	c->raw_flushed = event_new(mock_srv.base, -1, 0, conn_raw_flushed_cb,
+	    c);
+	c->raw_out_cb = evbuffer_add_cb(bufferevent_get_output(c->raw),
+	    raw_out_cb, c);
+	if (c->raw_flushed == NULL || c->raw_out_cb == NULL)
+		oom();
+	c->bev = f;
+	c->tls = true;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* STARTTLS was answered OK and the answer is in raw's output.  Whatever the
+ * client sent after the STARTTLS line, before the handshake, is discarded:
+ * executing it after the handshake would let a man in the middle inject
+ * commands into the protected session (CVE-2011-0411 and friends). */
+static void
+conn_start_tls(struct mock_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->raw);
+	size_t n = evbuffer_get_length(in);
+	char note[80];
+
+	c->starttls = false;
+	if (n > 0) {
+		snprintf(note, sizeof(note), "<%zu bytes after STARTTLS "
+		    "discarded>", n);
+		mock_conn_log(c, note, strlen(note));
+		evbuffer_drain(in, n);
+	}
+	c->scanned = 0;
+	conn_tls_on(c);
+}
+
 void
-mock_conn_new(int fd)
+mock_conn_new(int fd, bool tls)
 {
 	struct mock_conn *c = calloc(1, sizeof(*c));
 	struct evbuffer *greet;
@@ -40,10 +112,12 @@ mock_conn_new(int fd)
 	if (c == NULL)
 		oom();
 	c->id = ++mock_srv.next_conn_id;
-	c->bev = bufferevent_socket_new(mock_srv.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->raw = bufferevent_socket_new(mock_srv.base, fd,
+	    BEV_OPT_CLOSE_ON_FREE);
+	c->bev = c->raw;
 	c->timer = evtimer_new(mock_srv.base, conn_timer_cb, c);
 	c->resp = evbuffer_new();
-	if (c->bev == NULL || c->timer == NULL || c->resp == NULL)
+	if (c->raw == NULL || c->timer == NULL || c->resp == NULL)
 		oom();
 	imap_parser_init(&c->parser, IMAP_MODE_COMMAND);
 	c->state = MOCK_ST_NOAUTH;
@@ -54,16 +128,21 @@ mock_conn_new(int fd)
 	mock_srv.conns = c;
 	mock_srv.stats.connections++;
 
+	if (tls) {
+		conn_tls_on(c);	/* the greeting goes out after the handshake */
+	} else {
+		bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb,
+		    conn_event_cb, c);
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	}
 	greet = bufferevent_get_output(c->bev);
 	if (mock_srv.greeting_caps) {
 		evbuffer_add_printf(greet, "* OK [");
-		mock_capabilities(greet, false);
+		mock_capabilities(greet, false, c->tls);
 		evbuffer_add_printf(greet, "] mock ready\r\n");
 	} else {
 		evbuffer_add_printf(greet, "* OK mock ready\r\n");
 	}
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 /* ---- the command being received ---- */
@@ -454,7 +533,7 @@ start_close(struct mock_conn *c)
 	c->throttled = false;
 	if (!c->peer_eof)
 		bufferevent_enable(c->bev, EV_READ);	/* drain, see linger */
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (out_pending(c) == 0)
 		output_flushed(c);
 }
 
@@ -682,7 +761,12 @@ conn_free(struct mock_conn *c)
 	free(c->view);
 	evbuffer_free(c->resp);
 	event_free(c->timer);
-	bufferevent_free(c->bev);
+	if (c->raw_out_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->raw),
+		    c->raw_out_cb);
+	if (c->raw_flushed != NULL)
+		event_free(c->raw_flushed);
+	bufferevent_free(c->bev);	/* a TLS filter frees raw too */
 	free(c);
 }
 
@@ -701,7 +785,7 @@ maybe_finish(struct mock_conn *c)
 		return;
 	if (c->wait == MOCK_W_DELAY || c->throttled)
 		return;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+	if (out_pending(c) == 0)
 		c->dead = true;
 }
 
@@ -722,6 +806,11 @@ conn_process(struct mock_conn *c)
 		}
 		if (c->wait == MOCK_W_DELAY || c->throttled)
 			break;
+		if (c->starttls) {
+			/* in and out belong to the plain text from here */
+			conn_start_tls(c);
+			break;
+		}
 		if (evbuffer_get_length(out) > MOCK_OUTPUT_HIGH) {
 			c->throttled = true;
 			bufferevent_disable(c->bev, EV_READ);
@@ -752,12 +841,31 @@ conn_process(struct mock_conn *c)
 	maybe_finish(c);
 }
 
+/* The handshake is complete.  Called at the first read too: libevent
+ * passes on data that came with the client's Finished before it reports
+ * the handshake, and the statistics must count it before any command. */
+static void
+tls_established(struct mock_conn *c)
+{
+	char note[128], tls[96];
+
+	if (c->tls_up)
+		return;
+	c->tls_up = true;
+	mock_srv.stats.tls++;
+	mock_tls_describe(c->bev, tls, sizeof(tls));
+	snprintf(note, sizeof(note), "<TLS %s>", tls);
+	mock_conn_log(c, note, strlen(note));
+}
+
 static void
 conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct mock_conn *c = arg;
 
 	(void)bev;
+	if (c->tls)
+		tls_established(c);
 	conn_process(c);
 	if (c->dead)
 		conn_free(c);
@@ -771,6 +879,12 @@ output_flushed(struct mock_conn *c)
 	if (c->wait == MOCK_W_CLOSING) {
 		if (c->peer_eof) {
 			c->dead = true;
+		} else if (c->tls && !c->tls_notified) {
+			/* close_notify first; back here once it is out */
+			c->tls_notified = true;
+			mock_tls_close_notify(c->bev);
+			if (out_pending(c) == 0)
+				output_flushed(c);
 		} else if (!c->shut) {
 			/* Half-close and keep reading for a while: closing
 			 * with unread input would reset the connection and
@@ -778,7 +892,7 @@ output_flushed(struct mock_conn *c)
 			struct timeval tv = { MOCK_LINGER_MS / 1000,
 			    (MOCK_LINGER_MS % 1000) * 1000 };
 
-			shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+			shutdown(bufferevent_getfd(c->raw), SHUT_WR);
 			c->shut = true;
 			evtimer_add(c->timer, &tv);
 		}
@@ -799,11 +913,19 @@ conn_write_cb(struct bufferevent *bev, void *arg)
 	struct mock_conn *c = arg;
 
 	(void)bev;
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
-		return;
+	if (out_pending(c) != 0)
+		return;		/* TLS: conn_raw_flushed_cb comes later */
 	output_flushed(c);
 	if (c->dead)
 		conn_free(c);
+}
+
+static void
+conn_raw_flushed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_write_cb(NULL, arg);
 }
 
 static void
@@ -812,6 +934,10 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct mock_conn *c = arg;
 
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		tls_established(c);
+		return;
+	}
 	if (what & BEV_EVENT_ERROR) {
 		conn_free(c);
 		return;
@@ -821,7 +947,7 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	c->peer_eof = true;
 	if (c->wait == MOCK_W_CLOSING) {
 		/* a BYE still queued goes out first (output_flushed) */
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		if (out_pending(c) == 0)
 			conn_free(c);
 		return;
 	}
