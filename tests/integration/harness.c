@@ -164,9 +164,11 @@ proxy_start(struct proxy_proc *p, int upstream_port, const char *extra_conf)
 	snprintf(p->log, sizeof(p->log), "%s/mappend.log", p->dir);
 	f = fopen(p->conf, "w");
 	cr_assert_not_null(f);
-	fprintf(f, "listen = 127.0.0.1:0\nupstream = 127.0.0.1:%d\n"
-	    "spool_dir = %s/spool\nlog_level = debug\nconnect_timeout = 5\n%s\n",
-	    upstream_port, p->dir, extra_conf != NULL ? extra_conf : "");
+	fprintf(f, "listen = 127.0.0.1:0\n");
+	if (upstream_port > 0)
+		fprintf(f, "upstream = 127.0.0.1:%d\n", upstream_port);
+	fprintf(f, "spool_dir = %s/spool\nlog_level = debug\nconnect_timeout = 5\n%s\n",
+	    p->dir, extra_conf != NULL ? extra_conf : "");
 	fclose(f);
 	{
 		char spool[300];

@@ -54,8 +54,9 @@ struct imapc {
 void mock_start(struct mock *, const char *const *args);
 void mock_stop(struct mock *);
 
-/* Start mappend in front of upstream_port; extra_conf lines are appended
- * to the generated config (may be NULL). */
+/* Start mappend in front of upstream_port (0: extra_conf names the
+ * upstream); extra_conf lines are appended to the generated config (may be
+ * NULL). */
 void proxy_start(struct proxy_proc *, int upstream_port, const char *extra_conf);
 /* SIGTERM, wait, and check it exited 0 (sanitizer reports make it fail). */
 void proxy_stop(struct proxy_proc *);

@@ -499,3 +499,148 @@ Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before)
 	cr_assert_eq(count_substr(log, strlen(log), " CLOSE\r"), 0);
 	free(log);
 }
+
+/*
+ * TLS towards a Dovecot with "ssl = required".  Dovecot counts a connection
+ * from 127.0.0.1 to 127.0.0.1 as secure, so the harness also listens on
+ * 127.0.0.2, where plaintext logins are refused: that address proves TLS
+ * was really used.
+ */
+static void
+dovecot_tls(char *certdir, size_t len, const char *more)
+{
+	char opts[300];
+
+	snprintf(certdir, len, "/tmp/mappend-dcerts.XXXXXX");
+	cr_assert_not_null(mkdtemp(certdir));
+	make_certs(certdir);
+	snprintf(opts, sizeof(opts), "--legacy --ssl %s %s", certdir, more);
+	dovecot_start(&dc, opts);
+	cr_assert_gt(dc.tls_port, 0);
+}
+
+static void
+remove_dir(const char *dir)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
+/* mappend, its upstream given by the config lines */
+static void
+proxy_to(const char *upstream_conf)
+{
+	proxy_start(&px, 0, upstream_conf);
+}
+
+static char *
+login_through_proxy(void)
+{
+	struct imapc c;
+	char *r, *line;
+
+	imapc_connect(&c, px.port);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	free(line);
+	imapc_send(&c, "a LOGIN %s %s\r\n", dc.user, dc.password);
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert_not_null(r);
+	if (strncmp(last_line(r), "a OK", 4) == 0) {
+		free(r);
+		imapc_send(&c, "b SELECT INBOX\r\n");
+		r = imapc_until_tagged(&c, "b", NULL);
+	}
+	imapc_close(&c);
+	return r;
+}
+
+Test(dovecot, tls_required_upstream_through_implicit_tls)
+{
+	char certdir[64], *conf = NULL, *r;
+
+	dovecot_tls(certdir, sizeof(certdir), "");
+	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\nupstream_tls = tls\n"
+	    "upstream_ca_file = %s/ca.pem\nupstream_tls_name = localhost\n", dc.tls_port,
+	    certdir), 0);
+	proxy_to(conf);
+	r = login_through_proxy();
+	cr_assert(strncmp(last_line(r), "b OK [READ-WRITE]", 17) == 0, "%s", r);
+	free(r);
+	free(conf);
+	remove_dir(certdir);
+}
+
+Test(dovecot, tls_required_upstream_through_starttls)
+{
+	char certdir[64], *conf = NULL, *r;
+
+	dovecot_tls(certdir, sizeof(certdir), "");
+	/* without TLS Dovecot refuses the login: the test means something */
+	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\n", dc.port), 0);
+	proxy_to(conf);
+	r = login_through_proxy();
+	cr_assert(strncmp(last_line(r), "a NO [PRIVACYREQUIRED]", 22) == 0, "%s", r);
+	free(r);
+	free(conf);
+	proxy_stop(&px);
+
+	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\nupstream_tls = starttls\n"
+	    "upstream_ca_file = %s/ca.pem\nupstream_tls_name = localhost\n", dc.port,
+	    certdir), 0);
+	proxy_to(conf);
+	r = login_through_proxy();
+	cr_assert(strncmp(last_line(r), "b OK [READ-WRITE]", 17) == 0, "%s", r);
+	free(r);
+	free(conf);
+	remove_dir(certdir);
+}
+
+Test(dovecot, client_tls_to_a_tls_only_dovecot)
+{
+	char certdir[64], *conf = NULL, *r, *line;
+	struct imapc c;
+
+	dovecot_tls(certdir, sizeof(certdir), "--quota 40k");
+	/* both sides TLS: a client on mappend's TLS port, mappend on Dovecot's */
+	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\nupstream_tls = tls\n"
+	    "upstream_ca_file = %s/ca.pem\nupstream_tls_name = localhost\n"
+	    "listen = 127.0.0.1:0 tls\ntls_cert = %s/server.pem\ntls_key = %s/server.key\n"
+	    "master_user = %s\nmaster_password = %s\n", dc.tls_port, certdir, certdir,
+	    certdir, dc.master, dc.master_password), 0);
+	proxy_to(conf);
+	imapc_connect(&c, px.tls_port);
+	cr_assert(imapc_tls(&c, strcat(strcpy((char[128]){0}, certdir), "/ca.pem")));
+	line = imapc_line(&c);
+	free(line);
+	imapc_send(&c, "a LOGIN %s %s\r\n", dc.user, dc.password);
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
+	free(r);
+	/* a MULTIAPPEND whose rollback needs the second connection (TLS
+	 * too, as the master user) */
+	imapc_send(&c, "b APPEND INBOX {5+}\r\nhello {5+}\r\nworld\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert(strncmp(last_line(r), "b OK [APPENDUID ", 16) == 0, "%s", r);
+	free(r);
+	{
+		size_t len;
+		char *command = build_multiappend("c", 10, &len);
+
+		imapc_send_raw(&c, command, len);
+		free(command);
+	}
+	r = imapc_until_tagged(&c, "c", NULL);
+	cr_assert(strncmp(last_line(r), "c NO [OVERQUOTA]", 16) == 0, "%s", r);
+	free(r);
+	imapc_send(&c, "d STATUS INBOX (MESSAGES)\r\n");
+	r = imapc_until_tagged(&c, "d", NULL);
+	cr_assert(strstr(r, "MESSAGES 2)") != NULL, "the rollback left messages: %s", r);
+	free(r);
+	imapc_close(&c);
+	free(conf);
+	remove_dir(certdir);
+}
