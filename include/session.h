@@ -247,6 +247,8 @@ bool multiappend_client_gone(struct session *);
  * the session (it cleans up on a new connection first). */
 bool multiappend_upstream_gone(struct session *);
 void multiappend_free(struct session *);
+/* Part of an upload is upstream: the session must not end before the job. */
+bool multiappend_busy(const struct session *);
 /* The client's view: MULTIAPPEND and the APPENDLIMIT it may use. */
 uint64_t multiappend_limit(const struct session *);
 

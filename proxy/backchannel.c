@@ -23,6 +23,10 @@
 #include "upstream.h"
 
 #define COMPARE_CHUNK 65536
+/* New UIDs looked at for messages of unknown UID: the upload's own are a
+ * handful; a mailbox that grew by more than this meanwhile is not searched
+ * further, and the log says what may be left. */
+#define CANDIDATES_MAX 10000
 
 enum bc_step {
 	BC_CONNECTING,
@@ -463,15 +467,32 @@ untagged(struct backchannel *bc, const char *buf, const struct imap_segment *seg
 
 	if (seg->first && seg->ntok >= 2 && bc->step == BC_SEARCH &&
 	    imap_tok_is(buf, &seg->tok[1], "SEARCH")) {
-		for (i = 2; i < seg->ntok; i++) {
-			uint64_t uid;
+		/* the numbers are read from the text itself: a long result has
+		 * more of them than the lexer records as tokens */
+		const char *p = buf + seg->tok[1].off + seg->tok[1].len, *end = buf + seg->eol;
 
-			if (imap_tok_number(buf, &seg->tok[i], &uid) != 0 || uid == 0 ||
-			    uid > UINT32_MAX || uid < bc->uidnext || known(bc, (uint32_t)uid))
+		while (p < end) {
+			uint64_t uid = 0;
+			unsigned digits = 0;
+
+			while (p < end && *p == ' ')
+				p++;
+			for (; p < end && *p >= '0' && *p <= '9' && digits < 11; p++, digits++)
+				uid = uid * 10 + (uint64_t)(*p - '0');
+			while (p < end && *p != ' ')
+				p++;	/* not a plain number: skipped */
+			if (digits == 0 || uid == 0 || uid > UINT32_MAX || uid < bc->uidnext ||
+			    known(bc, (uint32_t)uid))
 				continue;
-			bc->cand = realloc(bc->cand, (bc->ncand + 1) * sizeof(*bc->cand));
-			bc->cand_size = realloc(bc->cand_size,
-			    (bc->ncand + 1) * sizeof(*bc->cand_size));
+			if (bc->ncand == CANDIDATES_MAX) {
+				log_warn(bc->s->id, "more than %d new messages in \"%s\": "
+				    "only the first are compared", CANDIDATES_MAX, bc->mailbox);
+				return;
+			}
+			if (bc->ncand == 0) {
+				bc->cand = calloc(CANDIDATES_MAX, sizeof(*bc->cand));
+				bc->cand_size = calloc(CANDIDATES_MAX, sizeof(*bc->cand_size));
+			}
 			if (bc->cand == NULL || bc->cand_size == NULL) {
 				finish(bc, "out of memory");
 				return;

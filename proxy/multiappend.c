@@ -135,6 +135,14 @@ job_free(struct append_job *job)
 	free(job);
 }
 
+bool
+multiappend_busy(const struct session *s)
+{
+	const struct append_job *job = s->append;
+
+	return job != NULL && job->state >= APPEND_PREPARING;
+}
+
 void
 multiappend_free(struct session *s)
 {
@@ -157,6 +165,8 @@ end_job(struct session *s)
 		session_close(s, NULL);
 	else if (lost)
 		session_close(s, "Connection to the upstream server lost");
+	else if (s->proxy->shutting_down)
+		session_close(s, "Server shutting down");
 	else
 		s->resume_client = true;
 }

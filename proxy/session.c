@@ -506,6 +506,12 @@ session_shutdown_all(struct proxy *proxy, const char *bye_reason)
 	proxy->shutting_down = true;
 	for (s = TAILQ_FIRST(&proxy->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
+		/* an upload half-way upstream finishes first (all or nothing),
+		 * then its session ends */
+		if (multiappend_busy(s)) {
+			log_info(s->id, "shutting down after the MULTIAPPEND in progress");
+			continue;
+		}
 		session_close(s, bye_reason);
 	}
 }
