@@ -993,3 +993,48 @@ Test(multiappend, sigterm_waits_for_the_multiappend_in_progress)
 	imapc_close(&c);
 	imapc_close(&d);
 }
+
+Test(multiappend, success_in_every_profile)
+{
+	static const char *const profiles[] = { "legacy", "nouidplus", "noliteralplus",
+		"literalminus", "multiappend" };
+	static const unsigned counts[] = { 1, 2, 50 };
+	size_t p, i;
+
+	for (p = 0; p < sizeof(profiles) / sizeof(profiles[0]); p++) {
+		const char *args[] = { "--profile", profiles[p], NULL };
+		bool uidplus = strcmp(profiles[p], "nouidplus") != 0;
+		unsigned seq = 1;
+		struct imapc c, d;
+
+		start(args, NULL);
+		proxy_connect(&c);
+		direct_connect(&d);
+		for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+			char *r = multiappend(&c, "A", "INBOX", counts[i]), want[64];
+
+			cr_assert(tagged_ok(r, "A"), "%s N=%u: %s", profiles[p], counts[i], r);
+			if (counts[i] == 1)
+				snprintf(want, sizeof(want), "A OK [APPENDUID 1000 %u]", seq);
+			else
+				snprintf(want, sizeof(want), "A OK [APPENDUID 1000 %u:%u]", seq,
+				    seq + counts[i] - 1);
+			if (uidplus)
+				cr_assert(strncmp(last_line(r), want, strlen(want)) == 0,
+				    "%s N=%u: %s", profiles[p], counts[i], r);
+			else
+				cr_assert(strstr(r, "APPENDUID") == NULL, "%s", r);
+			free(r);
+			check_stored(&d, "INBOX", seq, counts[i]);
+			seq += counts[i];
+		}
+		/* only the upstream with MULTIAPPEND of its own got more than one
+		 * message in a command */
+		cr_assert_eq(stats(&d).multi, strcmp(profiles[p], "multiappend") == 0 ? 2 : 0,
+		    "%s", profiles[p]);
+		imapc_close(&c);
+		imapc_close(&d);
+		proxy_stop(&px);
+		mock_stop(&mock);
+	}
+}
