@@ -118,5 +118,8 @@ int imap_unquote(const char *buf, const struct imap_token *t, char *out,
 int imap_tok_number(const char *buf, const struct imap_token *t, uint64_t *n);
 /* Tag syntax: 1*<ASTRING-CHAR except "+"> */
 bool imap_valid_tag(const char *s, size_t len);
+/* s as a quoted string, malloc'ed and NUL-terminated; NULL when it cannot
+ * be one (NUL, CR, LF) or out of memory. */
+char *imap_quote(const char *s, size_t len);
 
 #endif

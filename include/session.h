@@ -199,7 +199,6 @@ void session_reply(struct session *, const char *fmt, ...)
 /* End the session: "* BYE reason" (unless NULL), flush, close both sides. */
 void session_close(struct session *, const char *bye_reason);
 void session_shutdown_all(struct proxy *, const char *bye_reason);
-void session_client_activity(struct session *);
 void session_input_consumed(struct session *);
 /* Start or stop reading the client (pause during proxy work, backpressure). */
 void session_client_reading(struct session *, bool on);
@@ -271,7 +270,6 @@ enum command_verdict {
 };
 enum command_verdict command_start(struct session *, const char *buf,
     const struct imap_segment *);
-enum command_kind command_kind_of(const char *name, size_t len);
 /* Keep the astring arguments the proxy needs (mailbox, credentials). */
 void command_capture(struct session *, struct pending *, const char *buf,
     const struct imap_segment *);

@@ -31,6 +31,5 @@ void spool_close(struct spool *);
 /* The global budget: reserve before spooling, release when done. */
 int spool_reserve(uint64_t n);
 void spool_release(uint64_t n);
-uint64_t spool_in_use(void);
 
 #endif

@@ -319,6 +319,21 @@ login(struct backchannel *bc)
 	size_t authz_len, authc_len, pass_len, raw_len;
 	unsigned char *raw;
 
+	if (cfg->master_user[0] == '\0' && s->creds.authzid == NULL) {
+		/* the client logged in with LOGIN: so does this connection,
+		 * which works on servers without AUTH=PLAIN too */
+		char *quser = imap_quote(s->creds.user, s->creds.user_len);
+		char *qpass = imap_quote(s->creds.password, s->creds.password_len);
+
+		if (quser != NULL && qpass != NULL) {
+			send_command(bc, BC_LOGIN, "LOGIN %s %s", quser, qpass);
+			OPENSSL_cleanse(qpass, strlen(qpass));
+		}
+		free(quser);
+		free(qpass);
+		if (bc->step == BC_LOGIN)
+			return;
+	}
 	if (cfg->master_user[0] != '\0') {
 		authz = s->creds.authzid != NULL ? s->creds.authzid : s->creds.user;
 		authz_len = s->creds.authzid != NULL ? s->creds.authzid_len : s->creds.user_len;

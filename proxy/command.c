@@ -46,14 +46,6 @@ lookup(const char *name, size_t len)
 	return NULL;
 }
 
-enum command_kind
-command_kind_of(const char *name, size_t len)
-{
-	const struct command_entry *e = lookup(name, len);
-
-	return e != NULL ? e->kind : CMD_OTHER;
-}
-
 /* STARTTLS is the proxy's own: the upstream never sees it. */
 static enum command_verdict
 starttls(struct session *s, const char *buf, const struct imap_segment *seg)

@@ -232,32 +232,6 @@ refuse(struct session *s, const struct imap_segment *seg, const char *fmt, ...)
 	}
 }
 
-/* A mailbox name as a quoted string; NULL when it cannot be one. */
-static char *
-quote(const char *s, size_t len)
-{
-	char *out = malloc(len * 2 + 3), *o = out;
-	size_t i;
-
-	if (out == NULL)
-		return NULL;
-	*o++ = '"';
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '\0' || c == '\r' || c == '\n') {
-			free(out);
-			return NULL;
-		}
-		if (c == '"' || c == '\\')
-			*o++ = '\\';
-		*o++ = (char)c;
-	}
-	*o++ = '"';
-	*o = '\0';
-	return out;
-}
-
 static bool
 set_mailbox(struct append_job *job, const char *name, size_t len)
 {
@@ -267,7 +241,7 @@ set_mailbox(struct append_job *job, const char *name, size_t len)
 	memcpy(job->mailbox, name, len);
 	job->mailbox[len] = '\0';
 	job->mailbox_len = len;
-	job->mailbox_wire = quote(name, len);
+	job->mailbox_wire = imap_quote(name, len);
 	return job->mailbox_wire != NULL;
 }
 
@@ -718,7 +692,7 @@ start_staging(struct session *s)
 	}
 	snprintf(name, sizeof(name), "mappend-staging-%02x%02x%02x%02x%02x%02x%02x%02x",
 	    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	job->staging_wire = quote(name, strlen(name));
+	job->staging_wire = imap_quote(name, strlen(name));
 	job->state = APPEND_PREPARING;
 	if (job->staging_wire == NULL ||
 	    session_internal_command(s, staging_created, "CREATE %s",

@@ -7,6 +7,7 @@
  * survive a literal (parenthesis depth, the part of the grammar the line is
  * in) lives in struct imap_parser.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -415,6 +416,31 @@ imap_unquote(const char *buf, const struct imap_token *t, char *out,
 		out[o++] = s[i];
 	}
 	return (int)o;
+}
+
+char *
+imap_quote(const char *s, size_t len)
+{
+	char *out = malloc(len * 2 + 3), *o = out;
+	size_t i;
+
+	if (out == NULL)
+		return NULL;
+	*o++ = '"';
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\0' || c == '\r' || c == '\n') {
+			free(out);
+			return NULL;
+		}
+		if (c == '"' || c == '\\')
+			*o++ = '\\';
+		*o++ = (char)c;
+	}
+	*o++ = '"';
+	*o = '\0';
+	return out;
 }
 
 int

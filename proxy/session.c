@@ -144,7 +144,7 @@ upstream_free(struct session *s)
 	s->upstream = NULL;
 }
 
-void
+static void
 session_client_activity(struct session *s)
 {
 	struct timeval now;

@@ -203,9 +203,3 @@ spool_release(uint64_t n)
 {
 	in_use = n > in_use ? 0 : in_use - n;
 }
-
-uint64_t
-spool_in_use(void)
-{
-	return in_use;
-}

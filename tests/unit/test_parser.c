@@ -1,6 +1,7 @@
 /* test_parser.c — the IMAP lexer: tokens, literal forms, framing, errors. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -587,4 +588,17 @@ Test(parser, over_long_line)
 	cr_assert_eq(imap_next_segment(in, 4096, &scanned, &len), 1);
 	cr_assert_eq(len, 4096);
 	evbuffer_free(in);
+}
+
+Test(parser, quote)
+{
+	char *q = imap_quote("a\"b\\c d", 7);
+
+	cr_assert_str_eq(q, "\"a\\\"b\\\\c d\"");
+	free(q);
+	q = imap_quote("", 0);
+	cr_assert_str_eq(q, "\"\"");
+	free(q);
+	cr_assert_null(imap_quote("a\r\nb", 4));
+	cr_assert_null(imap_quote("a\0b", 3));
 }
