@@ -529,6 +529,19 @@ remove_dir(const char *dir)
 		cr_log_warn("could not remove %s", dir);
 }
 
+/* The config lines for an upstream at 127.0.0.2:port over TLS (mode "tls"
+ * or "starttls"), verified with the test CA; malloc'ed. */
+static char *
+tls_upstream_conf(const char *mode, int port, const char *certdir)
+{
+	char *conf = NULL;
+
+	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\nupstream_tls = %s\n"
+	    "upstream_ca_file = %s/ca.pem\nupstream_tls_name = localhost\n", port, mode,
+	    certdir), 0);
+	return conf;
+}
+
 /* mappend, its upstream given by the config lines */
 static void
 proxy_to(const char *upstream_conf)
@@ -563,9 +576,7 @@ Test(dovecot, tls_required_upstream_through_implicit_tls)
 	char certdir[64], *conf = NULL, *r;
 
 	dovecot_tls(certdir, sizeof(certdir), "");
-	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\nupstream_tls = tls\n"
-	    "upstream_ca_file = %s/ca.pem\nupstream_tls_name = localhost\n", dc.tls_port,
-	    certdir), 0);
+	conf = tls_upstream_conf("tls", dc.tls_port, certdir);
 	proxy_to(conf);
 	r = login_through_proxy();
 	cr_assert(strncmp(last_line(r), "b OK [READ-WRITE]", 17) == 0, "%s", r);
@@ -588,9 +599,7 @@ Test(dovecot, tls_required_upstream_through_starttls)
 	free(conf);
 	proxy_stop(&px);
 
-	cr_assert_geq(asprintf(&conf, "upstream = 127.0.0.2:%d\nupstream_tls = starttls\n"
-	    "upstream_ca_file = %s/ca.pem\nupstream_tls_name = localhost\n", dc.port,
-	    certdir), 0);
+	conf = tls_upstream_conf("starttls", dc.port, certdir);
 	proxy_to(conf);
 	r = login_through_proxy();
 	cr_assert(strncmp(last_line(r), "b OK [READ-WRITE]", 17) == 0, "%s", r);

@@ -390,21 +390,29 @@ Test(multiappend, zero_length_literal_cancels)
 	imapc_close(&c);
 }
 
+/* A MULTIAPPEND to a missing mailbox: TRYCREATE, and the mailbox is never
+ * created. */
+static void
+check_trycreate(struct imapc *c, struct imapc *d)
+{
+	char *r = multiappend(c, "a", "nosuchbox", 3);
+
+	cr_assert(strncmp(last_line(r), "a NO [TRYCREATE]", 16) == 0, "%s", r);
+	free(r);
+	r = cmd(d, "l", "LIST \"\" \"*\"");
+	cr_assert(strstr(r, "nosuchbox") == NULL, "the mailbox was created: %s", r);
+	free(r);
+}
+
 Test(multiappend, missing_mailbox_gives_trycreate)
 {
 	struct imapc c, d;
 	struct stats st;
-	char *r;
 
 	start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
-	r = multiappend(&c, "a", "nosuchbox", 3);
-	cr_assert(strncmp(last_line(r), "a NO [TRYCREATE]", 16) == 0, "%s", r);
-	free(r);
-	r = cmd(&d, "l", "LIST \"\" \"*\"");
-	cr_assert(strstr(r, "nosuchbox") == NULL, "the mailbox was created: %s", r);
-	free(r);
+	check_trycreate(&c, &d);
 	st = stats(&d);
 	cr_assert_eq(st.messages, 0);
 	imapc_close(&c);
@@ -884,17 +892,11 @@ Test(multiappend, nouidplus_missing_mailbox)
 {
 	const char *args[] = { "--profile", "nouidplus", NULL };
 	struct imapc c, d;
-	char *r;
 
 	start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
-	r = multiappend(&c, "a", "nosuchbox", 3);
-	cr_assert(strncmp(last_line(r), "a NO [TRYCREATE]", 16) == 0, "%s", r);
-	free(r);
-	r = cmd(&d, "l", "LIST \"\" \"*\"");
-	cr_assert(strstr(r, "nosuchbox") == NULL, "%s", r);
-	free(r);
+	check_trycreate(&c, &d);
 	check_no_staging_left(&d);
 	imapc_close(&c);
 	imapc_close(&d);
