@@ -92,6 +92,22 @@ void imap_parser_reset_line(struct imap_parser *p);
  * first segment, the caller still knows the line's end and can answer BAD).
  * After a segment that is not last, the caller moves seg->literal bytes and
  * calls imap_parse_segment again for the rest of the line.
+ *
+ * What a caller may rely on:
+ * - On return, whatever the result, seg->first, ntok, truncated, last,
+ *   literal* are set for this segment; nothing survives from an earlier
+ *   call.  Only tok[0 .. ntok) are written: read no token at or beyond ntok.
+ * - Every recorded token lies inside the text: off + len <= eol < len.
+ * - A literal header is always the last recorded token of a segment that is
+ *   not last (unless truncated), and it ends the text: literal_off < eol.
+ * - Commands (IMAP_MODE_COMMAND), on success: a first segment has ntok == 0
+ *   (an empty line) or ntok >= 2 with tok[0] a valid tag and tok[1] the
+ *   command name, both atoms.
+ * - Responses (IMAP_MODE_RESPONSE), on success: a first segment has
+ *   ntok >= 1 and tok[0] is "+", "*" or a tag; a status word (OK, NO, BAD,
+ *   BYE, PREAUTH) is tok[1] and is followed by at most one CODE and one TEXT
+ *   token, never by a literal.
+ * - Raw lines (IMAP_MODE_RAW): one TEXT token.
  */
 int imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
     struct imap_segment *seg);

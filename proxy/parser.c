@@ -298,11 +298,36 @@ lex_response_start(struct imap_parser *p, const char *buf, size_t end,
 	return lex_args(p, buf, i, end, seg, false);
 }
 
+/* A command name is an atom (letters in practice); NULL or why not. */
+static const char *
+command_name_error(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0)
+		return "missing command";
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (is_ctl(c))
+			return c == '\0' ? "NUL byte in line" : "control character in line";
+		if (c >= 0x80 || strchr("(){%*\"\\]", c) != NULL)
+			return "invalid command name";
+	}
+	return NULL;
+}
+
+/*
+ * tag SP name [SP args]: the tag and the name are always the first two
+ * tokens of a command's first segment, so that every reader of tok[0] and
+ * tok[1] may rely on them (parser.h).
+ */
 static int
 lex_command_start(struct imap_parser *p, const char *buf, size_t end,
     struct imap_segment *seg)
 {
-	size_t n;
+	const char *why;
+	size_t n, name;
 
 	if (end == 0)
 		return 0;	/* an empty line: the caller decides */
@@ -310,9 +335,13 @@ lex_command_start(struct imap_parser *p, const char *buf, size_t end,
 	if (n == 0 || !imap_valid_tag(buf, n))
 		return fail(p, "invalid tag");
 	add_token(seg, IMAP_TOK_ATOM, 0, n);
-	if (n == end || buf[n] != ' ' || n + 1 == end)
+	if (n == end || buf[n] != ' ')
 		return fail(p, "missing command");
-	return lex_args(p, buf, n + 1, end, seg, true);
+	name = run_length(buf, n + 1, end);
+	if ((why = command_name_error(buf + n + 1, name)) != NULL)
+		return fail(p, why);
+	add_token(seg, IMAP_TOK_ATOM, n + 1, name);
+	return lex_args(p, buf, n + 1 + name, end, seg, true);
 }
 
 int
@@ -322,8 +351,13 @@ imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
 	size_t end;
 	int r;
 
+	/* every field is set before any failure: callers read seg->first to
+	 * tell a bad command start from a bad continuation */
 	seg->ntok = 0;
 	seg->truncated = false;
+	seg->first = !p->in_line;
+	seg->last = false;
+	seg->eol = 0;
 	seg->literal = 0;
 	seg->literal_flags = 0;
 	seg->literal_off = 0;
@@ -334,7 +368,6 @@ imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
 	if (end > 0 && buf[end - 1] == '\r')
 		end--;
 	seg->eol = end;
-	seg->first = !p->in_line;
 	if (seg->first)
 		imap_parser_reset_line(p);
 	if (memchr(buf, '\n', end) != NULL)

@@ -586,6 +586,52 @@ Test(passthrough, bad_input_gets_bad_or_bye)
 	}
 }
 
+/*
+ * A tag and spaces, no command name, before login: once read from a token
+ * the lexer never wrote (uninitialised with the defaults; with a long tag
+ * line just before it in the same read, a crash of the whole daemon).
+ */
+Test(passthrough, tag_without_command_name_gets_bad)
+{
+	struct imapc c, other;
+	char *line, *input;
+	size_t taglen = 2 * 1024 * 1024, n;
+
+	start(NULL, "max_line_length = 16M\n");
+	connect_proxy(&other);
+
+	connect_proxy(&c);
+	imapc_send(&c, "a  \r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert_str_eq(line, "a BAD missing command");
+	free(line);
+	free(ok(&c, "n1", "NOOP"));
+
+	/* a long tag line and the short one in one write */
+	input = malloc(taglen + 64);
+	cr_assert_not_null(input);
+	memset(input, 't', taglen);
+	n = taglen;
+	n += (size_t)sprintf(input + n, " NOOP\r\nb  \r\n");
+	imapc_send_raw(&c, input, n);
+	free(input);
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strncmp(line, "* BAD Tag longer", 16) == 0, "%s", line);
+	free(line);
+	line = imapc_line(&c);
+	cr_assert_not_null(line, "the daemon died");
+	cr_assert_str_eq(line, "b BAD missing command");
+	free(line);
+	free(ok(&c, "n2", "NOOP"));
+	imapc_close(&c);
+
+	/* nobody else noticed */
+	imapc_login(&other, "test", "secret");
+	imapc_close(&other);
+}
+
 Test(passthrough, nul_and_overlong_lines)
 {
 	struct imapc c, other;

@@ -173,6 +173,16 @@ Test(parser, command_errors)
 		{ " NOOP\r\n", "invalid tag" },
 		{ "a\r\n", "missing command" },
 		{ "a \r\n", "missing command" },
+		/* a tag and spaces: no command name (found by fuzzing; callers
+		 * read tok[1] of every accepted command start) */
+		{ "a  \r\n", "missing command" },
+		{ "a   NOOP\r\n", "missing command" },
+		{ "a (NOOP)\r\n", "missing command" },
+		{ "a \"NOOP\"\r\n", "invalid command name" },
+		{ "a {4}\r\n", "invalid command name" },
+		{ "a {4+}\r\n", "invalid command name" },
+		{ "a NO]OP\r\n", "invalid command name" },
+		{ "a\tNOOP\r\n", "invalid tag" },
 		{ "a LOGIN \"unterminated\r\n", "unterminated quoted string" },
 		{ "a LOGIN \"bad \\x escape\"\r\n", "bad escape in quoted string" },
 		{ "a LOGIN us\001er pw\r\n", "control character in line" },
@@ -189,6 +199,55 @@ Test(parser, command_errors)
 		cr_assert_eq(parse1(&p, cases[i].line, &seg), -1, "%s", cases[i].line);
 		cr_assert_str_eq(p.error, cases[i].error, "%s", cases[i].line);
 	}
+}
+
+/* What parser.h promises every caller, on lines that parse. */
+Test(parser, command_start_always_has_tag_and_name)
+{
+	static const char *const lines[] = {
+		"a NOOP\r\n", "a NOOP \r\n", "a  \r\n", "a \r\n", "a\r\n",
+		"x LOGIN {3}\r\n", "x {3}\r\n", "x (a)\r\n", "x ]\r\n",
+		"x UID FETCH 1 (FLAGS)\r\n", "\r\n", " \r\n",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		struct imap_parser p;
+		struct imap_segment seg;
+
+		imap_parser_init(&p, IMAP_MODE_COMMAND);
+		memset(&seg, 0xa5, sizeof(seg));	/* no stale tokens count */
+		if (parse1(&p, lines[i], &seg) != 0) {
+			cr_assert(seg.first, "%s: first not set on failure", lines[i]);
+			continue;
+		}
+		cr_assert(seg.first);
+		if (seg.ntok == 0)
+			continue;
+		cr_assert_geq(seg.ntok, 2, "%s", lines[i]);
+		cr_assert_eq(seg.tok[0].kind, IMAP_TOK_ATOM, "%s", lines[i]);
+		cr_assert_eq(seg.tok[1].kind, IMAP_TOK_ATOM, "%s", lines[i]);
+		cr_assert_gt(seg.tok[1].len, 0, "%s", lines[i]);
+		cr_assert_leq(seg.tok[1].off + seg.tok[1].len, seg.eol, "%s", lines[i]);
+	}
+}
+
+/* A failure before anything was parsed still says whether the segment
+ * starts a line: the relay decides between BAD and BYE on it. */
+Test(parser, failure_sets_first)
+{
+	struct imap_parser p;
+	struct imap_segment seg;
+
+	imap_parser_init(&p, IMAP_MODE_COMMAND);
+	memset(&seg, 0, sizeof(seg));
+	cr_assert_eq(imap_parse_segment(&p, "a NOOP", 6, &seg), -1);
+	cr_assert(seg.first);
+	cr_assert_eq(parse1(&p, "a APPEND x {3}\r\n", &seg), 0);
+	memset(&seg, 0xff, sizeof(seg));
+	cr_assert_eq(imap_parse_segment(&p, "abc", 3, &seg), -1);
+	cr_assert(!seg.first);
+	cr_assert_eq(seg.ntok, 0);
 }
 
 Test(parser, nul_byte_refused)
