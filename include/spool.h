@@ -19,7 +19,9 @@ int spool_init(const char *dir, uint64_t total_budget);
 
 /* A new spool file; NULL with errno set. */
 struct spool *spool_open(void);
-/* Move n bytes from in to the end of the file; -1 with errno (ENOSPC...). */
+/* Move n bytes (n <= what in holds) from in to the end of the file; -1
+ * with errno (ENOSPC...).  Exactly n bytes leave in either way: on failure
+ * those not written are discarded, so a literal's byte count stays exact. */
 int spool_write(struct spool *, struct evbuffer *in, size_t n);
 uint64_t spool_size(const struct spool *);
 /* Add the file's bytes [off, off+n) to out; -1 with errno. */

@@ -481,8 +481,8 @@ multiappend_literal(struct session *s, struct evbuffer *in, size_t n)
 	if (spool_write(job->spool, in, n) != 0) {
 		int err = errno;
 
+		/* spool_write took exactly n bytes out of in either way */
 		log_error(s->id, "spool write failed: %s", strerror(err));
-		evbuffer_drain(in, n);
 		if (job->refusal == NULL && asprintf(&job->refusal,
 		    "NO [UNAVAILABLE] The proxy cannot store the upload: %s",
 		    strerror(err)) < 0)

@@ -93,8 +93,9 @@ spool_open(void)
 	return sp;
 }
 
-int
-spool_write(struct spool *sp, struct evbuffer *in, size_t n)
+/* Write up to n bytes of in to the file, draining what was written. */
+static int
+write_some(struct spool *sp, struct evbuffer *in, size_t n)
 {
 	while (n > 0) {
 		struct evbuffer_iovec v[IOV_MAX_USED];
@@ -133,6 +134,24 @@ spool_write(struct spool *sp, struct evbuffer *in, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+int
+spool_write(struct spool *sp, struct evbuffer *in, size_t n)
+{
+	size_t before = evbuffer_get_length(in), done;
+	int err;
+
+	if (write_some(sp, in, n) == 0)
+		return 0;
+	/* exactly n bytes leave in, whatever was written: the caller counts
+	 * them as consumed, and one byte more or less would turn message
+	 * content into commands */
+	err = errno;
+	done = before - evbuffer_get_length(in);
+	evbuffer_drain(in, n - done);
+	errno = err;
+	return -1;
 }
 
 uint64_t

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -44,15 +46,24 @@ now_ms(void)
 }
 
 /* fork+exec with stdout to out_fd (or inherited when -1) and stderr to
- * err_path (or inherited); the child dies with the test process. */
+ * err_path (or inherited); the child dies with the test process.  A
+ * non-zero fsize_limit is the child's RLIMIT_FSIZE (SIGXFSZ ignored, so a
+ * write past it fails with EFBIG as on a full disk). */
 static pid_t
-spawn(const char *const *argv, int out_fd, const char *err_path)
+spawn_limited(const char *const *argv, int out_fd, const char *err_path,
+    size_t fsize_limit)
 {
 	pid_t pid = fork();
 
 	cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fsize_limit > 0) {
+			struct rlimit lim = { fsize_limit, fsize_limit };
+
+			signal(SIGXFSZ, SIG_IGN);
+			setrlimit(RLIMIT_FSIZE, &lim);
+		}
 		if (out_fd >= 0)
 			dup2(out_fd, STDOUT_FILENO);
 		if (err_path != NULL) {
@@ -66,6 +77,12 @@ spawn(const char *const *argv, int out_fd, const char *err_path)
 		_exit(127);
 	}
 	return pid;
+}
+
+static pid_t
+spawn(const char *const *argv, int out_fd, const char *err_path)
+{
+	return spawn_limited(argv, out_fd, err_path, 0);
 }
 
 void
@@ -153,8 +170,34 @@ proxy_log(const struct proxy_proc *p)
 void
 proxy_start(struct proxy_proc *p, int upstream_port, const char *extra_conf)
 {
+	proxy_start_spool_limited(p, upstream_port, extra_conf, 0);
+}
+
+/* The spool holds at most bytes: a tmpfs of that size when we may mount
+ * one (root), else a file size limit on the process. */
+static size_t
+limit_spool(struct proxy_proc *p, const char *spool, size_t bytes)
+{
+	char opts[64];
+
+	snprintf(opts, sizeof(opts), "size=%zu,mode=0700", bytes);
+	if (geteuid() == 0 && mount("tmpfs", spool, "tmpfs", 0, opts) == 0) {
+		p->spool_mounted = true;
+		cr_log_info("spool on a tmpfs of %zu bytes (a really full disk)", bytes);
+		return 0;
+	}
+	cr_log_info("spool limited by RLIMIT_FSIZE = %zu bytes (not root: no tmpfs)",
+	    bytes);
+	return bytes;
+}
+
+void
+proxy_start_spool_limited(struct proxy_proc *p, int upstream_port,
+    const char *extra_conf, size_t spool_bytes)
+{
 	const char *argv[6];
 	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+	size_t fsize_limit = 0;
 	FILE *f;
 
 	memset(p, 0, sizeof(*p));
@@ -175,13 +218,15 @@ proxy_start(struct proxy_proc *p, int upstream_port, const char *extra_conf)
 
 		snprintf(spool, sizeof(spool), "%s/spool", p->dir);
 		mkdir(spool, 0700);
+		if (spool_bytes > 0)
+			fsize_limit = limit_spool(p, spool, spool_bytes);
 	}
 	argv[0] = env_path("MAPPEND_BIN");
 	argv[1] = "-f";
 	argv[2] = "-c";
 	argv[3] = p->conf;
 	argv[4] = NULL;
-	p->pid = spawn(argv, -1, p->log);
+	p->pid = spawn_limited(argv, -1, p->log, fsize_limit);
 	for (;;) {
 		char *log = proxy_log(p);
 		const char *at = strstr(log, "listening on 127.0.0.1:");
@@ -234,6 +279,13 @@ proxy_stop(struct proxy_proc *p)
 		cr_assert_fail("mappend did not exit cleanly (status %d)", status);
 	}
 	free(log);
+	if (p->spool_mounted) {
+		char spool[300];
+
+		snprintf(spool, sizeof(spool), "%s/spool", p->dir);
+		umount2(spool, MNT_DETACH);
+		p->spool_mounted = false;
+	}
 	{
 		char cmd[400];
 

@@ -28,6 +28,7 @@ struct proxy_proc {
 	char dir[256];		/* temp dir: config, log, spool */
 	char conf[300];
 	char log[300];
+	bool spool_mounted;	/* a tmpfs of ours is on dir/spool */
 };
 
 struct dovecot {
@@ -58,6 +59,11 @@ void mock_stop(struct mock *);
  * upstream); extra_conf lines are appended to the generated config (may be
  * NULL). */
 void proxy_start(struct proxy_proc *, int upstream_port, const char *extra_conf);
+/* The same with a spool that holds at most spool_bytes: a tmpfs of that
+ * size when the tests run as root, else a file size limit on mappend (the
+ * test output says which). */
+void proxy_start_spool_limited(struct proxy_proc *, int upstream_port,
+    const char *extra_conf, size_t spool_bytes);
 /* SIGTERM, wait, and check it exited 0 (sanitizer reports make it fail). */
 void proxy_stop(struct proxy_proc *);
 /* The proxy's log so far, malloc'ed. */

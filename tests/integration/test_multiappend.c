@@ -1040,3 +1040,64 @@ Test(multiappend, success_in_every_profile)
 		mock_stop(&mock);
 	}
 }
+
+/* A message body made of IMAP commands: if one byte of it were ever read
+ * as a command, the upstream would create "injected" and delete "victim". */
+static char *
+hostile_body(size_t size)
+{
+	static const char line[] = "x1 CREATE injected\r\nx2 DELETE victim\r\n";
+	char *b = malloc(size);
+	size_t i;
+
+	cr_assert_not_null(b);
+	for (i = 0; i < size; i++)
+		b[i] = line[i % (sizeof(line) - 1)];
+	return b;
+}
+
+/*
+ * The spool disk fills up in the middle of a {n+} upload whose bodies are
+ * IMAP commands: the client gets NO [UNAVAILABLE], exactly the rest of each
+ * literal is read and dropped, nothing in a body is executed, and the
+ * session goes on.  (Found on a 1 MiB tmpfs: a partial write was drained
+ * twice and the literal count ran past the literal's end.)
+ */
+Test(multiappend, spool_full_never_executes_message_content)
+{
+	struct imapc c, d;
+	const size_t size = 614400;
+	char *body = hostile_body(size), *r;
+	unsigned i;
+
+	mock_start(&mock, NULL);
+	proxy_start_spool_limited(&px, mock.port, NULL, 1024 * 1024);
+	direct_connect(&d);
+	free(cmd(&d, "c", "CREATE victim"));
+	proxy_connect(&c);
+	imapc_send(&c, "A APPEND INBOX");
+	for (i = 0; i < 3; i++) {
+		imapc_send(&c, " {%zu+}\r\n", size);
+		imapc_send_raw(&c, body, size);
+	}
+	imapc_send(&c, "\r\n");
+	r = imapc_until_tagged(&c, "A", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strncmp(last_line(r), "A NO [UNAVAILABLE]", 18) == 0, "%s", r);
+	cr_assert_null(strstr(r, "x1 "), "a body line was answered: %.300s", r);
+	cr_assert_null(strstr(r, "x2 "), "a body line was answered: %.300s", r);
+	free(r);
+	/* in step: the next command is the next command */
+	r = cmd(&c, "n", "NOOP");
+	cr_assert(tagged_ok(r, "n"), "%s", r);
+	cr_assert_null(strstr(r, "x1 "), "%.300s", r);
+	free(r);
+	r = cmd(&d, "l", "LIST \"\" *");
+	cr_assert_not_null(strstr(r, "victim"), "victim was deleted: %s", r);
+	cr_assert_null(strstr(r, "injected"), "injected was created: %s", r);
+	free(r);
+	cr_assert_eq(stats(&d).appends, 0, "nothing may reach the upstream");
+	free(body);
+	imapc_close(&c);
+	imapc_close(&d);
+}

@@ -1,6 +1,9 @@
 /* test_spool.c — spool files and the global budget. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,4 +83,32 @@ Test(spool, budget)
 	cr_assert_eq(spool_reserve(1000), 0);
 	cr_assert_eq(spool_reserve(UINT64_MAX), -1, "no overflow");
 	spool_release(1000);
+}
+
+/*
+ * A write that fails half-way (here: the file size limit, as a full disk
+ * would) still takes exactly n bytes out of the input, so the byte after
+ * the literal is the next one read, never a byte of the literal.
+ */
+Test(spool, failed_write_consumes_exactly_n, .init = setup, .fini = teardown)
+{
+	struct rlimit lim = { 1000, 1000 };
+	struct evbuffer *in = evbuffer_new();
+	struct spool *sp = spool_open();
+	char body[3000], next[16];
+
+	cr_assert_not_null(sp);
+	memset(body, 'x', sizeof(body));
+	evbuffer_add(in, body, sizeof(body));
+	evbuffer_add(in, "a1 NOOP\r\n", 9);
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	cr_assert_eq(spool_write(sp, in, sizeof(body)), -1);
+	cr_assert_eq(errno, EFBIG);
+	cr_assert_eq(spool_size(sp), 1000, "the partial write is kept");
+	cr_assert_eq(evbuffer_get_length(in), 9);
+	cr_assert_eq(evbuffer_remove(in, next, sizeof(next)), 9);
+	cr_assert(memcmp(next, "a1 NOOP\r\n", 9) == 0);
+	spool_close(sp);
+	evbuffer_free(in);
 }
