@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 
@@ -84,6 +85,10 @@ void config_defaults(struct config *c);
  * "PATH:LINE: reason" (or "PATH: reason") into err.
  */
 int config_load(const char *path, struct config *c, char *err, size_t errlen);
+/* The same from an open stream (a file, or memory: fmemopen); name is what
+ * errors call it. */
+int config_load_stream(FILE *f, const char *name, struct config *c, char *err,
+    size_t errlen);
 
 /* Sizes take K, M, G suffixes (powers of 1024); durations take s, m, h. */
 int config_parse_size(const char *s, uint64_t *out);

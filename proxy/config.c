@@ -777,30 +777,43 @@ check_config(struct config_reader *r, const struct config *c)
 }
 
 int
-config_load(const char *path, struct config *c, char *err, size_t errlen)
+config_load_stream(FILE *f, const char *name, struct config *c, char *err,
+    size_t errlen)
 {
 	/* Filled aside and copied on success: a failed reload keeps the old. */
 	struct config tmp;
-	struct config_reader r = { .path = path, .err = err, .errlen = errlen };
+	struct config_reader r = { .path = name, .err = err, .errlen = errlen };
 	char line[CONFIG_LINE_MAX + 1];
-	FILE *f;
 	int rc;
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	config_defaults(&tmp);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return config_error(&r, "cannot open: %s", strerror(errno));
 	while ((rc = read_line(&r, f, line, sizeof line)) > 0) {
 		if (parse_line(&r, &tmp, line) < 0) {
 			rc = -1;
 			break;
 		}
 	}
-	fclose(f);
 	if (rc < 0 || check_config(&r, &tmp) < 0)
 		return -1;
 	*c = tmp;
 	return 0;
+}
+
+int
+config_load(const char *path, struct config *c, char *err, size_t errlen)
+{
+	struct config_reader r = { .path = path, .err = err, .errlen = errlen };
+	FILE *f;
+	int rc;
+
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	f = fopen(path, "r");
+	if (f == NULL)
+		return config_error(&r, "cannot open: %s", strerror(errno));
+	rc = config_load_stream(f, path, c, err, errlen);
+	fclose(f);
+	return rc;
 }
