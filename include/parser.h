@@ -113,15 +113,74 @@ int imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
     struct imap_segment *seg);
 
 /*
- * Find the next segment at the start of in: returns 1 and sets *len (LF
- * included), 0 when no LF has arrived yet and fewer than max bytes are
- * buffered, -1 when max bytes arrived without an LF (line too long).
- * *scanned keeps the search position between calls (reset it to 0 after the
- * segment is removed) so that a long line arriving in small pieces is not
- * scanned again from its start.
+ * The framer: the one loop that cuts a stream of IMAP into segments and
+ * literal data, for every connection that speaks IMAP (both directions of
+ * a session, the proxy's second connection, the mock upstream).  It owns
+ * the literal byte count, so that no caller can drift from it:
+ *
+ *	while ((k = imap_framer_next(&fr, in, &f)) != IMAP_FRAME_MORE) {
+ *		SEGMENT: look at f.seg / f.buf, then consume exactly f.len
+ *		         bytes (move, drop, or consumed after taking them);
+ *		LITERAL: f.len bytes of the current literal are buffered:
+ *		         consume up to f.len (fewer is fine: the rest comes
+ *		         again at the next call);
+ *		BAD:     f.buf does not parse (f.error); f.seg.first says
+ *		         whether it started a line; consume f.len, or give up;
+ *		FATAL:   no way back in step (line too long, framing misused).
+ *	}
+ *
+ * A segment that is not last is followed by its literal: the framer counts
+ * it down as the caller consumes it.  A caller that wants the rest of the
+ * literal gone calls imap_framer_skip_literal and the framer drops it;
+ * one whose peer gave a command up (a "+" that never comes) calls
+ * imap_framer_reset_line.
  */
-int imap_next_segment(struct evbuffer *in, size_t max, size_t *scanned,
-    size_t *len);
+enum imap_frame_kind {
+	IMAP_FRAME_MORE,	/* nothing complete: wait for input */
+	IMAP_FRAME_SEGMENT,
+	IMAP_FRAME_LITERAL,
+	IMAP_FRAME_BAD,
+	IMAP_FRAME_FATAL,
+};
+
+struct imap_frame {
+	enum imap_frame_kind kind;
+	const char *buf;	/* SEGMENT, BAD: the segment, contiguous */
+	size_t len;		/* bytes of this frame at the start of in */
+	struct imap_segment seg;	/* SEGMENT; BAD: seg.first */
+	const char *error;	/* BAD, FATAL: static text */
+};
+
+struct imap_framer {
+	struct imap_parser parser;
+	size_t max_line;	/* longest segment: longer ones are FATAL */
+	size_t scanned;		/* bytes searched for LF so far */
+	size_t segment_owed;	/* bytes of the last segment not consumed */
+	uint64_t literal_left;	/* bytes of the current literal to come */
+	bool literal_skip;	/* ...which the framer drops itself */
+	bool broken;		/* consumed more than a frame held: FATAL */
+};
+
+void imap_framer_init(struct imap_framer *, enum imap_mode, size_t max_line);
+/* The next frame at the start of in (see above). */
+enum imap_frame_kind imap_framer_next(struct imap_framer *, struct evbuffer *in,
+    struct imap_frame *);
+/* Consume n bytes of the current frame: moved to out, dropped, or taken by
+ * the caller itself (consumed: the caller removed them from in). */
+void imap_framer_move(struct imap_framer *, struct evbuffer *in,
+    struct evbuffer *out, size_t n);
+void imap_framer_drop(struct imap_framer *, struct evbuffer *in, size_t n);
+void imap_framer_consumed(struct imap_framer *, size_t n);
+/* The rest of the current literal is not wanted: dropped as it arrives. */
+void imap_framer_skip_literal(struct imap_framer *);
+/* Forget the current line and its literal: the next byte starts a line. */
+void imap_framer_reset_line(struct imap_framer *);
+/* The mode of the next line (IMAP_MODE_RAW for one SASL response...). */
+void imap_framer_set_mode(struct imap_framer *, enum imap_mode);
+/* Inside a command/response (a literal or the segment after one)? */
+bool imap_framer_in_line(const struct imap_framer *);
+/* Bytes of the current literal still to come, skipped ones included. */
+uint64_t imap_framer_literal_left(const struct imap_framer *);
 
 /* Helpers over tokens of a tokenized segment. */
 bool imap_tok_is(const char *buf, const struct imap_token *t, const char *word);
@@ -130,6 +189,10 @@ bool imap_tok_is(const char *buf, const struct imap_token *t, const char *word);
  * atom or quoted string. */
 int imap_unquote(const char *buf, const struct imap_token *t, char *out,
     size_t outlen);
+/* The response code of a status response whose first word is word
+ * ("READ-ONLY", "CAPABILITY" ...), or NULL. */
+const struct imap_token *imap_code(const char *buf, const struct imap_segment *seg,
+    const char *word);
 /* Decimal number token (0 .. UINT64 range guarded); -1 when not a number. */
 int imap_tok_number(const char *buf, const struct imap_token *t, uint64_t *n);
 /* Tag syntax: 1*<ASTRING-CHAR except "+"> */

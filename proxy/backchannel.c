@@ -17,7 +17,9 @@
 #include <openssl/evp.h>
 
 #include "backchannel.h"
+#include "credentials.h"
 #include "log.h"
+#include "relay.h"
 #include "session.h"
 #include "spool.h"
 #include "upstream.h"
@@ -50,9 +52,7 @@ struct backchannel {
 	struct upstream_connect *connecting;
 	struct bufferevent *bev;
 	struct event *later;		/* reports the result outside callbacks */
-	struct imap_parser parser;
-	size_t scanned;
-	uint64_t lit_left;
+	struct imap_framer framer;
 	bool lit_compare;		/* the literal is a body to compare */
 	enum bc_step step;
 	unsigned long tagn;
@@ -139,7 +139,6 @@ report(evutil_socket_t fd, short what, void *arg)
 	done(s, error, refusal);
 	free(error);
 	free(refusal);
-	relay_client_input(s);
 }
 
 /* Log what stays behind, and report (from the event loop, not from here). */
@@ -572,6 +571,40 @@ literal_data(struct backchannel *bc, struct evbuffer *in, size_t n)
 	}
 }
 
+/* One response segment, the tagged answer of the step's command or not. */
+static void
+bc_segment(struct backchannel *bc, const char *buf, const struct imap_segment *seg)
+{
+	if (seg->first && bc->step == BC_GREETING) {
+		if (seg->ntok >= 2 && imap_tok_is(buf, &seg->tok[1], "OK"))
+			login(bc);
+		else
+			finish(bc, "upstream refused the second connection");
+	} else if (seg->first && imap_tok_is(buf, &seg->tok[0], "+")) {
+		if (bc->step == BC_AUTH && bc->auth_b64 != NULL) {
+			struct evbuffer *out = bufferevent_get_output(bc->bev);
+
+			evbuffer_add(out, bc->auth_b64, strlen(bc->auth_b64));
+			evbuffer_add(out, "\r\n", 2);
+			OPENSSL_cleanse(bc->auth_b64, strlen(bc->auth_b64));
+			free(bc->auth_b64);
+			bc->auth_b64 = NULL;
+		} else {
+			finish(bc, "unexpected continuation request");
+		}
+	} else if (seg->first && seg->tok[0].len == strlen(bc->tag) &&
+	    memcmp(buf + seg->tok[0].off, bc->tag, seg->tok[0].len) == 0) {
+		step_done(bc, buf, seg);
+	} else if (!seg->first || imap_tok_is(buf, &seg->tok[0], "*")) {
+		if (seg->first && seg->ntok >= 2 && imap_tok_is(buf, &seg->tok[1], "BYE") &&
+		    bc->step != BC_LOGOUT) {
+			finish(bc, "upstream said BYE");
+			return;
+		}
+		untagged(bc, buf, seg);
+	}
+}
+
 static void
 bc_read(struct bufferevent *bev, void *arg)
 {
@@ -579,70 +612,27 @@ bc_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (bc->bev != NULL && bc->later == NULL) {
-		struct imap_segment seg;
-		const char *buf;
-		size_t len;
-		int r;
+		struct imap_frame f;
 
-		if (bc->lit_left > 0) {
-			size_t have = evbuffer_get_length(in);
-			size_t n = have < bc->lit_left ? have : (size_t)bc->lit_left;
-
-			if (n == 0)
-				return;
-			literal_data(bc, in, n);
-			bc->lit_left -= n;
-			if (bc->lit_left == 0)
+		switch (imap_framer_next(&bc->framer, in, &f)) {
+		case IMAP_FRAME_MORE:
+			return;
+		case IMAP_FRAME_FATAL:
+		case IMAP_FRAME_BAD:
+			finish(bc, f.error);
+			return;
+		case IMAP_FRAME_LITERAL:
+			literal_data(bc, in, f.len);
+			imap_framer_consumed(&bc->framer, f.len);
+			if (imap_framer_literal_left(&bc->framer) == 0)
 				bc->lit_compare = false;
-			continue;
+			break;
+		case IMAP_FRAME_SEGMENT:
+			bc_segment(bc, f.buf, &f.seg);
+			if (bc->bev != NULL)
+				imap_framer_drop(&bc->framer, in, f.len);
+			break;
 		}
-		r = imap_next_segment(in, relay_response_line_max(bc->s), &bc->scanned, &len);
-		if (r == 0)
-			return;
-		bc->scanned = 0;
-		if (r < 0) {
-			finish(bc, "upstream response line too long");
-			return;
-		}
-		buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
-		if (imap_parse_segment(&bc->parser, buf, len, &seg) < 0) {
-			finish(bc, bc->parser.error);
-			return;
-		}
-		if (!seg.last)
-			bc->lit_left = seg.literal;
-		if (seg.first && bc->step == BC_GREETING) {
-			if (seg.ntok >= 2 && imap_tok_is(buf, &seg.tok[1], "OK"))
-				login(bc);
-			else
-				finish(bc, "upstream refused the second connection");
-		} else if (seg.first && imap_tok_is(buf, &seg.tok[0], "+")) {
-			if (bc->step == BC_AUTH && bc->auth_b64 != NULL) {
-				struct evbuffer *out = bufferevent_get_output(bc->bev);
-
-				evbuffer_add(out, bc->auth_b64, strlen(bc->auth_b64));
-				evbuffer_add(out, "\r\n", 2);
-				OPENSSL_cleanse(bc->auth_b64, strlen(bc->auth_b64));
-				free(bc->auth_b64);
-				bc->auth_b64 = NULL;
-			} else {
-				finish(bc, "unexpected continuation request");
-			}
-		} else if (seg.first && seg.ntok >= 1 &&
-		    seg.tok[0].len == strlen(bc->tag) &&
-		    memcmp(buf + seg.tok[0].off, bc->tag, seg.tok[0].len) == 0) {
-			step_done(bc, buf, &seg);
-		} else if (!seg.first || imap_tok_is(buf, &seg.tok[0], "*")) {
-			if (seg.first && seg.ntok >= 2 && imap_tok_is(buf, &seg.tok[1], "BYE") &&
-			    bc->step != BC_LOGOUT) {
-				evbuffer_drain(in, len);
-				finish(bc, "upstream said BYE");
-				return;
-			}
-			untagged(bc, buf, &seg);
-		}
-		if (bc->bev != NULL)
-			evbuffer_drain(in, len);
 	}
 }
 
@@ -692,7 +682,7 @@ bc_new(struct session *s, backchannel_done_cb done)
 	bc->s = s;
 	bc->done = done;
 	s->backchannel = bc;
-	imap_parser_init(&bc->parser, IMAP_MODE_RESPONSE);
+	imap_framer_init(&bc->framer, IMAP_MODE_RESPONSE, relay_response_line_max(s));
 	return bc;
 }
 

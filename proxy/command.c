@@ -1,132 +1,269 @@
 /*
- * command.c — the client commands the proxy cares about, as a table.
- * Everything not in the table is relayed untouched; entries say what the
- * proxy must remember of a command (arguments, continuation lines) or
- * answer itself.
+ * command.c — the client commands the proxy cares about, as a table whose
+ * entries carry what the proxy does with each: answer it itself (STARTTLS,
+ * COMPRESS), refuse it (LOGIN before TLS where TLS is required), keep its
+ * arguments (a mailbox, credentials), learn from its answer (logged in,
+ * selected), or own the client's input for a while (AUTHENTICATE's SASL
+ * lines, IDLE's DONE; APPEND's entry lives in multiappend.c).  Everything
+ * not in the table is relayed untouched.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <event2/buffer.h>
+
 #include "capability.h"
+#include "command.h"
+#include "credentials.h"
 #include "log.h"
+#include "multiappend.h"
+#include "relay.h"
+#include "response.h"
 #include "session.h"
 #include "tls.h"
 
-struct command_entry {
-	const char *name;
-	enum command_kind kind;
-	unsigned args;		/* leading astring arguments to keep */
-};
-
-static const struct command_entry commands[] = {
-	{ "APPEND", CMD_APPEND, 1 },
-	{ "AUTHENTICATE", CMD_AUTHENTICATE, 2 },	/* mechanism, initial response */
-	{ "CAPABILITY", CMD_CAPABILITY, 0 },
-	{ "CLOSE", CMD_CLOSE, 0 },
-	{ "COMPRESS", CMD_COMPRESS, 0 },
-	{ "EXAMINE", CMD_EXAMINE, 1 },
-	{ "IDLE", CMD_IDLE, 0 },
-	{ "LOGIN", CMD_LOGIN, 2 },
-	{ "LOGOUT", CMD_LOGOUT, 0 },
-	{ "SELECT", CMD_SELECT, 1 },
-	{ "STARTTLS", CMD_STARTTLS, 0 },
-	{ "UNSELECT", CMD_CLOSE, 0 },
-};
-
-static const struct command_entry *
-lookup(const char *name, size_t len)
+static void
+reply_tagged(struct session *s, const struct imap_segment *seg, const char *buf,
+    const char *text)
 {
-	size_t i;
+	const struct imap_token *tag = &seg->tok[0];
 
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strlen(commands[i].name) == len &&
-		    strncasecmp(commands[i].name, name, len) == 0)
-			return &commands[i];
-	return NULL;
+	session_reply(s, "%.*s %s", (int)tag->len, buf + tag->off, text);
+}
+
+/* COMPRESS is never offered: compression would hide the stream from us. */
+static enum command_verdict
+compress_start(struct session *s, const char *buf, const struct imap_segment *seg)
+{
+	reply_tagged(s, seg, buf, "NO COMPRESS is not available through this proxy");
+	return VERDICT_DONE;
 }
 
 /* STARTTLS is the proxy's own: the upstream never sees it. */
 static enum command_verdict
-starttls(struct session *s, const char *buf, const struct imap_segment *seg)
+starttls_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
-	const struct imap_token *tag = &seg->tok[0];
-
 	if (!tls_server_available()) {
-		session_reply(s, "%.*s NO STARTTLS is not available on this listener",
-		    (int)tag->len, buf + tag->off);
+		reply_tagged(s, seg, buf, "NO STARTTLS is not available on this listener");
 		return VERDICT_DONE;
 	}
 	if (s->client_tls) {
-		session_reply(s, "%.*s BAD TLS is active already", (int)tag->len,
-		    buf + tag->off);
+		reply_tagged(s, seg, buf, "BAD TLS is active already");
 		return VERDICT_DONE;
 	}
 	if (seg->ntok != 2 || !seg->last) {
-		session_reply(s, "%.*s BAD STARTTLS takes no arguments", (int)tag->len,
-		    buf + tag->off);
+		reply_tagged(s, seg, buf, "BAD STARTTLS takes no arguments");
 		return VERDICT_DONE;
 	}
-	if (s->npending > 0 || s->state < SESSION_NOT_AUTHENTICATED ||
-	    s->state > SESSION_NOT_AUTHENTICATED) {
-		session_reply(s, "%.*s BAD STARTTLS only before login, with no "
-		    "command in progress", (int)tag->len, buf + tag->off);
+	if (session_pending_count(s) > 0 || s->state != SESSION_NOT_AUTHENTICATED) {
+		reply_tagged(s, seg, buf, "BAD STARTTLS only before login, with no "
+		    "command in progress");
 		return VERDICT_DONE;
 	}
-	session_reply(s, "%.*s OK Begin TLS negotiation now", (int)tag->len,
-	    buf + tag->off);
+	reply_tagged(s, seg, buf, "OK Begin TLS negotiation now");
 	return VERDICT_STARTTLS;
 }
 
-enum command_verdict
-command_start(struct session *s, const char *buf, const struct imap_segment *seg)
+static enum command_verdict
+login_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
-	const struct imap_token *tag = &seg->tok[0], *name = &seg->tok[1];
-	const struct command_entry *e;
-	struct pending *p;
-
-	if (tag->len > SESSION_MAX_TAG) {
-		session_reply(s, "* BAD Tag longer than %d bytes", SESSION_MAX_TAG);
+	if (s->tls_required && !s->client_tls) {
+		reply_tagged(s, seg, buf, "NO [PRIVACYREQUIRED] LOGIN is disabled "
+		    "until STARTTLS");
 		return VERDICT_DONE;
 	}
-	e = lookup(buf + name->off, name->len);
-	switch (e != NULL ? e->kind : CMD_OTHER) {
-	case CMD_COMPRESS:
-		/* never offered: compression would hide the stream from us */
-		session_reply(s, "%.*s NO COMPRESS is not available through this proxy",
-		    (int)tag->len, buf + tag->off);
-		return VERDICT_DONE;
-	case CMD_STARTTLS:
-		return starttls(s, buf, seg);
-	case CMD_LOGIN:
-		if (s->tls_required && !s->client_tls) {
-			session_reply(s, "%.*s NO [PRIVACYREQUIRED] LOGIN is disabled "
-			    "until STARTTLS", (int)tag->len, buf + tag->off);
-			return VERDICT_DONE;
-		}
-		break;
-	case CMD_AUTHENTICATE:
-		if (s->tls_required && !s->client_tls && seg->ntok >= 3 &&
-		    capability_mechanism_in_clear(buf + seg->tok[2].off, seg->tok[2].len)) {
-			session_reply(s, "%.*s NO [PRIVACYREQUIRED] This mechanism is "
-			    "disabled until STARTTLS", (int)tag->len, buf + tag->off);
-			return VERDICT_DONE;
-		}
-		break;
-	case CMD_APPEND:
-		return multiappend_begin(s, buf, seg);
-	default:
-		break;
-	}
-	p = session_pending_add(s, buf + tag->off, tag->len,
-	    e != NULL ? e->kind : CMD_OTHER);
-	if (p == NULL) {
-		session_close(s, "Out of memory");
-		return VERDICT_CLOSE;
-	}
-	p->want_args = e != NULL ? e->args : 0;
-	s->cmd_current = p;
 	return VERDICT_RELAY;
+}
+
+/* Logged in: the new state, and the capabilities after login (asked for
+ * when the answer did not list them). */
+static void
+logged_in(struct session *s, const struct answer *a)
+{
+	session_enter_state(s, SESSION_AUTHENTICATED);
+	if (imap_code(a->line, a->seg, "CAPABILITY") == NULL)
+		response_query_capabilities(s);
+}
+
+static void
+login_answered(struct session *s, struct pending *p, const struct answer *a)
+{
+	if (!a->ok)
+		return;
+	credentials_from_login(s, p);
+	logged_in(s, a);
+}
+
+static enum command_verdict
+authenticate_start(struct session *s, const char *buf,
+    const struct imap_segment *seg)
+{
+	if (s->tls_required && !s->client_tls && seg->ntok >= 3 &&
+	    capability_mechanism_in_clear(buf + seg->tok[2].off, seg->tok[2].len)) {
+		reply_tagged(s, seg, buf, "NO [PRIVACYREQUIRED] This mechanism is "
+		    "disabled until STARTTLS");
+		return VERDICT_DONE;
+	}
+	return VERDICT_RELAY;
+}
+
+/* A SASL challenge: the client answers with one line. */
+static bool
+authenticate_plus(struct session *s, void *arg)
+{
+	relay_expect_line(s, arg);
+	session_resume_input(s);
+	return true;
+}
+
+/* The client waits for a challenge or the answer; lines come one per "+". */
+static void
+authenticate_sent(struct session *s, struct pending *p)
+{
+	relay_wait_input(s, p);
+	relay_expect_plus(s, authenticate_plus, p);
+}
+
+static void
+authenticate_line(struct session *s, struct pending *p, const char *buf, size_t len)
+{
+	credentials_note_sasl(p, buf, len);
+	authenticate_sent(s, p);
+}
+
+static void
+authenticate_answered(struct session *s, struct pending *p, const struct answer *a)
+{
+	if (!a->ok)
+		return;
+	credentials_from_authenticate(s, p);
+	logged_in(s, a);
+}
+
+/* The next line is DONE, whenever the client sends it. */
+static void
+idle_sent(struct session *s, struct pending *p)
+{
+	relay_expect_line(s, p);
+}
+
+/* The mailbox selected (read-write unless the answer says READ-ONLY), or
+ * none after a failure. */
+static void
+selected(struct session *s, struct pending *p, const struct answer *a, bool rw)
+{
+	if (a->bad)
+		return;		/* not executed: nothing changed */
+	free(s->selected);
+	s->selected = NULL;
+	if (!a->ok || p->nargs < 1) {
+		/* a failed SELECT leaves no mailbox selected (RFC 3501 6.3.1) */
+		session_enter_state(s, SESSION_AUTHENTICATED);
+		return;
+	}
+	if ((s->selected = malloc(p->arglen[0] + 1)) != NULL) {
+		memcpy(s->selected, p->arg[0], p->arglen[0]);
+		s->selected[p->arglen[0]] = '\0';
+	}
+	s->selected_rw = rw && imap_code(a->line, a->seg, "READ-ONLY") == NULL;
+	session_enter_state(s, SESSION_SELECTED);
+}
+
+static void
+select_answered(struct session *s, struct pending *p, const struct answer *a)
+{
+	selected(s, p, a, true);
+}
+
+static void
+examine_answered(struct session *s, struct pending *p, const struct answer *a)
+{
+	selected(s, p, a, false);
+}
+
+/* CLOSE and UNSELECT leave the selected state. */
+static void
+close_answered(struct session *s, struct pending *p, const struct answer *a)
+{
+	(void)p;
+	if (!a->ok)
+		return;
+	free(s->selected);
+	s->selected = NULL;
+	session_enter_state(s, SESSION_AUTHENTICATED);
+}
+
+static const struct command_entry relayed = { .name = "(relayed)" };
+const struct command_entry command_internal = { .name = "(the proxy's own)" };
+
+static const struct command_entry authenticate_entry = {
+	.name = "AUTHENTICATE", .args = 2,	/* mechanism, initial response */
+	.start = authenticate_start, .sent = authenticate_sent,
+	.line = authenticate_line, .answered = authenticate_answered,
+};
+static const struct command_entry close_entry = {
+	.name = "CLOSE", .answered = close_answered,
+};
+static const struct command_entry compress_entry = {
+	.name = "COMPRESS", .start = compress_start,
+};
+static const struct command_entry examine_entry = {
+	.name = "EXAMINE", .args = 1, .answered = examine_answered,
+};
+static const struct command_entry idle_entry = {
+	.name = "IDLE", .sent = idle_sent,
+};
+static const struct command_entry login_entry = {
+	.name = "LOGIN", .args = 2, .start = login_start, .answered = login_answered,
+};
+static const struct command_entry select_entry = {
+	.name = "SELECT", .args = 1, .answered = select_answered,
+};
+static const struct command_entry starttls_entry = {
+	.name = "STARTTLS", .start = starttls_start,
+};
+static const struct command_entry unselect_entry = {
+	.name = "UNSELECT", .answered = close_answered,
+};
+
+static const struct command_entry *const commands[] = {
+	&multiappend_command,
+	&authenticate_entry,
+	&close_entry,
+	&compress_entry,
+	&examine_entry,
+	&idle_entry,
+	&login_entry,
+	&select_entry,
+	&starttls_entry,
+	&unselect_entry,
+};
+
+const struct command_entry *
+command_lookup(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strlen(commands[i]->name) == len &&
+		    strncasecmp(commands[i]->name, name, len) == 0)
+			return commands[i];
+	return &relayed;
+}
+
+void
+command_answer(struct answer *a, const char *buf, const struct imap_segment *seg)
+{
+	memset(a, 0, sizeof(*a));
+	a->line = buf;
+	a->len = seg->eol;
+	a->seg = seg;
+	if (seg->ntok >= 2) {
+		a->ok = imap_tok_is(buf, &seg->tok[1], "OK");
+		a->no = imap_tok_is(buf, &seg->tok[1], "NO");
+		a->bad = imap_tok_is(buf, &seg->tok[1], "BAD");
+	}
 }
 
 static bool
@@ -143,12 +280,10 @@ add_arg(struct pending *p, size_t size)
 }
 
 void
-command_capture(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+command_capture(struct pending *p, const char *buf, const struct imap_segment *seg)
 {
 	unsigned i = seg->first ? 2 : 0;
 
-	(void)s;
 	for (; i < seg->ntok && p->want_args > 0; i++) {
 		const struct imap_token *t = &seg->tok[i];
 		int n;
@@ -159,7 +294,7 @@ command_capture(struct session *s, struct pending *p, const char *buf,
 			p->want_args = 0;
 			return;
 		}
-		if (t->len > SESSION_MAX_ARG_LEN + 2 || !add_arg(p, t->len)) {
+		if (t->len > COMMAND_MAX_ARG_LEN + 2 || !add_arg(p, t->len)) {
 			p->want_args = 0;
 			return;
 		}
@@ -169,12 +304,11 @@ command_capture(struct session *s, struct pending *p, const char *buf,
 }
 
 int
-command_capture_literal(struct session *s, struct pending *p, uint64_t size)
+command_capture_literal(struct pending *p, uint64_t size)
 {
-	(void)s;
-	if (p == NULL || p->want_args == 0)
+	if (p->want_args == 0)
 		return -1;
-	if (size > SESSION_MAX_ARG_LEN || !add_arg(p, (size_t)size)) {
+	if (size > COMMAND_MAX_ARG_LEN || !add_arg(p, (size_t)size)) {
 		p->want_args = 0;
 		return -1;
 	}
@@ -182,26 +316,10 @@ command_capture_literal(struct session *s, struct pending *p, uint64_t size)
 }
 
 void
-command_sent(struct session *s, struct pending *p)
+command_capture_bytes(struct pending *p, int i, struct evbuffer *in, size_t n)
 {
-	switch (p->kind) {
-	case CMD_IDLE:
-		/* the next line is DONE, whenever the client sends it */
-		s->raw_lines = 1;
-		break;
-	case CMD_AUTHENTICATE:
-		/* client lines are SASL responses, one per "+" */
-		s->in_authenticate = true;
-		s->auth_wait = true;
-		break;
-	default:
-		break;
-	}
-}
-
-void
-command_raw_line_sent(struct session *s)
-{
-	if (s->in_authenticate)
-		s->auth_wait = true;
+	if (i < 0 || p->arg[i] == NULL)
+		return;
+	evbuffer_copyout(in, p->arg[i] + p->arglen[i], n);
+	p->arglen[i] += n;
 }

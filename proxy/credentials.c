@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "credentials.h"
 #include "session.h"
 
 static void
@@ -87,34 +88,32 @@ learn_plain(struct session *s, const char *b64, size_t len)
 }
 
 void
-credentials_learn(struct session *s, const struct pending *p)
+credentials_from_login(struct session *s, const struct pending *p)
 {
-	if (p->kind == CMD_LOGIN && p->nargs == 2) {
-		credentials_clear(&s->creds);
-		s->creds.user = dup_bytes(p->arg[0], p->arglen[0]);
-		s->creds.user_len = p->arglen[0];
-		s->creds.password = dup_bytes(p->arg[1], p->arglen[1]);
-		s->creds.password_len = p->arglen[1];
+	if (p->nargs != 2)
 		return;
-	}
-	/* AUTHENTICATE PLAIN: the message is the initial response or the
-	 * client's line after "+" (credentials_note_sasl put it in arg 1) */
-	if (p->kind == CMD_AUTHENTICATE && p->nargs == 2 && p->arglen[0] == 5 &&
-	    strncasecmp(p->arg[0], "PLAIN", 5) == 0)
+	credentials_clear(&s->creds);
+	s->creds.user = dup_bytes(p->arg[0], p->arglen[0]);
+	s->creds.user_len = p->arglen[0];
+	s->creds.password = dup_bytes(p->arg[1], p->arglen[1]);
+	s->creds.password_len = p->arglen[1];
+}
+
+/* AUTHENTICATE PLAIN: the message is the initial response or the client's
+ * line after "+" (credentials_note_sasl put it in arg 1). */
+void
+credentials_from_authenticate(struct session *s, const struct pending *p)
+{
+	if (p->nargs == 2 && p->arglen[0] == 5 && strncasecmp(p->arg[0], "PLAIN", 5) == 0)
 		learn_plain(s, p->arg[1], p->arglen[1]);
 }
 
 void
-credentials_note_sasl(struct session *s, const char *line, size_t len)
+credentials_note_sasl(struct pending *p, const char *line, size_t len)
 {
-	struct pending *p;
-
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;
-	TAILQ_FOREACH_REVERSE(p, &s->pending, pending_list, entry)
-		if (p->kind == CMD_AUTHENTICATE)
-			break;
-	if (p == NULL || p->nargs < 1 || len > SESSION_MAX_ARG_LEN)
+	if (p->nargs < 1 || len > COMMAND_MAX_ARG_LEN)
 		return;
 	if (p->nargs == 2) {
 		OPENSSL_cleanse(p->arg[1], p->arglen[1]);

@@ -31,7 +31,10 @@
 #include <openssl/rand.h>
 
 #include "backchannel.h"
+#include "credentials.h"
 #include "log.h"
+#include "multiappend.h"
+#include "relay.h"
 #include "session.h"
 #include "spool.h"
 
@@ -67,7 +70,7 @@ enum append_state {
 struct append_job {
 	enum append_state state;
 	bool emulated;		/* several single APPENDs of our own */
-	char tag[SESSION_MAX_TAG + 1];
+	char tag[COMMAND_MAX_TAG + 1];
 	size_t taglen;
 	char *mailbox;		/* decoded, NUL-terminated */
 	size_t mailbox_len;
@@ -98,6 +101,7 @@ struct append_job {
 };
 
 static void pump(struct session *);
+static bool replay_plus(struct session *, void *);
 static void maybe_finish(struct session *);
 static void fail(struct session *);
 
@@ -150,7 +154,6 @@ multiappend_free(struct session *s)
 		return;
 	job_free(s->append);
 	s->append = NULL;
-	s->append_reading = false;
 }
 
 /* The job is over: the client may go on (its input is read again by the
@@ -161,6 +164,7 @@ end_job(struct session *s)
 	bool lost = s->append->upstream_lost;
 
 	multiappend_free(s);
+	relay_hold(s, RELAY_HOLD_APPEND, false);
 	if (s->client_gone)
 		session_close(s, NULL);
 	else if (lost)
@@ -168,7 +172,7 @@ end_job(struct session *s)
 	else if (s->proxy->shutting_down)
 		session_close(s, "Server shutting down");
 	else
-		s->resume_client = true;
+		session_resume_input(s);
 }
 
 static char *
@@ -189,7 +193,7 @@ answer_refusal(struct session *s)
 
 	session_reply(s, "%.*s %s", (int)job->taglen, job->tag,
 	    job->refusal != NULL ? job->refusal : "NO APPEND failed");
-	s->append_reading = false;
+	relay_release_input(s);
 	end_job(s);
 }
 
@@ -200,7 +204,8 @@ answer_refusal(struct session *s)
  * read and dropped first, never taken for commands.
  */
 static void
-refuse(struct session *s, const struct imap_segment *seg, const char *fmt, ...)
+refuse(struct session *s, struct imap_framer *fr, const struct imap_segment *seg,
+    const char *fmt, ...)
 {
 	struct append_job *job = job_of(s);
 	va_list ap;
@@ -219,7 +224,7 @@ refuse(struct session *s, const struct imap_segment *seg, const char *fmt, ...)
 	if (seg->last) {
 		answer_refusal(s);
 	} else if (!(seg->literal_flags & IMAP_LIT_NONSYNC)) {
-		imap_parser_reset_line(&s->cmd_parser);
+		imap_framer_reset_line(fr);
 		answer_refusal(s);
 	} else if (seg->literal > s->proxy->cfg->max_session_spool) {
 		/* too much to read only to throw away */
@@ -228,7 +233,7 @@ refuse(struct session *s, const struct imap_segment *seg, const char *fmt, ...)
 		session_close(s, "Literal too large");
 	} else {
 		job->discarding = true;
-		s->cmd_literal_left = seg->literal;
+		imap_framer_skip_literal(fr);
 	}
 }
 
@@ -245,8 +250,8 @@ set_mailbox(struct append_job *job, const char *name, size_t len)
 	return job->mailbox_wire != NULL;
 }
 
-enum command_verdict
-multiappend_begin(struct session *s, const char *buf, const struct imap_segment *seg)
+static enum command_verdict
+multiappend_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
 	struct append_job *job;
 	const struct imap_token *tag = &seg->tok[0];
@@ -258,8 +263,7 @@ multiappend_begin(struct session *s, const char *buf, const struct imap_segment 
 	memcpy(job->tag, buf + tag->off, tag->len);
 	job->taglen = tag->len;
 	s->append = job;
-	s->append_reading = true;
-	return VERDICT_RELAY;
+	return VERDICT_TAKEN;
 }
 
 /* Flag list and date-time before a literal: "(" atoms ")" and a quoted
@@ -285,7 +289,8 @@ finish_reading(struct session *s)
 {
 	struct append_job *job = job_of(s);
 
-	s->append_reading = false;
+	relay_release_input(s);
+	relay_hold(s, RELAY_HOLD_APPEND, true);
 	job->state = APPEND_QUEUED;
 	job->emulated = job->nmsgs > 1 && !s->caps.multiappend;
 	log_debug(s->id, "APPEND of %u message%s (%llu bytes) spooled, %s",
@@ -297,8 +302,8 @@ finish_reading(struct session *s)
 
 /* A message literal is announced: check it against every limit. */
 static void
-message_literal(struct session *s, const char *buf, const struct imap_segment *seg,
-    unsigned first_attr)
+message_literal(struct session *s, struct imap_framer *fr, const char *buf,
+    const struct imap_segment *seg, unsigned first_attr)
 {
 	struct append_job *job = job_of(s);
 	const struct config *cfg = s->proxy->cfg;
@@ -308,34 +313,34 @@ message_literal(struct session *s, const char *buf, const struct imap_segment *s
 	size_t off, end;
 
 	if (size == 0) {
-		refuse(s, seg, "NO Zero-length message literal: APPEND cancelled");
+		refuse(s, fr, seg, "NO Zero-length message literal: APPEND cancelled");
 		return;
 	}
 	if (size > limit) {
-		refuse(s, seg, "NO [TOOBIG] Message of %llu bytes is larger than the "
+		refuse(s, fr, seg, "NO [TOOBIG] Message of %llu bytes is larger than the "
 		    "limit of %llu bytes", (unsigned long long)size,
 		    (unsigned long long)limit);
 		return;
 	}
 	if (job->nmsgs + 1 > cfg->max_messages) {
-		refuse(s, seg, "NO [LIMIT] More than %u messages in one APPEND",
+		refuse(s, fr, seg, "NO [LIMIT] More than %u messages in one APPEND",
 		    cfg->max_messages);
 		return;
 	}
 	if (spooled + size > cfg->max_session_spool) {
-		refuse(s, seg, "NO [LIMIT] This APPEND is larger than the %llu bytes "
+		refuse(s, fr, seg, "NO [LIMIT] This APPEND is larger than the %llu bytes "
 		    "a session may upload at once",
 		    (unsigned long long)cfg->max_session_spool);
 		return;
 	}
 	if (spool_reserve(size) != 0) {
-		refuse(s, seg, "NO [LIMIT] The proxy's spool is full, try again later");
+		refuse(s, fr, seg, "NO [LIMIT] The proxy's spool is full, try again later");
 		return;
 	}
 	job->reserved += size;
 	if (job->spool == NULL && (job->spool = spool_open()) == NULL) {
 		log_error(s->id, "cannot create a spool file: %s", strerror(errno));
-		refuse(s, seg, "NO [UNAVAILABLE] The proxy cannot store the upload: %s",
+		refuse(s, fr, seg, "NO [UNAVAILABLE] The proxy cannot store the upload: %s",
 		    strerror(errno));
 		return;
 	}
@@ -344,7 +349,7 @@ message_literal(struct session *s, const char *buf, const struct imap_segment *s
 		struct append_msg *msgs = realloc(job->msgs, cap * sizeof(*msgs));
 
 		if (msgs == NULL) {
-			refuse(s, seg, "NO [SERVERBUG] Out of memory");
+			refuse(s, fr, seg, "NO [SERVERBUG] Out of memory");
 			return;
 		}
 		job->msgs = msgs;
@@ -362,104 +367,105 @@ message_literal(struct session *s, const char *buf, const struct imap_segment *s
 		end--;
 	if (end > off) {
 		if (end - off > ATTRS_MAX) {
-			refuse(s, seg, "BAD Flags and date of a message longer than %d bytes",
+			refuse(s, fr, seg, "BAD Flags and date of a message longer than %d bytes",
 			    ATTRS_MAX);
 			return;
 		}
 		if ((m->attrs = malloc(end - off)) == NULL) {
-			refuse(s, seg, "NO [SERVERBUG] Out of memory");
+			refuse(s, fr, seg, "NO [SERVERBUG] Out of memory");
 			return;
 		}
 		memcpy(m->attrs, buf + off, end - off);
 		m->attrs_len = end - off;
 	}
-	s->cmd_literal_left = size;
 	if (!(seg->literal_flags & IMAP_LIT_NONSYNC))
 		session_reply(s, "+ Ready for literal data");
 }
 
-void
-multiappend_segment(struct session *s, struct evbuffer *in, const char *buf,
-    size_t len, const struct imap_segment *seg)
+static void
+append_segment(struct session *s, struct imap_framer *fr, struct evbuffer *in,
+    const char *buf, size_t len, const struct imap_segment *seg)
 {
 	struct append_job *job = job_of(s);
 	unsigned i = seg->first ? 2 : 0, end = seg->ntok;
 
 	if (job->discarding) {
+		imap_framer_drop(fr, in, len);
 		if (seg->last || !(seg->literal_flags & IMAP_LIT_NONSYNC)) {
 			if (!seg->last)
-				imap_parser_reset_line(&s->cmd_parser);
-			evbuffer_drain(in, len);
+				imap_framer_reset_line(fr);
 			answer_refusal(s);
 			return;
 		}
-		evbuffer_drain(in, len);
 		if (seg->literal > s->proxy->cfg->max_session_spool)
 			session_close(s, "Literal too large");
 		else
-			s->cmd_literal_left = seg->literal;
+			imap_framer_skip_literal(fr);
 		return;
 	}
 	if (!seg->last && !seg->truncated)
 		end--;		/* the literal token */
 	if (job->mailbox == NULL) {
 		const struct imap_token *t = i < seg->ntok ? &seg->tok[i] : NULL;
-		char name[SESSION_MAX_ARG_LEN];
+		char name[COMMAND_MAX_ARG_LEN];
 		int n;
 
 		if (t != NULL && t->kind == IMAP_TOK_LITERAL) {
-			if (seg->literal > SESSION_MAX_ARG_LEN) {
-				refuse(s, seg, "BAD Mailbox name longer than %d bytes",
-				    SESSION_MAX_ARG_LEN);
+			if (seg->literal > COMMAND_MAX_ARG_LEN) {
+				refuse(s, fr, seg, "BAD Mailbox name longer than %d bytes",
+				    COMMAND_MAX_ARG_LEN);
 			} else if ((job->mailbox = calloc(1, seg->literal + 1)) == NULL) {
-				refuse(s, seg, "NO [SERVERBUG] Out of memory");
+				refuse(s, fr, seg, "NO [SERVERBUG] Out of memory");
 			} else {
 				job->mailbox_literal = true;
-				s->cmd_literal_left = seg->literal;
 				if (!(seg->literal_flags & IMAP_LIT_NONSYNC))
 					session_reply(s, "+ Ready for literal data");
 			}
-			evbuffer_drain(in, len);
+			imap_framer_drop(fr, in, len);
 			return;
 		}
 		if (t == NULL || (n = imap_unquote(buf, t, name, sizeof(name))) < 0) {
-			refuse(s, seg, "BAD Missing or invalid mailbox name");
-			evbuffer_drain(in, len);
+			refuse(s, fr, seg, "BAD Missing or invalid mailbox name");
+			imap_framer_drop(fr, in, len);
 			return;
 		}
 		if (!set_mailbox(job, name, (size_t)n)) {
-			refuse(s, seg, "NO Mailbox name not supported by this proxy");
-			evbuffer_drain(in, len);
+			refuse(s, fr, seg, "NO Mailbox name not supported by this proxy");
+			imap_framer_drop(fr, in, len);
 			return;
 		}
 		i++;
 	}
 	if (seg->last) {
 		if (i < seg->ntok || job->nmsgs == 0)
-			refuse(s, seg, "BAD Missing message literal");
+			refuse(s, fr, seg, "BAD Missing message literal");
 		else
 			finish_reading(s);
-		evbuffer_drain(in, len);
+		imap_framer_drop(fr, in, len);
 		return;
 	}
 	if (!seg->truncated && !valid_attrs(seg, i, end)) {
-		refuse(s, seg, "BAD Invalid flags or date-time before a message");
-		evbuffer_drain(in, len);
+		refuse(s, fr, seg, "BAD Invalid flags or date-time before a message");
+		imap_framer_drop(fr, in, len);
 		return;
 	}
-	message_literal(s, buf, seg, i);
-	evbuffer_drain(in, len);
+	message_literal(s, fr, buf, seg, i);
+	imap_framer_drop(fr, in, len);
 }
 
-void
-multiappend_literal(struct session *s, struct evbuffer *in, size_t n)
+/* n bytes of the current literal: the mailbox name, or a message to spool.
+ * Each byte is consumed exactly once, through fr. */
+static void
+append_literal(struct session *s, struct imap_framer *fr, struct evbuffer *in,
+    size_t n)
 {
 	struct append_job *job = job_of(s);
 
 	if (job->mailbox_literal) {
 		evbuffer_remove(in, job->mailbox + job->mailbox_len, n);
+		imap_framer_consumed(fr, n);
 		job->mailbox_len += n;
-		if (s->cmd_literal_left == 0) {
+		if (imap_framer_literal_left(fr) == 0) {
 			/* the whole name is in */
 			char *name = job->mailbox;
 
@@ -475,13 +481,16 @@ multiappend_literal(struct session *s, struct evbuffer *in, size_t n)
 		return;
 	}
 	if (job->discarding) {
-		evbuffer_drain(in, n);
+		imap_framer_drop(fr, in, n);
 		return;
 	}
 	if (spool_write(job->spool, in, n) != 0) {
 		int err = errno;
 
-		/* spool_write took exactly n bytes out of in either way */
+		/* spool_write took exactly n bytes out of in either way; the
+		 * rest of the literal is dropped by the framer as it comes */
+		imap_framer_consumed(fr, n);
+		imap_framer_skip_literal(fr);
 		log_error(s->id, "spool write failed: %s", strerror(err));
 		if (job->refusal == NULL && asprintf(&job->refusal,
 		    "NO [UNAVAILABLE] The proxy cannot store the upload: %s",
@@ -492,7 +501,20 @@ multiappend_literal(struct session *s, struct evbuffer *in, size_t n)
 		job->spool = NULL;
 		spool_release(job->reserved);
 		job->reserved = 0;
+		return;
 	}
+	imap_framer_consumed(fr, n);
+}
+
+/* The command's input, frame by frame, while it arrives. */
+static void
+multiappend_input(struct session *s, struct imap_framer *fr, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	if (f->kind == IMAP_FRAME_LITERAL)
+		append_literal(s, fr, in, f->len);
+	else
+		append_segment(s, fr, in, f->buf, f->len, &f->seg);
 }
 
 /* Whether a literal of this size may go up without waiting for "+". */
@@ -502,8 +524,7 @@ nonsync_ok(const struct session *s, uint64_t size)
 	return capability_nonsync_ok(&s->caps, size);
 }
 
-static void replay_answered(struct session *, struct pending *, const char *,
-    const struct imap_segment *);
+static void replay_answered(struct session *, struct pending *, const struct answer *);
 
 static void
 begin_message(struct session *s, unsigned i)
@@ -542,7 +563,7 @@ begin_message(struct session *s, unsigned i)
 	job->in_literal = true;
 	if (!nonsync) {
 		job->wait_plus = true;
-		s->plus = PLUS_REPLAY;
+		relay_expect_plus(s, replay_plus, job);
 	}
 }
 
@@ -564,7 +585,7 @@ pump(struct session *s)
 	struct evbuffer *out = bufferevent_get_output(s->upstream);
 
 	while (!s->closing && s->append == job && job->state == APPEND_SENDING) {
-		if (job->wait_plus || relay_backpressure(s, s->upstream))
+		if (job->wait_plus || session_output_full(s, SESSION_UPSTREAM))
 			return;
 		if (job->cur_left > 0) {
 			size_t n = job->cur_left < SEND_CHUNK ? (size_t)job->cur_left : SEND_CHUNK;
@@ -603,7 +624,7 @@ start_one(struct session *s)
 {
 	struct append_job *job = job_of(s);
 
-	job->one = session_pending_add(s, job->tag, job->taglen, CMD_APPEND);
+	job->one = session_pending_add(s, job->tag, job->taglen, &multiappend_command);
 	if (job->one == NULL) {
 		session_close(s, "Out of memory");
 		return;
@@ -633,29 +654,26 @@ status_untagged(struct session *s, struct pending *p, const char *buf,
 }
 
 static void
-status_done(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+status_done(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 
 	(void)p;
-	(void)buf;
-	(void)seg;
+	(void)a;
 	/* a missing mailbox shows in the first APPEND's answer, passed on */
 	job->state = APPEND_SENDING;
 	pump(s);
 }
 
 static void
-staging_created(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+staging_created(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 
 	(void)p;
-	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "OK")) {
+	if (!a->ok) {
 		log_warn(s->id, "cannot create the staging mailbox %s: %.*s",
-		    job->staging_wire, (int)seg->eol, buf);
+		    job->staging_wire, (int)a->len, a->line);
 		free(job->staging_wire);
 		job->staging_wire = NULL;
 		free(job->failure);
@@ -730,7 +748,7 @@ multiappend_kick(struct session *s)
 
 	if (job == NULL || s->closing || s->upstream == NULL)
 		return;
-	quiet = s->npending == 0 && !s->caps_pending && s->plus == PLUS_NONE;
+	quiet = session_pending_count(s) == 0 && !s->caps_pending && relay_quiet(s);
 	switch (job->state) {
 	case APPEND_QUEUED:
 		if (!job->emulated) {
@@ -757,28 +775,30 @@ multiappend_kick(struct session *s)
 	}
 }
 
-void
-multiappend_continuation(struct session *s)
+/* The upstream's "+" for a replayed literal: ours, not the client's. */
+static bool
+replay_plus(struct session *s, void *arg)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = arg;
 
-	if (job == NULL)
-		return;
 	job->wait_plus = false;
 	pump(s);
+	return false;
 }
 
-void
-multiappend_answered(struct session *s, struct pending *p)
+/* The client's APPEND, replayed as one command, was answered. */
+static void
+multiappend_answered(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 
+	(void)a;
 	if (job == NULL || job->one != p)
 		return;
 	/* answered before all of it went up (a refused synchronizing
 	 * literal): the rest is not wanted */
-	if (s->plus == PLUS_REPLAY)
-		s->plus = PLUS_NONE;
+	if (job->wait_plus)
+		relay_expect_plus(s, NULL, NULL);
 	end_job(s);
 }
 
@@ -807,22 +827,21 @@ parse_appenduid(const char *buf, const struct imap_segment *seg, uint32_t *valid
 }
 
 static void
-replay_answered(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+replay_answered(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 	struct append_msg *m = &job->msgs[p->cookie];
 
 	job->answered++;
-	if (seg->ntok >= 2 && imap_tok_is(buf, &seg->tok[1], "OK")) {
+	if (a->ok) {
 		m->state = MSG_STORED;
-		parse_appenduid(buf, seg, &job->uidvalidity, &m->uid);
+		parse_appenduid(a->line, a->seg, &job->uidvalidity, &m->uid);
 	} else {
 		m->state = MSG_REFUSED;
 		if (job->failure == NULL) {
-			size_t off = seg->ntok >= 2 ? seg->tok[1].off : 0;
+			size_t off = a->seg->ntok >= 2 ? a->seg->tok[1].off : 0;
 
-			job->failure = strndup(buf + off, seg->eol - off);
+			job->failure = strndup(a->line + off, a->len - off);
 			log_info(s->id, "upstream refused message %lu of %u: %s",
 			    p->cookie + 1, job->nmsgs, job->failure);
 		}
@@ -896,35 +915,33 @@ fail(struct session *s)
 }
 
 static void
-rollback_expunged(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+rollback_expunged(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 	size_t n = 0;
 	char *set = uid_set(job, &n);
 
 	(void)p;
-	if (seg->ntok >= 2 && imap_tok_is(buf, &seg->tok[1], "OK"))
+	if (a->ok)
 		log_info(s->id, "rolled back: removed UIDs %s from \"%s\"", set, job->mailbox);
 	else
 		log_error(s->id, "rollback failed: UIDs %s left in \"%s\" of user %s: %.*s",
 		    set, job->mailbox, s->creds.user != NULL ? s->creds.user : "?",
-		    (int)seg->eol, buf);
+		    (int)a->len, a->line);
 	free(set);
 	fail(s);
 }
 
 static void
-rollback_stored(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+rollback_stored(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 	size_t n = 0;
 	char *set;
 
 	(void)p;
-	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "OK")) {
-		rollback_expunged(s, p, buf, seg);
+	if (!a->ok) {
+		rollback_expunged(s, p, a);
 		return;
 	}
 	set = uid_set(job, &n);
@@ -935,12 +952,10 @@ rollback_stored(struct session *s, struct pending *p, const char *buf,
 }
 
 static void
-noop_then_fail(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+noop_then_fail(struct session *s, struct pending *p, const struct answer *a)
 {
 	(void)p;
-	(void)buf;
-	(void)seg;
+	(void)a;
 	fail(s);
 }
 
@@ -1032,25 +1047,22 @@ rollback(struct session *s)
 }
 
 static void
-staging_deleted(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+staging_deleted(struct session *s, struct pending *p, const struct answer *a)
 {
 	struct append_job *job = job_of(s);
 
 	(void)p;
-	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "OK"))
+	if (!a->ok)
 		log_error(s->id, "could not delete the staging mailbox %s: %.*s",
-		    job->staging_wire, (int)seg->eol, buf);
+		    job->staging_wire, (int)a->len, a->line);
 	fail(s);
 }
 
 static void
-staged_noop_done(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+staged_noop_done(struct session *s, struct pending *p, const struct answer *a)
 {
 	(void)p;
-	(void)buf;
-	(void)seg;
+	(void)a;
 	succeed(s);
 }
 
@@ -1189,3 +1201,10 @@ multiappend_upstream_gone(struct session *s)
 	rollback(s);
 	return true;
 }
+
+const struct command_entry multiappend_command = {
+	.name = "APPEND",
+	.start = multiappend_start,
+	.input = multiappend_input,
+	.answered = multiappend_answered,
+};

@@ -397,9 +397,15 @@ imap_parse_segment(struct imap_parser *p, const char *buf, size_t len,
 	return 0;
 }
 
-int
-imap_next_segment(struct evbuffer *in, size_t max, size_t *scanned,
-    size_t *len)
+/*
+ * Find the next segment at the start of in: returns 1 and sets *len (LF
+ * included), 0 when no LF has arrived yet and fewer than max bytes are
+ * buffered, -1 when max bytes arrived without an LF (line too long).
+ * *scanned keeps the search position between calls so that a long line
+ * arriving in small pieces is not scanned again from its start.
+ */
+static int
+next_segment(struct evbuffer *in, size_t max, size_t *scanned, size_t *len)
 {
 	struct evbuffer_ptr start, found;
 	size_t have = evbuffer_get_length(in);
@@ -419,11 +425,164 @@ imap_next_segment(struct evbuffer *in, size_t max, size_t *scanned,
 	return 1;
 }
 
+void
+imap_framer_init(struct imap_framer *fr, enum imap_mode mode, size_t max_line)
+{
+	memset(fr, 0, sizeof(*fr));
+	imap_parser_init(&fr->parser, mode);
+	fr->max_line = max_line;
+}
+
+static enum imap_frame_kind
+fatal(struct imap_frame *f, const char *why)
+{
+	f->kind = IMAP_FRAME_FATAL;
+	f->error = why;
+	f->len = 0;
+	return f->kind;
+}
+
+enum imap_frame_kind
+imap_framer_next(struct imap_framer *fr, struct evbuffer *in,
+    struct imap_frame *f)
+{
+	size_t len;
+	int r;
+
+	f->buf = NULL;
+	f->len = 0;
+	f->error = NULL;
+	f->seg.first = !fr->parser.in_line;
+	f->seg.ntok = 0;
+	if (fr->broken || fr->segment_owed > 0)
+		return fatal(f, "internal error: framing out of step");
+	while (fr->literal_left > 0) {
+		size_t have = evbuffer_get_length(in);
+		size_t n = have < fr->literal_left ? have : (size_t)fr->literal_left;
+
+		if (n == 0)
+			return f->kind = IMAP_FRAME_MORE;
+		if (!fr->literal_skip) {
+			f->len = n;
+			return f->kind = IMAP_FRAME_LITERAL;
+		}
+		evbuffer_drain(in, n);
+		fr->literal_left -= n;
+	}
+	fr->literal_skip = false;
+	r = next_segment(in, fr->max_line, &fr->scanned, &len);
+	if (r == 0)
+		return f->kind = IMAP_FRAME_MORE;
+	if (r < 0)
+		return fatal(f, "line too long");
+	fr->scanned = 0;
+	fr->segment_owed = len;
+	f->len = len;
+	f->buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
+	if (f->buf == NULL)
+		return fatal(f, "out of memory");
+	if (imap_parse_segment(&fr->parser, f->buf, len, &f->seg) < 0) {
+		f->error = fr->parser.error;
+		return f->kind = IMAP_FRAME_BAD;
+	}
+	if (!f->seg.last)
+		fr->literal_left = f->seg.literal;
+	return f->kind = IMAP_FRAME_SEGMENT;
+}
+
+/* n bytes of the current frame are gone from in. */
+static void
+account(struct imap_framer *fr, size_t n)
+{
+	if (fr->segment_owed > 0) {
+		if (n > fr->segment_owed)
+			fr->broken = true;
+		else
+			fr->segment_owed -= n;
+		return;
+	}
+	if (n > fr->literal_left)
+		fr->broken = true;
+	else
+		fr->literal_left -= n;
+}
+
+void
+imap_framer_move(struct imap_framer *fr, struct evbuffer *in,
+    struct evbuffer *out, size_t n)
+{
+	evbuffer_remove_buffer(in, out, n);
+	account(fr, n);
+}
+
+void
+imap_framer_drop(struct imap_framer *fr, struct evbuffer *in, size_t n)
+{
+	evbuffer_drain(in, n);
+	account(fr, n);
+}
+
+void
+imap_framer_consumed(struct imap_framer *fr, size_t n)
+{
+	account(fr, n);
+}
+
+void
+imap_framer_skip_literal(struct imap_framer *fr)
+{
+	if (fr->literal_left > 0)
+		fr->literal_skip = true;
+}
+
+void
+imap_framer_reset_line(struct imap_framer *fr)
+{
+	fr->literal_left = 0;
+	fr->literal_skip = false;
+	imap_parser_reset_line(&fr->parser);
+}
+
+void
+imap_framer_set_mode(struct imap_framer *fr, enum imap_mode mode)
+{
+	fr->parser.mode = mode;
+}
+
+bool
+imap_framer_in_line(const struct imap_framer *fr)
+{
+	return fr->parser.in_line || fr->literal_left > 0;
+}
+
+uint64_t
+imap_framer_literal_left(const struct imap_framer *fr)
+{
+	return fr->literal_left;
+}
+
 bool
 imap_tok_is(const char *buf, const struct imap_token *t, const char *word)
 {
 	return t->kind == IMAP_TOK_ATOM && strlen(word) == t->len &&
 	    strncasecmp(buf + t->off, word, t->len) == 0;
+}
+
+const struct imap_token *
+imap_code(const char *buf, const struct imap_segment *seg, const char *word)
+{
+	size_t n = strlen(word);
+	unsigned i;
+
+	for (i = 0; i < seg->ntok; i++) {
+		const struct imap_token *t = &seg->tok[i];
+
+		if (t->kind == IMAP_TOK_CODE && t->len >= n &&
+		    strncasecmp(buf + t->off, word, n) == 0 &&
+		    (t->len == n || buf[t->off + n] == ' '))
+			return t;
+	}
+	return NULL;
 }
 
 int

@@ -1,64 +1,190 @@
 /*
  * relay.c — moving bytes between the client and the upstream with IMAP
- * framing: segments are tokenized and handed to the command table or the
- * response handler, literal data is moved by count from one evbuffer chain
- * to the other without being copied or looked at.
+ * framing: the framer (parser.h) cuts each stream into segments and literal
+ * data; client segments go to the command table, upstream segments to the
+ * response handler, and literal data is moved by count from one evbuffer
+ * chain to the other without being copied or looked at.
+ *
+ * The relay keeps the client side's input mode: commands, or a command that
+ * owns the input (its entry takes every frame, or one continuation line at
+ * a time, or nothing until it says so).  It knows nothing of what commands
+ * mean, APPEND included.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
+#include "capability.h"
+#include "command.h"
 #include "log.h"
+#include "relay.h"
+#include "response.h"
 #include "session.h"
-
-/* Output queued towards one side beyond which the other side is not read;
- * the write low watermark (session.c) says when to go on. */
-#define OUTPUT_HIGH (1024 * 1024)
 
 /* The longest upstream response line: data responses such as SEARCH of a
  * large mailbox are much longer than any sane command. */
 #define RESPONSE_LINE_MAX (16 * 1024 * 1024)
+/* Commands in flight upstream before the proxy stops reading the client. */
+#define MAX_PIPELINE 1000
 
-/*
- * Output towards one side is full: stop reading the other side until it
- * drains (the write callbacks in session.c resume it), so that what one
- * side sends faster than the other takes sits in neither buffer.
- */
-bool
-relay_backpressure(struct session *s, struct bufferevent *to)
+enum input_mode {
+	INPUT_COMMANDS,		/* lines are commands: looked up, relayed */
+	INPUT_TAKEN,		/* the owner's entry takes every frame */
+	INPUT_LINE,		/* the next line is the owner's, relayed as it is */
+	INPUT_WAIT,		/* nothing is read until the owner says */
+	INPUT_DISCARD,		/* the rest of the current command is dropped */
+};
+
+/* Who gets the next "+" from the upstream. */
+enum plus_owner {
+	PLUS_NONE,
+	PLUS_CLIENT,		/* the client's own synchronizing literal */
+	PLUS_PROXY,		/* a {n+} the relay turned into {n} */
+	PLUS_OWNER,		/* plus_fn's (an APPEND replay, AUTHENTICATE) */
+};
+
+struct relay {
+	struct session *s;
+	struct imap_framer cmd;		/* client -> upstream */
+	struct imap_framer resp;	/* upstream -> client */
+	enum input_mode mode;
+	const struct command_entry *owner;	/* TAKEN, LINE, WAIT */
+	struct pending *owner_pending;		/* LINE, WAIT */
+	struct pending *current;	/* the relayed command being read */
+	int capture_arg;		/* literal kept into this argument, or -1 */
+	unsigned holds;			/* RELAY_HOLD_* */
+	enum plus_owner plus;
+	relay_plus_cb plus_fn;
+	void *plus_arg;
+	bool held;			/* the client's literal waits for our "+" */
+};
+
+struct relay *
+relay_new(struct session *s)
 {
-	if (to == s->client && s->client_gone)
-		return false;	/* its output is thrown away */
-	if (evbuffer_get_length(bufferevent_get_output(to)) < OUTPUT_HIGH)
-		return false;
-	if (to == s->client)
-		session_upstream_reading(s, false);
-	else
-		session_client_reading(s, false);
-	return true;
+	struct relay *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->s = s;
+	imap_framer_init(&r->cmd, IMAP_MODE_COMMAND,
+	    session_config(s)->max_line_length);
+	imap_framer_init(&r->resp, IMAP_MODE_RESPONSE, relay_response_line_max(s));
+	r->capture_arg = -1;
+	return r;
+}
+
+void
+relay_free(struct relay *r)
+{
+	free(r);
 }
 
 size_t
 relay_response_line_max(const struct session *s)
 {
-	size_t max = s->proxy->cfg->max_line_length;
+	size_t max = session_config(s)->max_line_length;
 
 	return max > RESPONSE_LINE_MAX ? max : RESPONSE_LINE_MAX;
 }
 
-/* Store literal bytes of an argument the proxy keeps (mailbox, login). */
-static void
-capture_literal(struct session *s, struct evbuffer *in, size_t n)
+void
+relay_client_restart(struct session *s)
 {
-	struct pending *p = s->cmd_current;
-	int i = s->cmd_capture_arg;
+	struct relay *r = session_relay(s);
 
-	if (p == NULL || i < 0 || p->arg[i] == NULL)
+	imap_framer_init(&r->cmd, IMAP_MODE_COMMAND,
+	    session_config(s)->max_line_length);
+	r->mode = INPUT_COMMANDS;
+}
+
+void
+relay_hold(struct session *s, unsigned reason, bool on)
+{
+	struct relay *r = session_relay(s);
+
+	if (on)
+		r->holds |= reason;
+	else
+		r->holds &= ~reason;
+}
+
+static void
+set_mode(struct relay *r, enum input_mode mode, const struct command_entry *owner,
+    struct pending *p)
+{
+	r->mode = mode;
+	r->owner = owner;
+	r->owner_pending = p;
+}
+
+void
+relay_release_input(struct session *s)
+{
+	set_mode(session_relay(s), INPUT_COMMANDS, NULL, NULL);
+}
+
+void
+relay_expect_line(struct session *s, struct pending *p)
+{
+	set_mode(session_relay(s), INPUT_LINE, p->cmd, p);
+}
+
+void
+relay_wait_input(struct session *s, struct pending *p)
+{
+	set_mode(session_relay(s), INPUT_WAIT, p->cmd, p);
+}
+
+void
+relay_expect_plus(struct session *s, relay_plus_cb fn, void *arg)
+{
+	struct relay *r = session_relay(s);
+
+	r->plus = fn != NULL ? PLUS_OWNER : PLUS_NONE;
+	r->plus_fn = fn;
+	r->plus_arg = arg;
+}
+
+bool
+relay_quiet(const struct session *s)
+{
+	const struct relay *r = session_relay(s);
+
+	return r->plus == PLUS_NONE && !r->held;
+}
+
+/*
+ * A command in flight is gone.  If it is the one the client is still
+ * sending (answered early), a client waiting for "+" gives the command up;
+ * a {n+} the relay made synchronizing is sent on by the client but not
+ * wanted upstream, so the rest of the command is dropped; otherwise the
+ * upstream consumes the rest as it sees fit, and the relay goes on.
+ */
+void
+relay_forget(struct session *s, struct pending *p)
+{
+	struct relay *r = session_relay(s);
+
+	if (r == NULL)
 		return;
-	evbuffer_copyout(in, p->arg[i] + p->arglen[i], n);
-	p->arglen[i] += n;
+	if (r->owner_pending == p)
+		set_mode(r, INPUT_COMMANDS, NULL, NULL);
+	if (r->plus == PLUS_OWNER && r->plus_arg == p)
+		relay_expect_plus(s, NULL, NULL);
+	if (r->current != p)
+		return;
+	r->current = NULL;
+	r->capture_arg = -1;
+	r->held = false;
+	if (r->plus == PLUS_CLIENT) {
+		imap_framer_reset_line(&r->cmd);
+	} else if (r->plus == PLUS_PROXY) {
+		imap_framer_skip_literal(&r->cmd);
+		r->mode = INPUT_DISCARD;
+	}
+	r->plus = PLUS_NONE;
 }
 
 /*
@@ -75,286 +201,312 @@ ends_with_nonsync_header(const char *buf, size_t len)
 }
 
 static void
-client_syntax_error(struct session *s, struct evbuffer *in, const char *buf,
-    size_t len, bool first)
+client_syntax_error(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
 {
-	const char *why = s->cmd_parser.error;
 	size_t taglen = 0;
 
-	log_info(s->id, "client protocol error: %s", why);
-	if (!first || ends_with_nonsync_header(buf, len)) {
+	log_info(session_id(s), "client protocol error: %s", f->error);
+	if (!f->seg.first || ends_with_nonsync_header(f->buf, f->len)) {
 		/* part of the command is upstream already, or the client is
 		 * sending bytes of unknown length: no way back in step */
-		session_close(s, why);
+		session_close(s, f->error);
 		return;
 	}
-	while (taglen < len && buf[taglen] != ' ' && buf[taglen] != '\r' &&
-	    buf[taglen] != '\n')
+	while (taglen < f->len && f->buf[taglen] != ' ' && f->buf[taglen] != '\r' &&
+	    f->buf[taglen] != '\n')
 		taglen++;
-	if (taglen > SESSION_MAX_TAG || !imap_valid_tag(buf, taglen))
-		session_reply(s, "* BAD %s", why);
+	if (taglen > COMMAND_MAX_TAG || !imap_valid_tag(f->buf, taglen))
+		session_reply(s, "* BAD %s", f->error);
 	else
-		session_reply(s, "%.*s BAD %s", (int)taglen, buf, why);
-	evbuffer_drain(in, len);
+		session_reply(s, "%.*s BAD %s", (int)taglen, f->buf, f->error);
+	imap_framer_drop(&r->cmd, in, f->len);
 }
 
-/*
- * The command being read was answered while the client was still sending
- * it.  A client waiting for "+" gives the command up; a {n+} the proxy made
- * synchronizing is sent on by the client but not wanted upstream, so the
- * rest of the command is dropped; otherwise the upstream consumes the rest
- * as it sees fit, and the relay goes on forwarding it.
- */
-void
-relay_abandon_command(struct session *s)
+/* A segment of a command answered by the proxy: dropped, with its literal. */
+static void
+discard_segment(struct relay *r, struct evbuffer *in, const struct imap_frame *f)
 {
-	enum plus_owner plus = s->plus;
-
-	s->cmd_current = NULL;
-	s->cmd_capture_arg = -1;
-	s->plus = PLUS_NONE;
-	s->plus_held = false;
-	if (plus == PLUS_CLIENT) {
-		s->cmd_literal_left = 0;
-		imap_parser_reset_line(&s->cmd_parser);
-	} else if (plus == PLUS_PROXY) {
-		s->cmd_discard = true;
-		s->cmd_literal_drop = true;
+	imap_framer_drop(&r->cmd, in, f->len);
+	if (f->seg.last) {
+		r->mode = INPUT_COMMANDS;
+	} else if (f->seg.literal_flags & IMAP_LIT_NONSYNC) {
+		imap_framer_skip_literal(&r->cmd);
+	} else {
+		/* the client waits for a "+" that will not come */
+		imap_framer_reset_line(&r->cmd);
+		r->mode = INPUT_COMMANDS;
 	}
 }
 
 /* The next segment of a command being relayed upstream. */
 static void
-relay_command_segment(struct session *s, struct evbuffer *in,
-    struct evbuffer *out, size_t len, const struct imap_segment *seg)
+relay_segment(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
 {
-	struct pending *p = s->cmd_current;
+	struct evbuffer *out = session_upstream_output(s);
+	const struct imap_segment *seg = &f->seg;
+	struct pending *p = r->current;
 	bool nonsync = (seg->literal_flags & IMAP_LIT_NONSYNC) != 0;
 
-	if (s->cmd_discard) {
-		evbuffer_drain(in, len);
-		if (seg->last) {
-			s->cmd_discard = false;
-		} else if (nonsync) {
-			s->cmd_literal_left = seg->literal;
-			s->cmd_literal_drop = true;
-		} else {
-			/* it waits for a "+" that will not come */
-			s->cmd_discard = false;
-			imap_parser_reset_line(&s->cmd_parser);
-		}
-		return;
-	}
+	if (p != NULL)
+		command_capture(p, f->buf, seg);
 	if (seg->last) {
-		evbuffer_remove_buffer(in, out, len);
-		s->cmd_current = NULL;
-		if (p != NULL)
-			command_sent(s, p);
+		imap_framer_move(&r->cmd, in, out, f->len);
+		r->current = NULL;
+		if (p != NULL && p->cmd->sent != NULL)
+			p->cmd->sent(s, p);
 		return;
 	}
-	if (nonsync && !capability_nonsync_ok(&s->caps, seg->literal)) {
+	if (nonsync && !capability_nonsync_ok(session_caps(s), seg->literal)) {
 		/* the upstream needs a "+" first: ask for it ourselves, and
 		 * hold the data the client sends on regardless */
-		evbuffer_remove_buffer(in, out, seg->literal_off);
-		evbuffer_drain(in, len - seg->literal_off);
+		imap_framer_move(&r->cmd, in, out, seg->literal_off);
+		imap_framer_drop(&r->cmd, in, f->len - seg->literal_off);
 		evbuffer_add_printf(out, "%s{%llu}\r\n",
 		    (seg->literal_flags & IMAP_LIT_BINARY) ? "~" : "",
 		    (unsigned long long)seg->literal);
-		s->plus = PLUS_PROXY;
-		s->plus_held = true;
+		r->plus = PLUS_PROXY;
+		r->held = true;
 	} else {
-		evbuffer_remove_buffer(in, out, len);
+		imap_framer_move(&r->cmd, in, out, f->len);
 		if (!nonsync)
-			s->plus = PLUS_CLIENT;
+			r->plus = PLUS_CLIENT;
 	}
-	s->cmd_literal_left = seg->literal;
-	s->cmd_literal_drop = false;
-	s->cmd_capture_arg = command_capture_literal(s, p, seg->literal);
+	r->capture_arg = p != NULL ? command_capture_literal(p, seg->literal) : -1;
 }
 
-static void client_input(struct session *);
+/* The first segment of a command: its table entry decides. */
+static void
+start_command(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	const struct imap_token *tag = &f->seg.tok[0], *name = &f->seg.tok[1];
+	const struct command_entry *e;
+	enum command_verdict verdict;
+	struct pending *p;
+
+	if (tag->len > COMMAND_MAX_TAG) {
+		session_reply(s, "* BAD Tag longer than %d bytes", COMMAND_MAX_TAG);
+		r->mode = INPUT_DISCARD;
+		discard_segment(r, in, f);
+		return;
+	}
+	e = command_lookup(f->buf + name->off, name->len);
+	verdict = e->start != NULL ? e->start(s, f->buf, &f->seg) : VERDICT_RELAY;
+	switch (verdict) {
+	case VERDICT_CLOSE:
+		return;
+	case VERDICT_TAKEN:
+		set_mode(r, INPUT_TAKEN, e, NULL);
+		e->input(s, &r->cmd, in, f);
+		return;
+	case VERDICT_STARTTLS:
+		imap_framer_drop(&r->cmd, in, f->len);
+		session_starttls(s);
+		return;
+	case VERDICT_DONE:
+		r->mode = INPUT_DISCARD;
+		discard_segment(r, in, f);
+		return;
+	case VERDICT_RELAY:
+		break;
+	}
+	p = session_pending_add(s, f->buf + tag->off, tag->len, e);
+	if (p == NULL) {
+		session_close(s, "Out of memory");
+		return;
+	}
+	p->want_args = e->args;
+	r->current = p;
+	relay_segment(s, r, in, f);
+}
+
+/* A continuation line of the command that owns the input. */
+static void
+owner_line(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	struct pending *p = r->owner_pending;
+	const struct command_entry *e = r->owner;
+
+	set_mode(r, INPUT_COMMANDS, NULL, NULL);
+	if (e != NULL && e->line != NULL)
+		e->line(s, p, f->buf, f->len);
+	imap_framer_move(&r->cmd, in, session_upstream_output(s), f->len);
+}
+
+static void
+client_segment(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	switch (r->mode) {
+	case INPUT_TAKEN:
+		r->owner->input(s, &r->cmd, in, f);
+		return;
+	case INPUT_LINE:
+		owner_line(s, r, in, f);
+		return;
+	case INPUT_DISCARD:
+		discard_segment(r, in, f);
+		return;
+	case INPUT_WAIT:
+	case INPUT_COMMANDS:
+		break;
+	}
+	if (!f->seg.first) {
+		relay_segment(s, r, in, f);
+	} else if (f->seg.ntok == 0) {
+		imap_framer_drop(&r->cmd, in, f->len);	/* an empty line */
+	} else {
+		start_command(s, r, in, f);
+	}
+}
+
+static void
+client_literal(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	if (r->mode == INPUT_TAKEN) {
+		r->owner->input(s, &r->cmd, in, f);
+		return;
+	}
+	if (r->mode == INPUT_DISCARD || r->current == NULL) {
+		imap_framer_drop(&r->cmd, in, f->len);
+		return;
+	}
+	command_capture_bytes(r->current, r->capture_arg, in, f->len);
+	imap_framer_move(&r->cmd, in, session_upstream_output(s), f->len);
+	if (imap_framer_literal_left(&r->cmd) == 0)
+		r->capture_arg = -1;
+}
+
+/* May the client's next command be read now? */
+static bool
+may_start_command(struct session *s, const struct relay *r)
+{
+	return r->holds == 0 && session_pending_count(s) < MAX_PIPELINE;
+}
 
 void
 relay_client_input(struct session *s)
 {
-	client_input(s);
-	session_input_consumed(s);
-}
+	struct relay *r = session_relay(s);
+	struct evbuffer *in = session_client_input(s);
 
-static void
-client_input(struct session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->client);
-	struct evbuffer *out;
-	size_t max_line = s->proxy->cfg->max_line_length;
-
-	if (s->closing || s->upstream == NULL || s->state < SESSION_NOT_AUTHENTICATED)
+	if (session_closing(s) || !session_relaying(s))
 		return;
-	out = bufferevent_get_output(s->upstream);
-	while (!s->closing && !s->plus_held) {
-		struct imap_segment seg;
-		enum command_verdict verdict;
-		const char *buf;
-		size_t len;
-		int r;
+	while (!session_closing(s) && !r->held && r->mode != INPUT_WAIT) {
+		struct imap_frame f;
 
-		if (s->cmd_literal_left > 0) {
-			size_t have = evbuffer_get_length(in);
-			size_t n = have < s->cmd_literal_left ? have : (size_t)s->cmd_literal_left;
-
-			if (n == 0)
-				return;
-			if (s->append_reading) {
-				s->cmd_literal_left -= n;
-				multiappend_literal(s, in, n);
-				continue;
-			}
-			if (s->cmd_literal_drop) {
-				evbuffer_drain(in, n);
-			} else {
-				if (relay_backpressure(s, s->upstream))
-					return;
-				capture_literal(s, in, n);
-				evbuffer_remove_buffer(in, out, n);
-			}
-			s->cmd_literal_left -= n;
-			if (s->cmd_literal_left == 0)
-				s->cmd_capture_arg = -1;
-			continue;
-		}
-		if (!s->cmd_parser.in_line) {
-			/* between commands: the places where the proxy may
-			 * make the client wait */
-			if (s->auth_wait || s->caps_pending || s->append != NULL ||
-			    s->npending >= SESSION_MAX_PIPELINE ||
-			    relay_backpressure(s, s->upstream))
-				return;
-		}
-		r = imap_next_segment(in, max_line, &s->cmd_scanned, &len);
-		if (r == 0)
+		if (r->mode == INPUT_COMMANDS && !imap_framer_in_line(&r->cmd) &&
+		    !may_start_command(s, r))
 			return;
-		if (r < 0) {
-			log_info(s->id, "client line longer than %zu bytes", max_line);
-			session_close(s, "Command line too long");
+		if (r->mode != INPUT_TAKEN && session_output_full(s, SESSION_UPSTREAM))
 			return;
+		imap_framer_set_mode(&r->cmd, r->mode == INPUT_LINE ? IMAP_MODE_RAW :
+		    IMAP_MODE_COMMAND);
+		switch (imap_framer_next(&r->cmd, in, &f)) {
+		case IMAP_FRAME_MORE:
+			return;
+		case IMAP_FRAME_FATAL:
+			log_info(session_id(s), "client input: %s (at most %zu bytes)",
+			    f.error, r->cmd.max_line);
+			session_close(s, strcmp(f.error, "line too long") == 0 ?
+			    "Command line too long" : "Internal error");
+			return;
+		case IMAP_FRAME_BAD:
+			client_syntax_error(s, r, in, &f);
+			break;
+		case IMAP_FRAME_LITERAL:
+			client_literal(s, r, in, &f);
+			break;
+		case IMAP_FRAME_SEGMENT:
+			client_segment(s, r, in, &f);
+			break;
 		}
-		s->cmd_scanned = 0;
-		buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
-		if (s->raw_lines > 0 && !s->cmd_parser.in_line) {
-			/* a SASL response or IDLE's DONE: not a command */
-			s->raw_lines--;
-			if (s->in_authenticate)
-				credentials_note_sasl(s, buf, len);
-			evbuffer_remove_buffer(in, out, len);
-			command_raw_line_sent(s);
-			continue;
-		}
-		if (imap_parse_segment(&s->cmd_parser, buf, len, &seg) < 0) {
-			client_syntax_error(s, in, buf, len, seg.first);
-			continue;
-		}
-		if (seg.first) {
-			if (seg.ntok == 0) {	/* empty line: ignored */
-				evbuffer_drain(in, len);
-				continue;
-			}
-			verdict = command_start(s, buf, &seg);
-			if (verdict == VERDICT_CLOSE)
-				return;
-			if (s->append_reading) {
-				multiappend_segment(s, in, buf, len, &seg);
-				continue;
-			}
-			if (verdict == VERDICT_STARTTLS) {
-				evbuffer_drain(in, len);
-				session_starttls(s);
-				return;
-			}
-			if (verdict == VERDICT_DONE) {
-				/* answered by the proxy; whatever of the command
-				 * is still to come is dropped */
-				s->cmd_discard = true;
-				relay_command_segment(s, in, out, len, &seg);
-				continue;
-			}
-		}
-		if (s->append_reading) {
-			multiappend_segment(s, in, buf, len, &seg);
-			continue;
-		}
-		if (s->cmd_current != NULL)
-			command_capture(s, s->cmd_current, buf, &seg);
-		relay_command_segment(s, in, out, len, &seg);
 	}
 }
 
-static void upstream_input(struct session *);
+/* A "+" from the upstream: for whoever waits for it. */
+static bool
+continuation(struct session *s, struct relay *r)
+{
+	enum plus_owner plus = r->plus;
+	relay_plus_cb fn = r->plus_fn;
+
+	r->plus = PLUS_NONE;
+	r->plus_fn = NULL;
+	switch (plus) {
+	case PLUS_PROXY:
+		/* ours: the held literal may go now */
+		r->held = false;
+		session_resume_input(s);
+		return false;
+	case PLUS_OWNER:
+		return fn(s, r->plus_arg);
+	case PLUS_CLIENT:
+	case PLUS_NONE:
+		break;
+	}
+	return true;
+}
+
+static void
+upstream_segment(struct session *s, struct relay *r, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	bool forward;
+
+	switch (response_segment(s, f->buf, f->len, &f->seg)) {
+	case RESPONSE_CONTINUATION:
+		forward = continuation(s, r);
+		break;
+	case RESPONSE_FORWARD:
+		forward = true;
+		break;
+	case RESPONSE_DROP:
+	default:
+		forward = false;
+		break;
+	}
+	if (session_closing(s))
+		return;
+	if (forward) {
+		imap_framer_move(&r->resp, in, session_client_output(s), f->len);
+		return;
+	}
+	imap_framer_drop(&r->resp, in, f->len);
+	imap_framer_skip_literal(&r->resp);
+}
 
 void
 relay_upstream_input(struct session *s)
 {
-	upstream_input(s);
-	session_input_consumed(s);
-}
+	struct relay *r = session_relay(s);
+	struct evbuffer *in;
 
-static void
-upstream_input(struct session *s)
-{
-	struct evbuffer *in, *out;
-	size_t max_line;
-
-	if (s->closing || s->upstream == NULL)
+	if (session_closing(s) || (in = session_upstream_input(s)) == NULL)
 		return;
-	in = bufferevent_get_input(s->upstream);
-	out = session_client_output(s);
-	max_line = relay_response_line_max(s);
-	while (!s->closing) {
-		struct imap_segment seg;
-		const char *buf;
-		size_t len;
-		int r;
+	while (!session_closing(s)) {
+		struct imap_frame f;
 
-		if (s->resp_literal_left > 0) {
-			size_t have = evbuffer_get_length(in);
-			size_t n = have < s->resp_literal_left ? have : (size_t)s->resp_literal_left;
-
-			if (n == 0)
-				break;
-			if (s->resp_drop) {
-				evbuffer_drain(in, n);
-			} else {
-				if (relay_backpressure(s, s->client))
-					break;
-				evbuffer_remove_buffer(in, out, n);
-			}
-			s->resp_literal_left -= n;
-			continue;
-		}
-		if (relay_backpressure(s, s->client))
-			break;
-		r = imap_next_segment(in, max_line, &s->resp_scanned, &len);
-		if (r == 0)
-			break;
-		if (r < 0) {
-			log_warn(s->id, "upstream response line longer than %zu bytes", max_line);
+		if (session_output_full(s, SESSION_CLIENT))
+			return;
+		switch (imap_framer_next(&r->resp, in, &f)) {
+		case IMAP_FRAME_MORE:
+			return;
+		case IMAP_FRAME_FATAL:
+		case IMAP_FRAME_BAD:
+			log_warn(session_id(s), "upstream protocol error: %s", f.error);
 			session_close(s, "Upstream protocol error");
 			return;
+		case IMAP_FRAME_LITERAL:
+			imap_framer_move(&r->resp, in, session_client_output(s), f.len);
+			break;
+		case IMAP_FRAME_SEGMENT:
+			upstream_segment(s, r, in, &f);
+			break;
 		}
-		s->resp_scanned = 0;
-		buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
-		if (imap_parse_segment(&s->resp_parser, buf, len, &seg) < 0) {
-			log_warn(s->id, "upstream protocol error: %s", s->resp_parser.error);
-			session_close(s, "Upstream protocol error");
-			return;
-		}
-		if (!response_segment(s, buf, len, &seg))
-			return;
-		if (!seg.last)
-			s->resp_literal_left = seg.literal;
-	}
-	multiappend_kick(s);
-	if (s->resume_client && !s->closing) {
-		s->resume_client = false;
-		relay_client_input(s);
 	}
 }

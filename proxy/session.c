@@ -19,8 +19,12 @@
 #include <openssl/err.h>
 
 #include "backchannel.h"
+#include "credentials.h"
 #include "log.h"
+#include "multiappend.h"
 #include "reader.h"
+#include "relay.h"
+#include "response.h"
 #include "session.h"
 #include "tls.h"
 #include "upstream.h"
@@ -29,6 +33,8 @@
 #define READ_CHUNK (256 * 1024)
 /* Bytes written at once (libevent's default is 16 KiB). */
 #define WRITE_CHUNK (1024 * 1024)
+/* Output queued towards one side beyond which the other side is not read. */
+#define OUTPUT_HIGH (1024 * 1024)
 /* Output drained to this: the side held back by backpressure reads again. */
 #define WRITE_LOW (256 * 1024)
 /* How long a closing session may take to flush its last lines. */
@@ -45,6 +51,7 @@ static const char *const state_names[] = {
 };
 
 static void session_free(struct session *);
+static void session_input_consumed(struct session *);
 static void client_read(struct bufferevent *, void *);
 static void client_write(struct bufferevent *, void *);
 static void client_event(struct bufferevent *, short, void *);
@@ -78,6 +85,103 @@ session_same_mailbox(const char *a, const char *b)
 	if (strcasecmp(a, "INBOX") == 0)
 		return strcasecmp(b, "INBOX") == 0;
 	return strcmp(a, b) == 0;
+}
+
+uint64_t
+session_id(const struct session *s)
+{
+	return s->id;
+}
+
+const struct config *
+session_config(const struct session *s)
+{
+	return s->proxy->cfg;
+}
+
+struct relay *
+session_relay(const struct session *s)
+{
+	return s->relay;
+}
+
+const struct upstream_caps *
+session_caps(const struct session *s)
+{
+	return &s->caps;
+}
+
+bool
+session_closing(const struct session *s)
+{
+	return s->closing;
+}
+
+bool
+session_relaying(const struct session *s)
+{
+	return s->upstream != NULL && s->state >= SESSION_NOT_AUTHENTICATED;
+}
+
+struct evbuffer *
+session_client_input(struct session *s)
+{
+	return bufferevent_get_input(s->client);
+}
+
+struct evbuffer *
+session_upstream_input(struct session *s)
+{
+	return s->upstream != NULL ? bufferevent_get_input(s->upstream) : NULL;
+}
+
+struct evbuffer *
+session_upstream_output(struct session *s)
+{
+	return bufferevent_get_output(s->upstream);
+}
+
+/* The write callbacks below resume the side held back. */
+bool
+session_output_full(struct session *s, enum session_side to)
+{
+	struct bufferevent *bev = to == SESSION_CLIENT ? s->client : s->upstream;
+
+	if (to == SESSION_CLIENT && s->client_gone)
+		return false;	/* its output is thrown away */
+	if (bev == NULL || evbuffer_get_length(bufferevent_get_output(bev)) < OUTPUT_HIGH)
+		return false;
+	if (to == SESSION_CLIENT)
+		session_upstream_reading(s, false);
+	else
+		session_client_reading(s, false);
+	return true;
+}
+
+unsigned
+session_pending_count(const struct session *s)
+{
+	return s->npending;
+}
+
+static void
+resume_input(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!s->closing && !s->client_gone) {
+		relay_client_input(s);
+		session_input_consumed(s);
+	}
+}
+
+void
+session_resume_input(struct session *s)
+{
+	if (!s->closing)
+		event_active(s->resume, 0, 0);
 }
 
 void
@@ -125,7 +229,7 @@ session_upstream_reading(struct session *s, bool on)
 }
 
 /* Input was consumed: a reader that stopped at its high mark goes on. */
-void
+static void
 session_input_consumed(struct session *s)
 {
 	if (s->client_reader != NULL)
@@ -180,7 +284,7 @@ idle_check(evutil_socket_t fd, short what, void *arg)
 
 struct pending *
 session_pending_add(struct session *s, const char *tag, size_t taglen,
-    enum command_kind kind)
+    const struct command_entry *cmd)
 {
 	struct pending *p;
 
@@ -188,7 +292,7 @@ session_pending_add(struct session *s, const char *tag, size_t taglen,
 		return NULL;
 	memcpy(p->tag, tag, taglen);
 	p->taglen = taglen;
-	p->kind = kind;
+	p->cmd = cmd;
 	TAILQ_INSERT_TAIL(&s->pending, p, entry);
 	s->npending++;
 	return p;
@@ -201,8 +305,7 @@ session_pending_free(struct session *s, struct pending *p)
 
 	TAILQ_REMOVE(&s->pending, p, entry);
 	s->npending--;
-	if (s->cmd_current == p)
-		s->cmd_current = NULL;
+	relay_forget(s, p);
 	if (s->resp_owner == p)
 		s->resp_owner = NULL;
 	for (i = 0; i < p->nargs; i++) {
@@ -223,7 +326,7 @@ session_internal_pending(struct session *s, pending_done_cb done)
 	 * so even a client that chose a tag like ours is told apart */
 	n = snprintf(tag, sizeof(tag), "mappend.%llu",
 	    (unsigned long long)++s->proxy->next_tag);
-	if ((p = session_pending_add(s, tag, (size_t)n, CMD_INTERNAL)) == NULL)
+	if ((p = session_pending_add(s, tag, (size_t)n, &command_internal)) == NULL)
 		return NULL;
 	p->done = done;
 	return p;
@@ -316,8 +419,7 @@ session_starttls(struct session *s)
 		log_info(s->id, "dropped %zu bytes sent in clear after STARTTLS",
 		    evbuffer_get_length(in));
 	evbuffer_drain(in, evbuffer_get_length(in));
-	s->cmd_scanned = 0;
-	imap_parser_reset_line(&s->cmd_parser);
+	relay_client_restart(s);
 	/* the TLS layer reads through the plain bufferevent itself */
 	reader_free(s->client_reader);
 	s->client_reader = NULL;
@@ -370,9 +472,6 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
 	s->tls_required = li->tls_required;
 	TAILQ_INIT(&s->pending);
-	imap_parser_init(&s->cmd_parser, IMAP_MODE_COMMAND);
-	imap_parser_init(&s->resp_parser, IMAP_MODE_RESPONSE);
-	s->cmd_capture_arg = -1;
 	evutil_make_socket_nonblocking(fd);
 	upstream_tune_socket(fd);
 	if (li->tls) {
@@ -386,7 +485,10 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	}
 	s->idle_timer = evtimer_new(proxy->base, idle_check, s);
-	if (s->client == NULL || s->idle_timer == NULL) {
+	s->resume = event_new(proxy->base, -1, 0, resume_input, s);
+	s->relay = relay_new(s);
+	if (s->client == NULL || s->idle_timer == NULL || s->resume == NULL ||
+	    s->relay == NULL) {
 		if (s->client != NULL)
 			bufferevent_free(s->client);
 		else
@@ -395,6 +497,9 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 			SSL_free(ssl);
 		if (s->idle_timer != NULL)
 			event_free(s->idle_timer);
+		if (s->resume != NULL)
+			event_free(s->resume);
+		relay_free(s->relay);
 		free(s);
 		return;
 	}
@@ -486,12 +591,15 @@ session_free(struct session *s)
 	credentials_clear(&s->creds);
 	while ((p = TAILQ_FIRST(&s->pending)) != NULL)
 		session_pending_free(s, p);
+	relay_free(s->relay);
+	s->relay = NULL;
 	if (s->connecting != NULL)
 		upstream_connect_cancel(s->connecting);
 	upstream_free(s);
 	reader_free(s->client_reader);
 	bufferevent_free(s->client);
 	event_free(s->idle_timer);
+	event_free(s->resume);
 	free(s->selected);
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
@@ -524,6 +632,16 @@ client_read(struct bufferevent *bev, void *arg)
 	(void)bev;
 	session_client_activity(s);
 	relay_client_input(s);
+	session_input_consumed(s);
+}
+
+/* Responses were read: relay them, and move an APPEND job on. */
+static void
+upstream_input(struct session *s)
+{
+	relay_upstream_input(s);
+	multiappend_kick(s);
+	session_input_consumed(s);
 }
 
 static void
@@ -536,7 +654,7 @@ client_write(struct bufferevent *bev, void *arg)
 	/* the client caught up: responses held back may flow again */
 	if (s->upstream != NULL) {
 		session_upstream_reading(s, true);
-		relay_upstream_input(s);
+		upstream_input(s);
 	}
 }
 
@@ -579,7 +697,7 @@ static void
 upstream_read(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
-	relay_upstream_input(arg);
+	upstream_input(arg);
 }
 
 static void
@@ -594,6 +712,7 @@ upstream_write(struct bufferevent *bev, void *arg)
 	if (!s->closing && !s->client_gone) {
 		session_client_reading(s, true);
 		relay_client_input(s);
+		session_input_consumed(s);
 	}
 }
 
@@ -606,7 +725,7 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (what & BEV_EVENT_EOF) {
 		/* what was read before the EOF is still delivered */
-		relay_upstream_input(s);
+		upstream_input(s);
 		if (s->closing)
 			return;
 		if (s->upstream_bye)

@@ -215,8 +215,7 @@ struct mock_conn {
 	bool tls_notified;		/* close_notify sent */
 	enum mock_sasl sasl;
 	struct event *timer;		/* delay and linger */
-	struct imap_parser parser;
-	size_t scanned;
+	struct imap_framer framer;	/* the client's input, framed */
 	enum mock_conn_state state;
 	enum mock_wait wait;
 	bool throttled;			/* output above MOCK_OUTPUT_HIGH */
@@ -249,7 +248,7 @@ struct mock_conn {
 
 	/* literal being received */
 	enum mock_sink sink;
-	uint64_t lit_size, lit_left;
+	uint64_t lit_size;		/* the framer counts what is left */
 	char *lit_buf;
 	size_t lit_got;
 

@@ -99,7 +99,7 @@ conn_start_tls(struct mock_conn *c)
 		mock_conn_log(c, note, strlen(note));
 		evbuffer_drain(in, n);
 	}
-	c->scanned = 0;
+	imap_framer_init(&c->framer, IMAP_MODE_COMMAND, MOCK_LINE_MAX);
 	conn_tls_on(c);
 }
 
@@ -119,7 +119,7 @@ mock_conn_new(int fd, bool tls)
 	c->resp = evbuffer_new();
 	if (c->raw == NULL || c->timer == NULL || c->resp == NULL)
 		oom();
-	imap_parser_init(&c->parser, IMAP_MODE_COMMAND);
+	imap_framer_init(&c->framer, IMAP_MODE_COMMAND, MOCK_LINE_MAX);
 	c->state = MOCK_ST_NOAUTH;
 	c->wait = MOCK_W_SEGMENT;
 	c->next = mock_srv.conns;
@@ -405,7 +405,7 @@ literal_header(struct mock_conn *c, const struct imap_segment *seg)
 		if (!nonsync) {
 			/* refused instead of "+": the client sends no data
 			 * and the line is over */
-			imap_parser_reset_line(&c->parser);
+			imap_framer_reset_line(&c->framer);
 			mock_conn_tagged(c, c->fail_status, "%s", c->fail_text);
 			return;
 		}
@@ -421,34 +421,32 @@ literal_header(struct mock_conn *c, const struct imap_segment *seg)
 		if ((c->lit_buf = malloc(n + 1)) == NULL)
 			oom();
 	}
-	c->lit_size = c->lit_left = n;
+	c->lit_size = n;
 	c->lit_got = 0;
 	c->wait = MOCK_W_LITERAL;
 	if (!nonsync)
 		mock_conn_continue(c, "Ready for literal data");
 }
 
-/* Moves literal bytes; returns true once the literal is complete. */
-static bool
-literal_step(struct mock_conn *c, struct evbuffer *in)
+/* Literal bytes the framer found: kept or dropped. */
+static void
+literal_take(struct mock_conn *c, struct evbuffer *in, size_t n)
+{
+	if (c->sink == MOCK_SINK_DISCARD) {
+		imap_framer_drop(&c->framer, in, n);
+	} else {
+		evbuffer_remove(in, c->lit_buf + c->lit_got, n);
+		imap_framer_consumed(&c->framer, n);
+	}
+	c->lit_got += n;
+}
+
+/* The literal is complete. */
+static void
+literal_done(struct mock_conn *c)
 {
 	char note[64];
 
-	if (c->lit_left > 0) {
-		size_t avail = evbuffer_get_length(in), take;
-
-		if (avail == 0)
-			return false;
-		take = avail < c->lit_left ? avail : (size_t)c->lit_left;
-		if (c->sink == MOCK_SINK_DISCARD)
-			evbuffer_drain(in, take);
-		else
-			evbuffer_remove(in, c->lit_buf + c->lit_got, take);
-		c->lit_got += take;
-		c->lit_left -= take;
-		if (c->lit_left > 0)
-			return false;
-	}
 	snprintf(note, sizeof(note), "<literal %llu bytes>",
 	    (unsigned long long)c->lit_size);
 	mock_conn_log(c, note, strlen(note));
@@ -467,13 +465,11 @@ literal_step(struct mock_conn *c, struct evbuffer *in)
 		break;
 	}
 	c->sink = MOCK_SINK_DISCARD;
-	return true;
 }
 
 static void
-parse_error(struct mock_conn *c, const char *buf, size_t len)
+parse_error(struct mock_conn *c, const char *buf, size_t len, const char *why)
 {
-	const char *why = c->parser.error ? c->parser.error : "syntax error";
 	size_t n = 0;
 
 	if (c->in_cmd) {
@@ -493,27 +489,22 @@ parse_error(struct mock_conn *c, const char *buf, size_t len)
 }
 
 static void
-segment(struct mock_conn *c, const char *buf, size_t len)
+segment(struct mock_conn *c, const char *buf, size_t len,
+    const struct imap_segment *seg)
 {
-	struct imap_segment seg;
-
 	mock_conn_log(c, buf, len);
-	if (imap_parse_segment(&c->parser, buf, len, &seg) < 0) {
-		parse_error(c, buf, len);
-		return;
-	}
-	if (seg.first) {
-		if (seg.ntok == 0)
+	if (seg->first) {
+		if (seg->ntok == 0)
 			return;	/* empty line */
-		cmd_start(c, buf, &seg);
+		cmd_start(c, buf, seg);
 	}
-	if (seg.truncated)
+	if (seg->truncated)
 		mock_conn_fail(c, "BAD", "too many arguments");
-	add_tokens(c, buf, &seg, seg.first ? 1 : 0);
-	if (seg.first && c->fail_status == NULL)
+	add_tokens(c, buf, seg, seg->first ? 1 : 0);
+	if (seg->first && c->fail_status == NULL)
 		cmd_identify(c);
-	if (!seg.last) {
-		literal_header(c, &seg);
+	if (!seg->last) {
+		literal_header(c, seg);
 		return;
 	}
 	if (c->fail_status != NULL)
@@ -796,9 +787,7 @@ conn_process(struct mock_conn *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
 	while (!c->dead) {
-		const char *line;
-		size_t len;
-		int r;
+		struct imap_frame f;
 
 		if (c->wait == MOCK_W_CLOSING) {
 			evbuffer_drain(in, evbuffer_get_length(in));
@@ -816,27 +805,38 @@ conn_process(struct mock_conn *c)
 			bufferevent_disable(c->bev, EV_READ);
 			break;
 		}
-		if (c->wait == MOCK_W_LITERAL) {
-			if (!literal_step(c, in))
-				break;
+		if (c->wait == MOCK_W_LITERAL &&
+		    imap_framer_literal_left(&c->framer) == 0) {
+			literal_done(c);
 			continue;
 		}
-		r = imap_next_segment(in, MOCK_LINE_MAX, &c->scanned, &len);
-		if (r < 0) {
-			mock_conn_bye(c, "line too long");
-			continue;
-		}
-		if (r == 0)
+		imap_framer_set_mode(&c->framer, c->wait == MOCK_W_SASL ||
+		    c->wait == MOCK_W_IDLE ? IMAP_MODE_RAW : IMAP_MODE_COMMAND);
+		switch (imap_framer_next(&c->framer, in, &f)) {
+		case IMAP_FRAME_MORE:
 			break;
-		c->scanned = 0;
-		line = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
-		if (c->wait == MOCK_W_SASL)
-			mock_cmd_auth_line(c, line, len);
-		else if (c->wait == MOCK_W_IDLE)
-			mock_cmd_idle_line(c, line, len);
-		else
-			segment(c, line, len);
-		evbuffer_drain(in, len);
+		case IMAP_FRAME_FATAL:
+			mock_conn_bye(c, f.error);
+			continue;
+		case IMAP_FRAME_LITERAL:
+			literal_take(c, in, f.len);
+			continue;
+		case IMAP_FRAME_BAD:
+			mock_conn_log(c, f.buf, f.len);
+			parse_error(c, f.buf, f.len, f.error);
+			imap_framer_drop(&c->framer, in, f.len);
+			continue;
+		case IMAP_FRAME_SEGMENT:
+			if (c->wait == MOCK_W_SASL)
+				mock_cmd_auth_line(c, f.buf, f.len);
+			else if (c->wait == MOCK_W_IDLE)
+				mock_cmd_idle_line(c, f.buf, f.len);
+			else
+				segment(c, f.buf, f.len, &f.seg);
+			imap_framer_drop(&c->framer, in, f.len);
+			continue;
+		}
+		break;
 	}
 	maybe_finish(c);
 }

@@ -441,10 +441,8 @@ Test(parser, helpers)
  * was recognised must not depend on how the bytes were split on arrival.
  */
 struct framer {
-	struct imap_parser p;
+	struct imap_framer fr;
 	struct evbuffer *in;
-	size_t scanned;
-	uint64_t literal_left;
 	char trace[8192];
 	size_t tlen;
 };
@@ -463,64 +461,65 @@ trace_add(struct framer *f, const char *s, size_t n)
 }
 
 static void
-framer_run(struct framer *f, size_t max_line)
+trace_segment(struct framer *f, const struct imap_frame *fr)
+{
+	const struct imap_segment *seg = &fr->seg;
+	char tmp[64];
+	size_t i;
+
+	trace_add(f, seg->first ? "{" : "", seg->first ? 1 : 0);
+	for (i = 0; i < seg->ntok; i++) {
+		snprintf(tmp, sizeof(tmp), "%d:", (int)seg->tok[i].kind);
+		trace_add(f, tmp, strlen(tmp));
+		trace_add(f, fr->buf + seg->tok[i].off, seg->tok[i].len);
+		trace_add(f, "|", 1);
+	}
+	if (!seg->last) {
+		snprintf(tmp, sizeof(tmp), "lit%llu/%u<",
+		    (unsigned long long)seg->literal, seg->literal_flags);
+		trace_add(f, tmp, strlen(tmp));
+		if (seg->literal == 0)
+			trace_add(f, ">", 1);
+	} else {
+		trace_add(f, "}\n", 2);
+	}
+}
+
+/* The framer as the relay drives it: every frame consumed exactly. */
+static void
+framer_run(struct framer *f)
 {
 	for (;;) {
-		struct imap_segment seg;
-		size_t len, have = evbuffer_get_length(f->in), i;
-		char tmp[64];
-		const char *buf;
-		int r;
+		struct imap_frame fr;
+		char chunk[4096];
 
-		if (f->literal_left > 0) {
-			size_t n = have < f->literal_left ? have : (size_t)f->literal_left;
-			char chunk[4096];
-
-			if (n == 0)
-				return;
-			cr_assert_leq(n, sizeof(chunk));
-			evbuffer_remove(f->in, chunk, n);
-			trace_add(f, chunk, n);
-			f->literal_left -= n;
-			if (f->literal_left == 0)
-				trace_add(f, ">", 1);
-			continue;
-		}
-		r = imap_next_segment(f->in, max_line, &f->scanned, &len);
-		if (r == 0)
+		switch (imap_framer_next(&f->fr, f->in, &fr)) {
+		case IMAP_FRAME_MORE:
 			return;
-		if (r < 0) {
+		case IMAP_FRAME_FATAL:
 			trace_add(f, "[too long]", 10);
-			evbuffer_drain(f->in, have);
-			f->scanned = 0;
+			evbuffer_drain(f->in, evbuffer_get_length(f->in));
+			imap_framer_init(&f->fr, f->fr.parser.mode, f->fr.max_line);
 			return;
-		}
-		buf = (const char *)evbuffer_pullup(f->in, (ssize_t)len);
-		if (imap_parse_segment(&f->p, buf, len, &seg) < 0) {
+		case IMAP_FRAME_LITERAL:
+			cr_assert_leq(fr.len, sizeof(chunk));
+			evbuffer_remove(f->in, chunk, fr.len);
+			imap_framer_consumed(&f->fr, fr.len);
+			trace_add(f, chunk, fr.len);
+			if (imap_framer_literal_left(&f->fr) == 0)
+				trace_add(f, ">", 1);
+			break;
+		case IMAP_FRAME_BAD:
 			trace_add(f, "[error ", 7);
-			trace_add(f, f->p.error, strlen(f->p.error));
+			trace_add(f, fr.error, strlen(fr.error));
 			trace_add(f, "]", 1);
-		} else {
-			trace_add(f, seg.first ? "{" : "", seg.first ? 1 : 0);
-			for (i = 0; i < seg.ntok; i++) {
-				snprintf(tmp, sizeof(tmp), "%d:", (int)seg.tok[i].kind);
-				trace_add(f, tmp, strlen(tmp));
-				trace_add(f, buf + seg.tok[i].off, seg.tok[i].len);
-				trace_add(f, "|", 1);
-			}
-			if (!seg.last) {
-				snprintf(tmp, sizeof(tmp), "lit%llu/%u<",
-				    (unsigned long long)seg.literal, seg.literal_flags);
-				trace_add(f, tmp, strlen(tmp));
-				f->literal_left = seg.literal;
-				if (seg.literal == 0)
-					trace_add(f, ">", 1);
-			} else {
-				trace_add(f, "}\n", 2);
-			}
+			imap_framer_drop(&f->fr, f->in, fr.len);
+			break;
+		case IMAP_FRAME_SEGMENT:
+			trace_segment(f, &fr);
+			imap_framer_drop(&f->fr, f->in, fr.len);
+			break;
 		}
-		evbuffer_drain(f->in, len);
-		f->scanned = 0;
 	}
 }
 
@@ -532,16 +531,16 @@ framer_trace(enum imap_mode mode, const char *data, size_t len,
 	size_t pos = 0, c;
 
 	memset(&f, 0, sizeof(f));
-	imap_parser_init(&f.p, mode);
+	imap_framer_init(&f.fr, mode, max_line);
 	f.in = evbuffer_new();
 	for (c = 0; c <= ncuts; c++) {
 		size_t next = c < ncuts ? cuts[c] : len;
 
 		evbuffer_add(f.in, data + pos, next - pos);
 		pos = next;
-		framer_run(&f, max_line);
+		framer_run(&f);
 	}
-	cr_assert_eq(f.literal_left, 0);
+	cr_assert_eq(imap_framer_literal_left(&f.fr), 0);
 	cr_assert_eq(evbuffer_get_length(f.in), 0, "input left over");
 	evbuffer_free(f.in);
 	snprintf(out, outlen, "%s", f.trace);
@@ -615,37 +614,95 @@ Test(parser, byte_by_byte)
 	cr_assert(strstr(whole, "{0:a8|0:LOGOUT|}") != NULL);
 }
 
+/* Feed text to a fresh framer whose max line is 4096; the frame kind. */
+static enum imap_frame_kind
+frame_of(struct imap_framer *fr, struct evbuffer *in, const char *text, size_t n)
+{
+	struct imap_frame f;
+
+	evbuffer_add(in, text, n);
+	return imap_framer_next(fr, in, &f);
+}
+
 Test(parser, over_long_line)
 {
+	struct imap_framer fr;
 	struct evbuffer *in = evbuffer_new();
 	char big[5000];
-	size_t scanned = 0, len = 0;
 
 	memset(big, 'x', sizeof(big));
-	evbuffer_add(in, "a NOOP ", 7);
-	cr_assert_eq(imap_next_segment(in, 4096, &scanned, &len), 0);
-	evbuffer_add(in, big, 3000);
-	cr_assert_eq(imap_next_segment(in, 4096, &scanned, &len), 0);
-	cr_assert_eq(scanned, 3007, "the scan resumes where it stopped");
-	evbuffer_add(in, big, 2000);
-	cr_assert_eq(imap_next_segment(in, 4096, &scanned, &len), -1);
+	imap_framer_init(&fr, IMAP_MODE_COMMAND, 4096);
+	cr_assert_eq(frame_of(&fr, in, "a NOOP ", 7), IMAP_FRAME_MORE);
+	cr_assert_eq(frame_of(&fr, in, big, 3000), IMAP_FRAME_MORE);
+	cr_assert_eq(fr.scanned, 3007, "the scan resumes where it stopped");
+	cr_assert_eq(frame_of(&fr, in, big, 2000), IMAP_FRAME_FATAL);
 	evbuffer_free(in);
 
 	/* an LF beyond the limit is still too long */
 	in = evbuffer_new();
-	scanned = 0;
+	imap_framer_init(&fr, IMAP_MODE_COMMAND, 4096);
 	evbuffer_add(in, big, 4096);
-	evbuffer_add(in, "\n", 1);
-	cr_assert_eq(imap_next_segment(in, 4096, &scanned, &len), -1);
+	cr_assert_eq(frame_of(&fr, in, "\n", 1), IMAP_FRAME_FATAL);
 	evbuffer_free(in);
 
-	/* exactly at the limit is fine */
+	/* exactly at the limit is fine (as a line of one atom it is BAD: no
+	 * command name, but framed) */
 	in = evbuffer_new();
-	scanned = 0;
+	imap_framer_init(&fr, IMAP_MODE_RAW, 4096);
 	evbuffer_add(in, big, 4095);
-	evbuffer_add(in, "\n", 1);
-	cr_assert_eq(imap_next_segment(in, 4096, &scanned, &len), 1);
-	cr_assert_eq(len, 4096);
+	cr_assert_eq(frame_of(&fr, in, "\n", 1), IMAP_FRAME_SEGMENT);
+	evbuffer_free(in);
+}
+
+/* The framer refuses to go on when a caller consumed the wrong count:
+ * framing out of step ends the connection, never reads data as lines. */
+Test(parser, framer_misuse_is_fatal)
+{
+	struct imap_framer fr;
+	struct evbuffer *in = evbuffer_new();
+	struct imap_frame f;
+
+	imap_framer_init(&fr, IMAP_MODE_COMMAND, 4096);
+	evbuffer_add(in, "a APPEND x {3+}\r\nabcb NOOP\r\n", 28);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	/* the segment not consumed: the next call is FATAL */
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_FATAL);
+
+	imap_framer_init(&fr, IMAP_MODE_COMMAND, 4096);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	evbuffer_add(in, "a APPEND x {3+}\r\nabcb NOOP\r\n", 28);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	imap_framer_drop(&fr, in, f.len);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_LITERAL);
+	cr_assert_eq(f.len, 3);
+	/* one byte too many taken from the literal */
+	imap_framer_drop(&fr, in, 4);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_FATAL);
+	evbuffer_free(in);
+}
+
+/* A literal the caller does not want is dropped by the framer, to the
+ * byte: what follows is the next line, whatever the literal held. */
+Test(parser, framer_skips_literal_exactly)
+{
+	struct imap_framer fr;
+	struct evbuffer *in = evbuffer_new();
+	struct imap_frame f;
+	const char text[] = "a APPEND x {20+}\r\nb DELETE victim\r\n123\r\nc NOOP\r\n";
+
+	imap_framer_init(&fr, IMAP_MODE_COMMAND, 4096);
+	evbuffer_add(in, text, sizeof(text) - 1);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	imap_framer_drop(&fr, in, f.len);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_LITERAL);
+	imap_framer_drop(&fr, in, 5);	/* part of it taken */
+	imap_framer_skip_literal(&fr);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	cr_assert(!f.seg.first, "the rest of the APPEND line");
+	imap_framer_drop(&fr, in, f.len);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	cr_assert(f.seg.first);
+	cr_assert(imap_tok_is(f.buf, &f.seg.tok[0], "c"), "%.*s", (int)f.len, f.buf);
 	evbuffer_free(in);
 }
 
