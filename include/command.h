@@ -67,22 +67,29 @@ struct command_entry {
 	void (*answered)(struct session *, struct pending *, const struct answer *);
 };
 
-/* Called with the tagged answer of one of the proxy's own commands. */
-typedef void (*pending_done_cb)(struct session *, struct pending *,
-    const struct answer *);
-/* Called with each segment of an untagged response that arrives while the
- * internal command is the oldest in flight; true: it is the command's own
- * (consumed, not forwarded to the client). */
-typedef bool (*pending_untagged_cb)(struct session *, struct pending *,
-    const char *line, const struct imap_segment *seg);
+/*
+ * How one of the proxy's own commands hears back, on whichever connection
+ * it went: the session's upstream (session_command) or a second connection
+ * (backchannel_command).  ctx is the sender's.
+ */
+struct reply_ops {
+	/* Each segment of an untagged response that arrives while the command
+	 * is the oldest in flight; true: it is the command's own, the client
+	 * never sees it.  NULL: none is. */
+	bool (*untagged)(void *ctx, const char *buf, const struct imap_segment *);
+	/* Literal data of a response it took, piece by piece (second
+	 * connection only: on the session's, such data is dropped). */
+	void (*literal)(void *ctx, const char *data, size_t n);
+	/* The tagged answer. */
+	void (*tagged)(void *ctx, const struct answer *a);
+};
 
 /* A command sent upstream whose tagged answer has not arrived yet. */
 struct pending {
 	TAILQ_ENTRY(pending) entry;
 	const struct command_entry *cmd;	/* the proxy's own: command_internal */
-	pending_done_cb done;		/* internal commands only */
-	pending_untagged_cb untagged;	/* internal commands only, may be NULL */
-	unsigned long cookie;		/* the internal command's own datum */
+	const struct reply_ops *ops;	/* the proxy's own only */
+	void *ctx;			/* ...and their sender's datum */
 	unsigned want_args;		/* astring arguments still to capture */
 	unsigned nargs;			/* captured astring arguments */
 	size_t arglen[COMMAND_MAX_ARGS];

@@ -1,7 +1,9 @@
 /*
  * credentials.h — what a second upstream connection needs to log in as
- * the session's user: kept in memory only, never logged, wiped when the
- * session ends.
+ * the session's user, and how it logs in: the session's own LOGIN or
+ * AUTHENTICATE PLAIN credentials, or the configured master user with the
+ * session's user as authorization identity.  Kept in memory only, never
+ * logged, wiped when replaced or when the session ends.
  */
 #ifndef MAPPEND_CREDENTIALS_H
 #define MAPPEND_CREDENTIALS_H
@@ -9,9 +11,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct config;
 struct credentials;
 struct pending;
 struct session;
+
+/* How a connection of the proxy's own logs in: one of the two is set. */
+struct login {
+	char *login_args;	/* LOGIN's arguments, quoted: "user" "password" */
+	char *plain_b64;	/* AUTHENTICATE PLAIN's message, base64 */
+	char *user;		/* for log lines: the user the connection acts for */
+};
+
+struct credentials *credentials_new(void);
+/* Wipe and free. */
+void credentials_free(struct credentials *);
 
 /* A LOGIN or an AUTHENTICATE succeeded: keep what a second connection
  * needs (LOGIN's arguments; PLAIN's message, other mechanisms leave none). */
@@ -19,8 +33,18 @@ void credentials_from_login(struct session *, const struct pending *);
 void credentials_from_authenticate(struct session *, const struct pending *);
 /* A client line of p's AUTHENTICATE exchange (a SASL response). */
 void credentials_note_sasl(struct pending *, const char *line, size_t len);
-void credentials_clear(struct credentials *);
+
 /* Can the proxy open a second connection as this session's user? */
 bool credentials_usable(const struct session *);
+/* The session's user for log lines ("?" when none is known). */
+const char *credentials_user(const struct session *);
+
+/* How a second connection logs in for this session; -1 when it cannot
+ * (no credentials, out of memory). */
+int credentials_login(const struct session *, struct login *);
+/* As the master user for user (crash recovery); -1 without a master user. */
+int credentials_master_login(const struct config *, const char *user, struct login *);
+/* Wipe and free what a login holds. */
+void login_clear(struct login *);
 
 #endif

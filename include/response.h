@@ -6,10 +6,17 @@
 #ifndef MAPPEND_RESPONSE_H
 #define MAPPEND_RESPONSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct imap_segment;
+struct pending;
+struct response;
 struct session;
+struct upstream_caps;
+
+struct response *response_new(void);
+void response_free(struct response *);
 
 enum response_action {
 	RESPONSE_FORWARD,	/* the segment goes to the client as it is */
@@ -25,5 +32,11 @@ enum response_action response_segment(struct session *, const char *buf,
 void response_greeting_read(struct session *, const char *greeting);
 /* Capabilities change after login: ask the upstream for them. */
 void response_query_capabilities(struct session *);
+/* What the upstream offers now. */
+const struct upstream_caps *response_caps(const struct session *);
+/* The upstream said BYE: the client heard it, no BYE of ours follows. */
+bool response_upstream_said_bye(const struct session *);
+/* A command in flight is gone. */
+void response_forget(struct session *, struct pending *);
 
 #endif

@@ -1,8 +1,10 @@
 /*
- * session.h — one client session and the parts that act on it: the relay
- * (framing in both directions), the command table (what the proxy handles
- * itself) and the response handler (what it learns from the upstream).
- * Declarations are grouped by the file that defines them.
+ * session.h — one client session: its life (accept, upstream connect,
+ * state, timeouts, a clean end), the daemon's list of sessions, and what
+ * the other parts of the proxy may ask of a session.  struct session is
+ * private to session.c; the parts that act on a session (relay, response
+ * handler, command table, APPEND job, credentials) keep their own state in
+ * their own files and reach it through the functions below.
  */
 #ifndef MAPPEND_SESSION_H
 #define MAPPEND_SESSION_H
@@ -12,24 +14,20 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "capability.h"
 #include "config.h"
-#include "command.h"
-#include "parser.h"
 
-struct bufferevent;
-struct evbuffer;
-struct event;
-struct event_base;
-struct evdns_base;
-struct reader;
-struct relay;
-struct sockaddr;
-struct upstream_connect;
-struct command_entry;
-struct pending;
 struct append_job;
-struct backchannel;
+struct command_entry;
+struct credentials;
+struct event_base;
+struct evbuffer;
+struct evdns_base;
+struct pending;
+struct relay;
+struct reply_ops;
+struct response;
+struct session;
+struct sockaddr;
 
 /* The daemon: everything sessions share. */
 struct proxy {
@@ -53,58 +51,6 @@ enum session_state {
 	SESSION_LOGOUT,		/* flushing the last output, then closing */
 };
 
-/* What a second upstream connection needs to log in as the session's user,
- * kept in memory only and wiped when the session ends. */
-struct credentials {
-	char *user;		/* authentication identity (LOGIN user, PLAIN authcid) */
-	char *authzid;		/* PLAIN authorization identity, may be NULL */
-	char *password;
-	size_t user_len, authzid_len, password_len;
-};
-
-struct session {
-	TAILQ_ENTRY(session) entry;
-	struct proxy *proxy;
-	uint64_t id;
-	enum session_state state;
-	char peer[64];			/* client address for logs */
-	char peer_host[48], peer_port[8];
-	bool client_tls;		/* the client's connection is TLS now */
-	bool tls_required;		/* no plaintext login on this listener before TLS */
-
-	struct bufferevent *client;
-	struct bufferevent *upstream;
-	struct reader *client_reader;	/* plain sockets: large reads (reader.h) */
-	struct reader *upstream_reader;
-	struct upstream_connect *connecting;
-	struct event *idle_timer;	/* client inactivity; then the close timer */
-	struct event *resume;		/* reads the client's input again, from the loop */
-	double client_activity;		/* event_base time of the last client I/O */
-
-	struct upstream_caps caps;	/* what the upstream offers now */
-	char *selected;			/* mailbox selected upstream, or NULL */
-	bool selected_rw;
-
-	struct relay *relay;		/* framing both ways (relay.c) */
-
-	/* upstream responses (response.c) */
-	bool resp_drop;			/* the current response is not for the client */
-	struct pending *resp_owner;	/* internal command consuming the current response */
-	bool upstream_bye;		/* the upstream said BYE: no BYE of ours */
-	bool caps_pending;		/* a CAPABILITY of ours is in flight */
-	bool preauth;			/* the greeting was PREAUTH */
-
-	struct pending_list pending;
-	unsigned npending;
-	bool closing;
-
-	struct credentials creds;	/* empty until a login succeeded */
-	struct append_job *append;	/* an APPEND being spooled or replayed */
-	struct backchannel *backchannel; /* the proxy's second connection */
-	bool client_gone;		/* the client left while a job runs on */
-};
-
-/* session.c */
 /* What a listener tells its sessions. */
 struct listener_info {
 	struct proxy *proxy;
@@ -130,13 +76,34 @@ void session_upstream_reading(struct session *, bool on);
 /* Read the client's input again soon (from the event loop, not from here). */
 void session_resume_input(struct session *);
 
+/* What the other parts ask of a session. */
 uint64_t session_id(const struct session *);
+struct proxy *session_proxy(const struct session *);
 const struct config *session_config(const struct session *);
-struct relay *session_relay(const struct session *);
-const struct upstream_caps *session_caps(const struct session *);
+enum session_state session_state(const struct session *);
 bool session_closing(const struct session *);
+/* The client left while a job runs on: what it would be told is lost. */
+bool session_client_gone(const struct session *);
+bool session_client_tls(const struct session *);
+/* No plaintext login on this listener before TLS. */
+bool session_tls_required(const struct session *);
+/* The client's address, for the upstream's ID. */
+const char *session_peer_host(const struct session *);
+const char *session_peer_port(const struct session *);
+bool session_has_upstream(const struct session *);
 /* The upstream is there and greeted: client commands may be relayed. */
 bool session_relaying(const struct session *);
+/* The mailbox selected upstream (NULL: none), and whether read-write. */
+const char *session_selected(const struct session *, bool *rw);
+/* A SELECT or EXAMINE was answered OK (name), or none is selected (NULL). */
+void session_select(struct session *, const char *name, size_t len, bool rw);
+
+/* The parts other files keep for a session, each opaque here. */
+struct relay *session_relay(const struct session *);
+struct response *session_response(const struct session *);
+struct credentials *session_credentials(const struct session *);
+struct append_job *session_job(const struct session *);
+void session_set_job(struct session *, struct append_job *);
 
 enum session_side { SESSION_CLIENT, SESSION_UPSTREAM };
 struct evbuffer *session_client_input(struct session *);
@@ -155,13 +122,17 @@ struct pending *session_pending_add(struct session *, const char *tag,
     size_t taglen, const struct command_entry *);
 void session_pending_free(struct session *, struct pending *);
 unsigned session_pending_count(const struct session *);
-/* Send a command of the proxy's own upstream; done gets its tagged answer. */
-struct pending *session_internal_command(struct session *,
-    void (*done)(struct session *, struct pending *, const struct answer *),
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+struct pending *session_pending_oldest(const struct session *);
+/* The oldest command in flight with this tag, or NULL. */
+struct pending *session_pending_find(const struct session *, const char *tag,
+    size_t taglen);
+/* Send a command of the proxy's own upstream (tag and CRLF added); ops hear
+ * back with ctx.  NULL when out of memory. */
+struct pending *session_command(struct session *, const struct reply_ops *,
+    void *ctx, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* The same, without the command text: the caller writes "tag ..." itself. */
-struct pending *session_internal_pending(struct session *,
-    void (*done)(struct session *, struct pending *, const struct answer *));
+struct pending *session_command_pending(struct session *, const struct reply_ops *,
+    void *ctx);
 /* Mailbox names as IMAP compares them: INBOX in any case is INBOX. */
 bool session_same_mailbox(const char *a, const char *b);
 

@@ -48,7 +48,7 @@ starttls_start(struct session *s, const char *buf, const struct imap_segment *se
 		reply_tagged(s, seg, buf, "NO STARTTLS is not available on this listener");
 		return VERDICT_DONE;
 	}
-	if (s->client_tls) {
+	if (session_client_tls(s)) {
 		reply_tagged(s, seg, buf, "BAD TLS is active already");
 		return VERDICT_DONE;
 	}
@@ -56,7 +56,7 @@ starttls_start(struct session *s, const char *buf, const struct imap_segment *se
 		reply_tagged(s, seg, buf, "BAD STARTTLS takes no arguments");
 		return VERDICT_DONE;
 	}
-	if (session_pending_count(s) > 0 || s->state != SESSION_NOT_AUTHENTICATED) {
+	if (session_pending_count(s) > 0 || session_state(s) != SESSION_NOT_AUTHENTICATED) {
 		reply_tagged(s, seg, buf, "BAD STARTTLS only before login, with no "
 		    "command in progress");
 		return VERDICT_DONE;
@@ -68,7 +68,7 @@ starttls_start(struct session *s, const char *buf, const struct imap_segment *se
 static enum command_verdict
 login_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
-	if (s->tls_required && !s->client_tls) {
+	if (session_tls_required(s) && !session_client_tls(s)) {
 		reply_tagged(s, seg, buf, "NO [PRIVACYREQUIRED] LOGIN is disabled "
 		    "until STARTTLS");
 		return VERDICT_DONE;
@@ -99,7 +99,7 @@ static enum command_verdict
 authenticate_start(struct session *s, const char *buf,
     const struct imap_segment *seg)
 {
-	if (s->tls_required && !s->client_tls && seg->ntok >= 3 &&
+	if (session_tls_required(s) && !session_client_tls(s) && seg->ntok >= 3 &&
 	    capability_mechanism_in_clear(buf + seg->tok[2].off, seg->tok[2].len)) {
 		reply_tagged(s, seg, buf, "NO [PRIVACYREQUIRED] This mechanism is "
 		    "disabled until STARTTLS");
@@ -155,19 +155,13 @@ selected(struct session *s, struct pending *p, const struct answer *a, bool rw)
 {
 	if (a->bad)
 		return;		/* not executed: nothing changed */
-	free(s->selected);
-	s->selected = NULL;
 	if (!a->ok || p->nargs < 1) {
 		/* a failed SELECT leaves no mailbox selected (RFC 3501 6.3.1) */
-		session_enter_state(s, SESSION_AUTHENTICATED);
+		session_select(s, NULL, 0, false);
 		return;
 	}
-	if ((s->selected = malloc(p->arglen[0] + 1)) != NULL) {
-		memcpy(s->selected, p->arg[0], p->arglen[0]);
-		s->selected[p->arglen[0]] = '\0';
-	}
-	s->selected_rw = rw && imap_code(a->line, a->seg, "READ-ONLY") == NULL;
-	session_enter_state(s, SESSION_SELECTED);
+	session_select(s, p->arg[0], p->arglen[0],
+	    rw && imap_code(a->line, a->seg, "READ-ONLY") == NULL);
 }
 
 static void
@@ -187,11 +181,8 @@ static void
 close_answered(struct session *s, struct pending *p, const struct answer *a)
 {
 	(void)p;
-	if (!a->ok)
-		return;
-	free(s->selected);
-	s->selected = NULL;
-	session_enter_state(s, SESSION_AUTHENTICATED);
+	if (a->ok)
+		session_select(s, NULL, 0, false);
 }
 
 static const struct command_entry relayed = { .name = "(relayed)" };

@@ -1,9 +1,10 @@
 /*
  * credentials.c — what a second upstream connection needs to log in as the
- * session's user: the LOGIN arguments, or the parts of a SASL PLAIN message.
- * Kept in memory only, never logged, wiped when replaced or when the
- * session ends.  Other SASL mechanisms are relayed without being understood
- * and leave nothing here; a configured master user covers those sessions.
+ * session's user: the LOGIN arguments, or the parts of a SASL PLAIN message,
+ * and the login built from them (or from the master user).  Kept in memory
+ * only, never logged, wiped when replaced or when the session ends.  Other
+ * SASL mechanisms are relayed without being understood and leave nothing
+ * here; a configured master user covers those sessions.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,18 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "command.h"
+#include "config.h"
 #include "credentials.h"
+#include "parser.h"
 #include "session.h"
+
+struct credentials {
+	char *user;		/* authentication identity (LOGIN user, PLAIN authcid) */
+	char *authzid;		/* PLAIN authorization identity, may be NULL */
+	char *password;
+	size_t user_len, authzid_len, password_len;
+};
 
 static void
 wipe(char **p, size_t *len)
@@ -26,12 +37,35 @@ wipe(char **p, size_t *len)
 	*len = 0;
 }
 
-void
-credentials_clear(struct credentials *c)
+static void
+wipe_string(char **p)
+{
+	size_t len = *p != NULL ? strlen(*p) : 0;
+
+	wipe(p, &len);
+}
+
+static void
+clear(struct credentials *c)
 {
 	wipe(&c->user, &c->user_len);
 	wipe(&c->authzid, &c->authzid_len);
 	wipe(&c->password, &c->password_len);
+}
+
+struct credentials *
+credentials_new(void)
+{
+	return calloc(1, sizeof(struct credentials));
+}
+
+void
+credentials_free(struct credentials *c)
+{
+	if (c == NULL)
+		return;
+	clear(c);
+	free(c);
 }
 
 static char *
@@ -46,9 +80,16 @@ dup_bytes(const char *s, size_t len)
 	return out;
 }
 
+static void
+set(char **field, size_t *flen, const char *s, size_t len)
+{
+	*field = dup_bytes(s, len);
+	*flen = *field != NULL ? len : 0;
+}
+
 /* authzid NUL authcid NUL password, from base64 */
 static void
-learn_plain(struct session *s, const char *b64, size_t len)
+learn_plain(struct credentials *c, const char *b64, size_t len)
 {
 	unsigned char *raw;
 	const char *authz, *authc, *pass, *end;
@@ -73,15 +114,11 @@ learn_plain(struct session *s, const char *b64, size_t len)
 	if (authc != NULL && pass != NULL) {
 		authc++;
 		pass++;
-		credentials_clear(&s->creds);
-		s->creds.user = dup_bytes(authc, (size_t)(pass - 1 - authc));
-		s->creds.user_len = (size_t)(pass - 1 - authc);
-		if (authc - 1 > authz) {
-			s->creds.authzid = dup_bytes(authz, (size_t)(authc - 1 - authz));
-			s->creds.authzid_len = (size_t)(authc - 1 - authz);
-		}
-		s->creds.password = dup_bytes(pass, (size_t)(end - pass));
-		s->creds.password_len = (size_t)(end - pass);
+		clear(c);
+		set(&c->user, &c->user_len, authc, (size_t)(pass - 1 - authc));
+		if (authc - 1 > authz)
+			set(&c->authzid, &c->authzid_len, authz, (size_t)(authc - 1 - authz));
+		set(&c->password, &c->password_len, pass, (size_t)(end - pass));
 	}
 	OPENSSL_cleanse(raw, len);
 	free(raw);
@@ -90,13 +127,13 @@ learn_plain(struct session *s, const char *b64, size_t len)
 void
 credentials_from_login(struct session *s, const struct pending *p)
 {
+	struct credentials *c = session_credentials(s);
+
 	if (p->nargs != 2)
 		return;
-	credentials_clear(&s->creds);
-	s->creds.user = dup_bytes(p->arg[0], p->arglen[0]);
-	s->creds.user_len = p->arglen[0];
-	s->creds.password = dup_bytes(p->arg[1], p->arglen[1]);
-	s->creds.password_len = p->arglen[1];
+	clear(c);
+	set(&c->user, &c->user_len, p->arg[0], p->arglen[0]);
+	set(&c->password, &c->password_len, p->arg[1], p->arglen[1]);
 }
 
 /* AUTHENTICATE PLAIN: the message is the initial response or the client's
@@ -105,7 +142,7 @@ void
 credentials_from_authenticate(struct session *s, const struct pending *p)
 {
 	if (p->nargs == 2 && p->arglen[0] == 5 && strncasecmp(p->arg[0], "PLAIN", 5) == 0)
-		learn_plain(s, p->arg[1], p->arglen[1]);
+		learn_plain(session_credentials(s), p->arg[1], p->arglen[1]);
 }
 
 void
@@ -129,7 +166,110 @@ credentials_note_sasl(struct pending *p, const char *line, size_t len)
 bool
 credentials_usable(const struct session *s)
 {
-	if (s->proxy->cfg->master_user[0] != '\0')
-		return s->creds.user != NULL || s->creds.authzid != NULL;
-	return s->creds.user != NULL && s->creds.password != NULL;
+	const struct credentials *c = session_credentials(s);
+
+	if (session_config(s)->master_user[0] != '\0')
+		return c->user != NULL || c->authzid != NULL;
+	return c->user != NULL && c->password != NULL;
+}
+
+const char *
+credentials_user(const struct session *s)
+{
+	const struct credentials *c = session_credentials(s);
+
+	if (c->authzid != NULL)
+		return c->authzid;
+	return c->user != NULL ? c->user : "?";
+}
+
+/* SASL PLAIN: authzid NUL authcid NUL password, in base64. */
+static char *
+plain_message(const char *authz, size_t authz_len, const char *authc,
+    size_t authc_len, const char *pass, size_t pass_len)
+{
+	size_t raw_len = authz_len + authc_len + pass_len + 2;
+	unsigned char *raw = malloc(raw_len);
+	char *b64 = malloc(4 * ((raw_len + 2) / 3) + 1);
+
+	if (raw == NULL || b64 == NULL) {
+		free(raw);
+		free(b64);
+		return NULL;
+	}
+	if (authz_len > 0)
+		memcpy(raw, authz, authz_len);
+	raw[authz_len] = '\0';
+	memcpy(raw + authz_len + 1, authc, authc_len);
+	raw[authz_len + 1 + authc_len] = '\0';
+	memcpy(raw + authz_len + 2 + authc_len, pass, pass_len);
+	EVP_EncodeBlock((unsigned char *)b64, raw, (int)raw_len);
+	OPENSSL_cleanse(raw, raw_len);
+	free(raw);
+	return b64;
+}
+
+int
+credentials_master_login(const struct config *cfg, const char *user, struct login *l)
+{
+	memset(l, 0, sizeof(*l));
+	if (cfg->master_user[0] == '\0')
+		return -1;
+	l->plain_b64 = plain_message(user, strlen(user), cfg->master_user,
+	    strlen(cfg->master_user), cfg->master_password, strlen(cfg->master_password));
+	l->user = strdup(user);
+	if (l->plain_b64 == NULL || l->user == NULL) {
+		login_clear(l);
+		return -1;
+	}
+	return 0;
+}
+
+/* The client logged in with LOGIN: so does the second connection, which
+ * works on servers without AUTH=PLAIN too. */
+static int
+login_as_client(const struct credentials *c, struct login *l)
+{
+	char *quser = imap_quote(c->user, c->user_len);
+	char *qpass = imap_quote(c->password, c->password_len);
+
+	if (quser != NULL && qpass != NULL &&
+	    asprintf(&l->login_args, "%s %s", quser, qpass) < 0)
+		l->login_args = NULL;
+	free(quser);
+	wipe_string(&qpass);
+	return l->login_args != NULL ? 0 : -1;
+}
+
+int
+credentials_login(const struct session *s, struct login *l)
+{
+	const struct credentials *c = session_credentials(s);
+	const struct config *cfg = session_config(s);
+
+	memset(l, 0, sizeof(*l));
+	if (!credentials_usable(s))
+		return -1;
+	if (cfg->master_user[0] != '\0')
+		return credentials_master_login(cfg, credentials_user(s), l);
+	l->user = strdup(credentials_user(s));
+	if (l->user != NULL && c->authzid == NULL && login_as_client(c, l) == 0)
+		return 0;
+	if (l->user != NULL && l->login_args == NULL)
+		l->plain_b64 = plain_message(c->authzid, c->authzid_len, c->user,
+		    c->user_len, c->password, c->password_len);
+	if (l->user == NULL || (l->login_args == NULL && l->plain_b64 == NULL)) {
+		login_clear(l);
+		return -1;
+	}
+	return 0;
+}
+
+void
+login_clear(struct login *l)
+{
+	wipe_string(&l->login_args);
+	wipe_string(&l->plain_b64);
+	free(l->user);
+	l->user = NULL;
 }

@@ -1,9 +1,10 @@
 /*
  * multiappend.c — APPEND, the reason mappend exists.
  *
- * Every message literal of an APPEND is spooled to disk before anything
- * goes upstream; limits are checked as each literal is announced, so a
- * refusal costs the upstream nothing.  Then:
+ * The command's entry in the table takes the client's input over: every
+ * message literal is spooled to disk before anything goes upstream, and
+ * limits are checked as each literal is announced, so a refusal costs the
+ * upstream nothing.  Then the job takes its turn:
  *
  * - one message, or an upstream with MULTIAPPEND of its own: the command is
  *   replayed upstream as it came, under the client's tag, and the upstream's
@@ -13,11 +14,11 @@
  *   proxy's own (pipelined where the upstream takes {n+}), and the client
  *   gets one tagged answer: OK with one APPENDUID for all of them, or NO
  *   after exactly the messages this command added have been removed again
- *   (UID STORE +FLAGS.SILENT (\Deleted), UID EXPUNGE of their UIDs).
- *   An upstream without UIDPLUS can name neither the UIDs nor expunge by
- *   UID, so there the messages go into a fresh staging mailbox of the
- *   proxy's own, and one COPY (atomic by RFC 3501) moves them all into the
- *   target on a second connection; the staging mailbox is deleted either way.
+ *   (rollback.c).  An upstream without UIDPLUS gets them in a staging
+ *   mailbox first (staging.c).
+ *
+ * The job's state changes in one logged place (enter_state), and its fate
+ * is decided in one: resolve() finishes it or rolls it back.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -27,48 +28,69 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <openssl/rand.h>
+#include <openssl/evp.h>
 
-#include "backchannel.h"
+#include "capability.h"
+#include "command.h"
 #include "credentials.h"
 #include "log.h"
 #include "multiappend.h"
 #include "relay.h"
+#include "response.h"
+#include "rollback.h"
 #include "session.h"
 #include "spool.h"
+#include "staging.h"
+#include "uidset.h"
 
 /* Bytes read from the spool into the upstream's output at a time. */
 #define SEND_CHUNK (256 * 1024)
 /* Longest flag list and date of one message, as the client wrote them. */
 #define ATTRS_MAX 4096
 
-enum msg_state {
-	MSG_SPOOLED,
-	MSG_SENT,		/* sent, answer outstanding */
-	MSG_STORED,
-	MSG_REFUSED,
-};
+struct append_job;
 
 struct append_msg {
-	uint64_t off, size;	/* in the spool file */
+	struct upload_msg u;	/* state, UID, size, digest: what a rollback needs */
+	uint64_t off;		/* in the spool file */
 	unsigned lit_flags;	/* IMAP_LIT_BINARY is kept */
 	char *attrs;		/* flags and date as written, may be NULL */
 	size_t attrs_len;
-	uint32_t uid;		/* from APPENDUID; 0 unknown */
-	enum msg_state state;
+	struct append_job *job;
 };
 
-enum append_state {
-	APPEND_READING,		/* the command still arrives */
-	APPEND_QUEUED,		/* read; waits for its turn */
-	APPEND_PREPARING,	/* asking the mailbox's UIDNEXT */
-	APPEND_SENDING,
-	APPEND_ROLLBACK,
+enum job_state {
+	JOB_READING,		/* the command still arrives */
+	JOB_QUEUED,		/* read; waits for its turn */
+	JOB_PREPARING,		/* asking UIDNEXT, or creating the staging mailbox */
+	JOB_SENDING,		/* the messages go upstream */
+	JOB_FINISHING,		/* stored: the staged COPY, or a NOOP before OK */
+	JOB_ROLLBACK,		/* removing what it added */
+};
+
+/* What the job waits for on the client's own upstream connection: when
+ * that connection breaks, the answer will never come. */
+enum here_wait {
+	HERE_NONE,
+	HERE_STATUS,		/* STATUS for UIDNEXT */
+	HERE_STAGING,		/* CREATE of the staging mailbox */
+	HERE_ROLLBACK,		/* UID STORE / UID EXPUNGE */
+	HERE_NOOP_OK,		/* NOOP, then OK */
+	HERE_NOOP_NO,		/* NOOP, then NO */
+};
+
+static const char *const state_names[] = {
+	[JOB_READING] = "reading",
+	[JOB_QUEUED] = "queued",
+	[JOB_PREPARING] = "preparing",
+	[JOB_SENDING] = "sending",
+	[JOB_FINISHING] = "finishing",
+	[JOB_ROLLBACK] = "rollback",
 };
 
 struct append_job {
-	enum append_state state;
+	struct session *s;
+	enum job_state state;
 	bool emulated;		/* several single APPENDs of our own */
 	char tag[COMMAND_MAX_TAG + 1];
 	size_t taglen;
@@ -82,6 +104,7 @@ struct append_job {
 	uint64_t reserved;	/* of the global spool budget */
 	struct append_msg *msgs;
 	unsigned nmsgs, cap;
+	EVP_MD_CTX *md;		/* digest of the message being spooled */
 
 	char *refusal;		/* "NO [TOOBIG] ..." to answer instead */
 	bool discarding;	/* reading the rest of the command to drop it */
@@ -98,27 +121,48 @@ struct append_job {
 	uint32_t uidvalidity;
 	uint32_t uidnext;	/* before the replay; 0 unknown */
 	bool upstream_lost;
+
+	enum here_wait here;
+	struct rollback *rollback;
+	bool rollback_remote;	/* ...on a second connection */
+	struct staging *staging;
 };
 
-static void pump(struct session *);
-static bool replay_plus(struct session *, void *);
-static void maybe_finish(struct session *);
-static void fail(struct session *);
+static void pump(struct append_job *);
+static void resolve(struct append_job *);
+static void succeed(struct append_job *);
+static void fail(struct append_job *);
+static void rollback(struct append_job *);
+static void finish_staging(struct append_job *);
 
-static struct append_job *
-job_of(struct session *s)
+static void
+enter_state(struct append_job *job, enum job_state state)
 {
-	return s->append;
+	if (job->state == state)
+		return;
+	log_debug(session_id(job->s), "APPEND %s -> %s", state_names[job->state],
+	    state_names[state]);
+	job->state = state;
 }
 
 uint64_t
 multiappend_limit(const struct session *s)
 {
-	uint64_t limit = s->proxy->cfg->max_message_size;
+	uint64_t limit = session_config(s)->max_message_size;
+	const struct upstream_caps *caps = response_caps(s);
 
-	if (s->caps.appendlimit > 0 && s->caps.appendlimit < limit)
-		limit = s->caps.appendlimit;
+	if (caps->appendlimit > 0 && caps->appendlimit < limit)
+		limit = caps->appendlimit;
 	return limit;
+}
+
+static void
+release_spool(struct append_job *job)
+{
+	spool_close(job->spool);
+	job->spool = NULL;
+	spool_release(job->reserved);
+	job->reserved = 0;
 }
 
 static void
@@ -126,11 +170,13 @@ job_free(struct append_job *job)
 {
 	unsigned i;
 
+	rollback_free(job->rollback);
+	staging_free(job->staging);
 	for (i = 0; i < job->nmsgs; i++)
 		free(job->msgs[i].attrs);
 	free(job->msgs);
-	spool_close(job->spool);
-	spool_release(job->reserved);
+	EVP_MD_CTX_free(job->md);
+	release_spool(job);
 	free(job->mailbox);
 	free(job->mailbox_wire);
 	free(job->staging_wire);
@@ -142,59 +188,58 @@ job_free(struct append_job *job)
 bool
 multiappend_busy(const struct session *s)
 {
-	const struct append_job *job = s->append;
+	const struct append_job *job = session_job(s);
 
-	return job != NULL && job->state >= APPEND_PREPARING;
+	return job != NULL && job->state >= JOB_PREPARING;
 }
 
 void
 multiappend_free(struct session *s)
 {
-	if (s->append == NULL)
+	struct append_job *job = session_job(s);
+
+	if (job == NULL)
 		return;
-	job_free(s->append);
-	s->append = NULL;
+	session_set_job(s, NULL);
+	job_free(job);
 }
 
-/* The job is over: the client may go on (its input is read again by the
- * loop that called us), or the session ends. */
+/* The job is over: the client may go on, or the session ends. */
 static void
-end_job(struct session *s)
+end_job(struct append_job *job)
 {
-	bool lost = s->append->upstream_lost;
+	struct session *s = job->s;
+	bool lost = job->upstream_lost;
 
 	multiappend_free(s);
 	relay_hold(s, RELAY_HOLD_APPEND, false);
-	if (s->client_gone)
+	if (session_client_gone(s))
 		session_close(s, NULL);
 	else if (lost)
 		session_close(s, "Connection to the upstream server lost");
-	else if (s->proxy->shutting_down)
+	else if (session_proxy(s)->shutting_down)
 		session_close(s, "Server shutting down");
 	else
 		session_resume_input(s);
 }
 
-static char *
-vformat(const char *fmt, va_list ap)
+static void
+set_text(char **field, const char *text)
 {
-	char *out = NULL;
-
-	if (vasprintf(&out, fmt, ap) < 0)
-		return NULL;
-	return out;
+	free(*field);
+	*field = text != NULL ? strdup(text) : NULL;
 }
+
+/* ---- reading the command ---- */
 
 /* Answer the client now with the refusal and forget the command. */
 static void
-answer_refusal(struct session *s)
+answer_refusal(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-
-	session_reply(s, "%.*s %s", (int)job->taglen, job->tag,
+	session_reply(job->s, "%.*s %s", (int)job->taglen, job->tag,
 	    job->refusal != NULL ? job->refusal : "NO APPEND failed");
-	relay_release_input(s);
-	end_job(s);
+	relay_release_input(job->s);
+	end_job(job);
 }
 
 /*
@@ -204,31 +249,32 @@ answer_refusal(struct session *s)
  * read and dropped first, never taken for commands.
  */
 static void
-refuse(struct session *s, struct imap_framer *fr, const struct imap_segment *seg,
+refuse(struct append_job *job, struct imap_framer *fr, const struct imap_segment *seg,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void
+refuse(struct append_job *job, struct imap_framer *fr, const struct imap_segment *seg,
     const char *fmt, ...)
 {
-	struct append_job *job = job_of(s);
+	struct session *s = job->s;
 	va_list ap;
 
 	if (job->refusal == NULL) {
 		va_start(ap, fmt);
-		job->refusal = vformat(fmt, ap);
+		if (vasprintf(&job->refusal, fmt, ap) < 0)
+			job->refusal = NULL;
 		va_end(ap);
 	}
-	log_info(s->id, "APPEND refused: %s", job->refusal != NULL ? job->refusal : "?");
-	/* the spool is of no use any more */
-	spool_close(job->spool);
-	job->spool = NULL;
-	spool_release(job->reserved);
-	job->reserved = 0;
+	log_info(session_id(s), "APPEND refused: %s",
+	    job->refusal != NULL ? job->refusal : "?");
+	release_spool(job);	/* of no use any more */
 	if (seg->last) {
-		answer_refusal(s);
+		answer_refusal(job);
 	} else if (!(seg->literal_flags & IMAP_LIT_NONSYNC)) {
 		imap_framer_reset_line(fr);
-		answer_refusal(s);
-	} else if (seg->literal > s->proxy->cfg->max_session_spool) {
+		answer_refusal(job);
+	} else if (seg->literal > session_config(s)->max_session_spool) {
 		/* too much to read only to throw away */
-		log_info(s->id, "non-synchronizing literal of %llu bytes refused",
+		log_info(session_id(s), "non-synchronizing literal of %llu bytes refused",
 		    (unsigned long long)seg->literal);
 		session_close(s, "Literal too large");
 	} else {
@@ -241,6 +287,8 @@ static bool
 set_mailbox(struct append_job *job, const char *name, size_t len)
 {
 	free(job->mailbox);
+	free(job->mailbox_wire);
+	job->mailbox_wire = NULL;
 	if ((job->mailbox = malloc(len + 1)) == NULL)
 		return false;
 	memcpy(job->mailbox, name, len);
@@ -253,16 +301,19 @@ set_mailbox(struct append_job *job, const char *name, size_t len)
 static enum command_verdict
 multiappend_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
-	struct append_job *job;
 	const struct imap_token *tag = &seg->tok[0];
+	struct append_job *job;
 
-	if ((job = calloc(1, sizeof(*job))) == NULL) {
+	if ((job = calloc(1, sizeof(*job))) == NULL ||
+	    (job->md = EVP_MD_CTX_new()) == NULL) {
+		free(job);
 		session_close(s, "Out of memory");
 		return VERDICT_CLOSE;
 	}
+	job->s = s;
 	memcpy(job->tag, buf + tag->off, tag->len);
 	job->taglen = tag->len;
-	s->append = job;
+	session_set_job(s, job);
 	return VERDICT_TAKEN;
 }
 
@@ -285,94 +336,115 @@ valid_attrs(const struct imap_segment *seg, unsigned i, unsigned end)
 
 /* The command is complete: its turn comes when the relay lets it. */
 static void
-finish_reading(struct session *s)
+finish_reading(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
+	struct session *s = job->s;
 
 	relay_release_input(s);
 	relay_hold(s, RELAY_HOLD_APPEND, true);
-	job->state = APPEND_QUEUED;
-	job->emulated = job->nmsgs > 1 && !s->caps.multiappend;
-	log_debug(s->id, "APPEND of %u message%s (%llu bytes) spooled, %s",
+	enter_state(job, JOB_QUEUED);
+	job->emulated = job->nmsgs > 1 && !response_caps(s)->multiappend;
+	log_debug(session_id(s), "APPEND of %u message%s (%llu bytes) spooled, %s",
 	    job->nmsgs, job->nmsgs == 1 ? "" : "s",
 	    (unsigned long long)spool_size(job->spool),
 	    job->emulated ? "emulating MULTIAPPEND" : "replaying as one command");
 	multiappend_kick(s);
 }
 
-/* A message literal is announced: check it against every limit. */
-static void
-message_literal(struct session *s, struct imap_framer *fr, const char *buf,
-    const struct imap_segment *seg, unsigned first_attr)
+/* A message literal is announced: NULL when it is within every limit,
+ * otherwise the refusal. */
+static const char *
+over_limit(struct append_job *job, uint64_t size, char *why, size_t whylen)
 {
-	struct append_job *job = job_of(s);
-	const struct config *cfg = s->proxy->cfg;
-	uint64_t size = seg->literal, limit = multiappend_limit(s);
+	const struct config *cfg = session_config(job->s);
+	uint64_t limit = multiappend_limit(job->s);
 	uint64_t spooled = job->spool != NULL ? spool_size(job->spool) : 0;
-	struct append_msg *m;
-	size_t off, end;
 
-	if (size == 0) {
-		refuse(s, fr, seg, "NO Zero-length message literal: APPEND cancelled");
-		return;
-	}
-	if (size > limit) {
-		refuse(s, fr, seg, "NO [TOOBIG] Message of %llu bytes is larger than the "
-		    "limit of %llu bytes", (unsigned long long)size,
+	if (size == 0)
+		return "NO Zero-length message literal: APPEND cancelled";
+	if (size > limit)
+		snprintf(why, whylen, "NO [TOOBIG] Message of %llu bytes is larger than "
+		    "the limit of %llu bytes", (unsigned long long)size,
 		    (unsigned long long)limit);
-		return;
-	}
-	if (job->nmsgs + 1 > cfg->max_messages) {
-		refuse(s, fr, seg, "NO [LIMIT] More than %u messages in one APPEND",
+	else if (job->nmsgs + 1 > cfg->max_messages)
+		snprintf(why, whylen, "NO [LIMIT] More than %u messages in one APPEND",
 		    cfg->max_messages);
-		return;
-	}
-	if (spooled + size > cfg->max_session_spool) {
-		refuse(s, fr, seg, "NO [LIMIT] This APPEND is larger than the %llu bytes "
-		    "a session may upload at once",
+	else if (spooled + size > cfg->max_session_spool)
+		snprintf(why, whylen, "NO [LIMIT] This APPEND is larger than the %llu "
+		    "bytes a session may upload at once",
 		    (unsigned long long)cfg->max_session_spool);
-		return;
-	}
-	if (spool_reserve(size) != 0) {
-		refuse(s, fr, seg, "NO [LIMIT] The proxy's spool is full, try again later");
-		return;
-	}
-	job->reserved += size;
-	if (job->spool == NULL && (job->spool = spool_open()) == NULL) {
-		log_error(s->id, "cannot create a spool file: %s", strerror(errno));
-		refuse(s, fr, seg, "NO [UNAVAILABLE] The proxy cannot store the upload: %s",
-		    strerror(errno));
-		return;
-	}
+	else if (spool_reserve(size) != 0)
+		return "NO [LIMIT] The proxy's spool is full, try again later";
+	else
+		return NULL;
+	return why;
+}
+
+/* Room for one more message; NULL when out of memory. */
+static struct append_msg *
+add_message(struct append_job *job)
+{
+	struct append_msg *m;
+
 	if (job->nmsgs == job->cap) {
 		unsigned cap = job->cap ? job->cap * 2 : 8;
 		struct append_msg *msgs = realloc(job->msgs, cap * sizeof(*msgs));
 
-		if (msgs == NULL) {
-			refuse(s, fr, seg, "NO [SERVERBUG] Out of memory");
-			return;
-		}
+		if (msgs == NULL)
+			return NULL;
 		job->msgs = msgs;
 		job->cap = cap;
 	}
 	m = &job->msgs[job->nmsgs++];
 	memset(m, 0, sizeof(*m));
-	m->off = spooled;
-	m->size = size;
+	m->job = job;
+	return m;
+}
+
+/* A message literal is announced: check it against every limit. */
+static void
+message_literal(struct append_job *job, struct imap_framer *fr, const char *buf,
+    const struct imap_segment *seg, unsigned first_attr)
+{
+	struct session *s = job->s;
+	uint64_t size = seg->literal;
+	struct append_msg *m;
+	size_t off, end;
+	char why[200];
+	const char *no;
+
+	if ((no = over_limit(job, size, why, sizeof(why))) != NULL) {
+		refuse(job, fr, seg, "%s", no);
+		return;
+	}
+	job->reserved += size;
+	if (job->spool == NULL && (job->spool = spool_open()) == NULL) {
+		log_error(session_id(s), "cannot create a spool file: %s", strerror(errno));
+		refuse(job, fr, seg, "NO [UNAVAILABLE] The proxy cannot store the "
+		    "upload: %s", strerror(errno));
+		return;
+	}
+	if (EVP_DigestInit_ex(job->md, EVP_sha256(), NULL) != 1 ||
+	    (m = add_message(job)) == NULL) {
+		refuse(job, fr, seg, "NO [SERVERBUG] Out of memory");
+		return;
+	}
+	m->off = spool_size(job->spool);
+	m->u.size = size;
 	m->lit_flags = seg->literal_flags & IMAP_LIT_BINARY;
 	/* flags and date exactly as the client wrote them */
 	off = first_attr < seg->ntok ? seg->tok[first_attr].off : seg->literal_off;
 	end = seg->literal_off;
 	while (end > off && buf[end - 1] == ' ')
 		end--;
+	if (end - off > ATTRS_MAX) {
+		refuse(job, fr, seg, "BAD Flags and date of a message longer than %d "
+		    "bytes", ATTRS_MAX);
+		return;
+	}
 	if (end > off) {
-		if (end - off > ATTRS_MAX) {
-			refuse(s, fr, seg, "BAD Flags and date of a message longer than %d bytes",
-			    ATTRS_MAX);
-			return;
-		}
 		if ((m->attrs = malloc(end - off)) == NULL) {
-			refuse(s, fr, seg, "NO [SERVERBUG] Out of memory");
+			refuse(job, fr, seg, "NO [SERVERBUG] Out of memory");
 			return;
 		}
 		memcpy(m->attrs, buf + off, end - off);
@@ -382,128 +454,145 @@ message_literal(struct session *s, struct imap_framer *fr, const char *buf,
 		session_reply(s, "+ Ready for literal data");
 }
 
-static void
-append_segment(struct session *s, struct imap_framer *fr, struct evbuffer *in,
-    const char *buf, size_t len, const struct imap_segment *seg)
+/* The mailbox name, the first argument; false when the segment is used up
+ * (refused, or the name comes as a literal). */
+static bool
+read_mailbox(struct append_job *job, struct imap_framer *fr, const char *buf,
+    const struct imap_segment *seg, unsigned *i)
 {
-	struct append_job *job = job_of(s);
+	const struct imap_token *t = *i < seg->ntok ? &seg->tok[*i] : NULL;
+	char name[COMMAND_MAX_ARG_LEN];
+	int n;
+
+	if (t != NULL && t->kind == IMAP_TOK_LITERAL) {
+		if (seg->literal > COMMAND_MAX_ARG_LEN) {
+			refuse(job, fr, seg, "BAD Mailbox name longer than %d bytes",
+			    COMMAND_MAX_ARG_LEN);
+		} else if ((job->mailbox = calloc(1, seg->literal + 1)) == NULL) {
+			refuse(job, fr, seg, "NO [SERVERBUG] Out of memory");
+		} else {
+			job->mailbox_literal = true;
+			if (!(seg->literal_flags & IMAP_LIT_NONSYNC))
+				session_reply(job->s, "+ Ready for literal data");
+		}
+		return false;
+	}
+	if (t == NULL || (n = imap_unquote(buf, t, name, sizeof(name))) < 0) {
+		refuse(job, fr, seg, "BAD Missing or invalid mailbox name");
+		return false;
+	}
+	if (!set_mailbox(job, name, (size_t)n)) {
+		refuse(job, fr, seg, "NO Mailbox name not supported by this proxy");
+		return false;
+	}
+	(*i)++;
+	return true;
+}
+
+/* The rest of a refused command: read and dropped. */
+static void
+discard_segment(struct append_job *job, struct imap_framer *fr,
+    const struct imap_segment *seg)
+{
+	if (seg->last || !(seg->literal_flags & IMAP_LIT_NONSYNC)) {
+		if (!seg->last)
+			imap_framer_reset_line(fr);
+		answer_refusal(job);
+		return;
+	}
+	if (seg->literal > session_config(job->s)->max_session_spool)
+		session_close(job->s, "Literal too large");
+	else
+		imap_framer_skip_literal(fr);
+}
+
+/* One segment of the command (it is consumed by the caller afterwards:
+ * buf must stay readable until then). */
+static void
+append_segment(struct append_job *job, struct imap_framer *fr,
+    const struct imap_frame *f)
+{
+	const struct imap_segment *seg = &f->seg;
 	unsigned i = seg->first ? 2 : 0, end = seg->ntok;
 
 	if (job->discarding) {
-		imap_framer_drop(fr, in, len);
-		if (seg->last || !(seg->literal_flags & IMAP_LIT_NONSYNC)) {
-			if (!seg->last)
-				imap_framer_reset_line(fr);
-			answer_refusal(s);
-			return;
-		}
-		if (seg->literal > s->proxy->cfg->max_session_spool)
-			session_close(s, "Literal too large");
-		else
-			imap_framer_skip_literal(fr);
+		discard_segment(job, fr, seg);
 		return;
 	}
 	if (!seg->last && !seg->truncated)
 		end--;		/* the literal token */
-	if (job->mailbox == NULL) {
-		const struct imap_token *t = i < seg->ntok ? &seg->tok[i] : NULL;
-		char name[COMMAND_MAX_ARG_LEN];
-		int n;
-
-		if (t != NULL && t->kind == IMAP_TOK_LITERAL) {
-			if (seg->literal > COMMAND_MAX_ARG_LEN) {
-				refuse(s, fr, seg, "BAD Mailbox name longer than %d bytes",
-				    COMMAND_MAX_ARG_LEN);
-			} else if ((job->mailbox = calloc(1, seg->literal + 1)) == NULL) {
-				refuse(s, fr, seg, "NO [SERVERBUG] Out of memory");
-			} else {
-				job->mailbox_literal = true;
-				if (!(seg->literal_flags & IMAP_LIT_NONSYNC))
-					session_reply(s, "+ Ready for literal data");
-			}
-			imap_framer_drop(fr, in, len);
-			return;
-		}
-		if (t == NULL || (n = imap_unquote(buf, t, name, sizeof(name))) < 0) {
-			refuse(s, fr, seg, "BAD Missing or invalid mailbox name");
-			imap_framer_drop(fr, in, len);
-			return;
-		}
-		if (!set_mailbox(job, name, (size_t)n)) {
-			refuse(s, fr, seg, "NO Mailbox name not supported by this proxy");
-			imap_framer_drop(fr, in, len);
-			return;
-		}
-		i++;
-	}
+	if (job->mailbox == NULL && !read_mailbox(job, fr, f->buf, seg, &i))
+		return;
 	if (seg->last) {
 		if (i < seg->ntok || job->nmsgs == 0)
-			refuse(s, fr, seg, "BAD Missing message literal");
+			refuse(job, fr, seg, "BAD Missing message literal");
 		else
-			finish_reading(s);
-		imap_framer_drop(fr, in, len);
+			finish_reading(job);
 		return;
 	}
-	if (!seg->truncated && !valid_attrs(seg, i, end)) {
-		refuse(s, fr, seg, "BAD Invalid flags or date-time before a message");
-		imap_framer_drop(fr, in, len);
+	if (seg->truncated || !valid_attrs(seg, i, end)) {
+		refuse(job, fr, seg, "BAD Invalid flags or date-time before a message");
 		return;
 	}
-	message_literal(s, fr, buf, seg, i);
-	imap_framer_drop(fr, in, len);
+	message_literal(job, fr, f->buf, seg, i);
+}
+
+/* The whole mailbox name has arrived as a literal. */
+static void
+mailbox_literal_done(struct append_job *job)
+{
+	char *name = job->mailbox;
+
+	job->mailbox = NULL;
+	job->mailbox_literal = false;
+	if (!set_mailbox(job, name, job->mailbox_len)) {
+		set_text(&job->refusal, "NO Mailbox name not supported by this proxy");
+		job->discarding = true;
+	}
+	free(name);
 }
 
 /* n bytes of the current literal: the mailbox name, or a message to spool.
  * Each byte is consumed exactly once, through fr. */
 static void
-append_literal(struct session *s, struct imap_framer *fr, struct evbuffer *in,
+append_literal(struct append_job *job, struct imap_framer *fr, struct evbuffer *in,
     size_t n)
 {
-	struct append_job *job = job_of(s);
+	unsigned dlen;
+	int err;
 
 	if (job->mailbox_literal) {
 		evbuffer_remove(in, job->mailbox + job->mailbox_len, n);
 		imap_framer_consumed(fr, n);
 		job->mailbox_len += n;
-		if (imap_framer_literal_left(fr) == 0) {
-			/* the whole name is in */
-			char *name = job->mailbox;
-
-			job->mailbox = NULL;
-			job->mailbox_literal = false;
-			if (!set_mailbox(job, name, job->mailbox_len)) {
-				free(job->refusal);
-				job->refusal = strdup("NO Mailbox name not supported by this proxy");
-				job->discarding = true;
-			}
-			free(name);
-		}
+		if (imap_framer_literal_left(fr) == 0)
+			mailbox_literal_done(job);
 		return;
 	}
 	if (job->discarding) {
 		imap_framer_drop(fr, in, n);
 		return;
 	}
-	if (spool_write(job->spool, in, n) != 0) {
-		int err = errno;
+	if (spool_write(job->spool, in, n, job->md) == 0) {
+		struct append_msg *m = &job->msgs[job->nmsgs - 1];
 
-		/* spool_write took exactly n bytes out of in either way; the
-		 * rest of the literal is dropped by the framer as it comes */
 		imap_framer_consumed(fr, n);
-		imap_framer_skip_literal(fr);
-		log_error(s->id, "spool write failed: %s", strerror(err));
-		if (job->refusal == NULL && asprintf(&job->refusal,
-		    "NO [UNAVAILABLE] The proxy cannot store the upload: %s",
-		    strerror(err)) < 0)
-			job->refusal = NULL;
-		job->discarding = true;
-		spool_close(job->spool);
-		job->spool = NULL;
-		spool_release(job->reserved);
-		job->reserved = 0;
+		if (imap_framer_literal_left(fr) == 0 &&
+		    EVP_DigestFinal_ex(job->md, m->u.digest, &dlen) != 1)
+			memset(m->u.digest, 0, sizeof(m->u.digest));
 		return;
 	}
+	/* spool_write took exactly n bytes out of in either way; the rest of
+	 * the literal is dropped by the framer as it comes */
+	err = errno;
 	imap_framer_consumed(fr, n);
+	imap_framer_skip_literal(fr);
+	log_error(session_id(job->s), "spool write failed: %s", strerror(err));
+	if (job->refusal == NULL && asprintf(&job->refusal, "NO [UNAVAILABLE] The "
+	    "proxy cannot store the upload: %s", strerror(err)) < 0)
+		job->refusal = NULL;
+	job->discarding = true;
+	release_spool(job);
 }
 
 /* The command's input, frame by frame, while it arrives. */
@@ -511,40 +600,96 @@ static void
 multiappend_input(struct session *s, struct imap_framer *fr, struct evbuffer *in,
     const struct imap_frame *f)
 {
-	if (f->kind == IMAP_FRAME_LITERAL)
-		append_literal(s, fr, in, f->len);
-	else
-		append_segment(s, fr, in, f->buf, f->len, &f->seg);
+	struct append_job *job = session_job(s);
+
+	if (f->kind == IMAP_FRAME_LITERAL) {
+		append_literal(job, fr, in, f->len);
+		return;
+	}
+	/* the job may end here (a refusal answered): only fr is used after */
+	append_segment(job, fr, f);
+	imap_framer_drop(fr, in, f->len);
 }
+
+/* ---- replaying it upstream ---- */
 
 /* Whether a literal of this size may go up without waiting for "+". */
 static bool
-nonsync_ok(const struct session *s, uint64_t size)
+nonsync_ok(const struct append_job *job, uint64_t size)
 {
-	return capability_nonsync_ok(&s->caps, size);
+	return capability_nonsync_ok(response_caps(job->s), size);
 }
 
-static void replay_answered(struct session *, struct pending *, const struct answer *);
+/* The upstream's "+" for a replayed literal: ours, not the client's. */
+static bool
+replay_plus(struct session *s, void *arg)
+{
+	struct append_job *job = arg;
+
+	(void)s;
+	job->wait_plus = false;
+	pump(job);
+	return false;
+}
+
+/* "APPENDUID uidvalidity uid" in an answer's response code. */
+static void
+read_appenduid(struct append_job *job, const struct answer *a, uint32_t *uid)
+{
+	const struct imap_token *code = imap_code(a->line, a->seg, "APPENDUID");
+	uint32_t validity, uids[1];
+	size_t n = 0;
+
+	if (code != NULL && uidset_parse_appenduid(a->line + code->off, code->len,
+	    &validity, uids, 1, &n) == 0 && n == 1) {
+		job->uidvalidity = validity;
+		*uid = uids[0];
+	}
+}
 
 static void
-begin_message(struct session *s, unsigned i)
+replay_answered(void *ctx, const struct answer *a)
 {
-	struct append_job *job = job_of(s);
-	struct evbuffer *out = bufferevent_get_output(s->upstream);
+	struct append_msg *m = ctx;
+	struct append_job *job = m->job;
+
+	job->answered++;
+	if (a->ok) {
+		m->u.state = UPLOAD_STORED;
+		read_appenduid(job, a, &m->u.uid);
+	} else {
+		m->u.state = UPLOAD_REFUSED;
+		if (job->failure == NULL) {
+			size_t off = a->seg->ntok >= 2 ? a->seg->tok[1].off : 0;
+
+			job->failure = strndup(a->line + off, a->len - off);
+			log_info(session_id(job->s), "upstream refused message %zu of %u: %s",
+			    (size_t)(m - job->msgs) + 1, job->nmsgs, job->failure);
+		}
+	}
+	resolve(job);
+}
+
+static const struct reply_ops replay_ops = { .tagged = replay_answered };
+
+static void
+begin_message(struct append_job *job, unsigned i)
+{
+	struct session *s = job->s;
+	struct evbuffer *out = session_upstream_output(s);
 	struct append_msg *m = &job->msgs[i];
-	bool nonsync = nonsync_ok(s, m->size);
+	bool nonsync = nonsync_ok(job, m->u.size);
 
 	if (job->emulated) {
-		struct pending *p = session_internal_pending(s, replay_answered);
+		struct pending *p = session_command_pending(s, &replay_ops, m);
 
 		if (p == NULL) {
 			session_close(s, "Out of memory");
 			return;
 		}
-		p->cookie = i;
 		evbuffer_add_printf(out, "%s APPEND %s", p->tag,
 		    job->staging_wire != NULL ? job->staging_wire : job->mailbox_wire);
-		m->state = MSG_SENT;
+		m->u.state = UPLOAD_SENT;
 		job->sent++;
 	} else if (i == 0) {
 		evbuffer_add_printf(out, "%.*s APPEND %s", (int)job->taglen, job->tag,
@@ -556,10 +701,10 @@ begin_message(struct session *s, unsigned i)
 	}
 	evbuffer_add_printf(out, " %s{%llu%s}\r\n",
 	    (m->lit_flags & IMAP_LIT_BINARY) ? "~" : "",
-	    (unsigned long long)m->size, nonsync ? "+" : "");
+	    (unsigned long long)m->u.size, nonsync ? "+" : "");
 	job->cur = i;
 	job->cur_off = m->off;
-	job->cur_left = m->size;
+	job->cur_left = m->u.size;
 	job->in_literal = true;
 	if (!nonsync) {
 		job->wait_plus = true;
@@ -568,79 +713,68 @@ begin_message(struct session *s, unsigned i)
 }
 
 static void
-end_message(struct session *s)
+end_message(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-
 	job->in_literal = false;
 	if (job->emulated || job->cur + 1 == job->nmsgs)
-		evbuffer_add(bufferevent_get_output(s->upstream), "\r\n", 2);
+		evbuffer_add(session_upstream_output(job->s), "\r\n", 2);
 }
 
 /* Feed the upstream as its output drains. */
 static void
-pump(struct session *s)
+pump(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-	struct evbuffer *out = bufferevent_get_output(s->upstream);
+	struct session *s = job->s;
+	struct evbuffer *out = session_upstream_output(s);
 
-	while (!s->closing && s->append == job && job->state == APPEND_SENDING) {
+	while (!session_closing(s) && job->state == JOB_SENDING) {
 		if (job->wait_plus || session_output_full(s, SESSION_UPSTREAM))
 			return;
 		if (job->cur_left > 0) {
 			size_t n = job->cur_left < SEND_CHUNK ? (size_t)job->cur_left : SEND_CHUNK;
 
 			if (spool_read(job->spool, job->cur_off, n, out) != 0) {
-				log_error(s->id, "spool read failed: %s", strerror(errno));
+				log_error(session_id(s), "spool read failed: %s", strerror(errno));
 				session_close(s, "Internal error in the proxy's spool");
 				return;
 			}
 			job->cur_off += n;
 			job->cur_left -= n;
-			continue;
-		}
-		if (job->in_literal) {
-			end_message(s);
-			continue;
-		}
-		if (job->next < job->nmsgs && job->failure == NULL) {
-			begin_message(s, job->next++);
-			continue;
-		}
-		if (!job->emulated) {
+		} else if (job->in_literal) {
+			end_message(job);
+		} else if (job->next < job->nmsgs && job->failure == NULL) {
+			begin_message(job, job->next++);
+		} else if (!job->emulated) {
 			/* all of it is on its way; the upstream's answer to the
 			 * client's tag is relayed like any other */
-			end_job(s);
+			end_job(job);
+			return;
+		} else {
+			job->sending_done = true;
+			resolve(job);
 			return;
 		}
-		job->sending_done = true;
-		maybe_finish(s);
-		return;
 	}
 }
 
 static void
-start_one(struct session *s)
+start_one(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-
-	job->one = session_pending_add(s, job->tag, job->taglen, &multiappend_command);
+	job->one = session_pending_add(job->s, job->tag, job->taglen, &multiappend_command);
 	if (job->one == NULL) {
-		session_close(s, "Out of memory");
+		session_close(job->s, "Out of memory");
 		return;
 	}
-	job->state = APPEND_SENDING;
-	pump(s);
+	enter_state(job, JOB_SENDING);
+	pump(job);
 }
 
 static bool
-status_untagged(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+status_untagged(void *ctx, const char *buf, const struct imap_segment *seg)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = ctx;
 	unsigned i;
 
-	(void)p;
 	if (seg->first && (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "STATUS")))
 		return false;
 	for (i = 0; i + 1 < seg->ntok; i++) {
@@ -653,144 +787,124 @@ status_untagged(struct session *s, struct pending *p, const char *buf,
 	return true;
 }
 
+/* A missing mailbox shows in the first APPEND's answer, passed on. */
 static void
-status_done(struct session *s, struct pending *p, const struct answer *a)
+status_done(void *ctx, const struct answer *a)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = ctx;
 
-	(void)p;
 	(void)a;
-	/* a missing mailbox shows in the first APPEND's answer, passed on */
-	job->state = APPEND_SENDING;
-	pump(s);
+	job->here = HERE_NONE;
+	enter_state(job, JOB_SENDING);
+	pump(job);
 }
 
-static void
-staging_created(struct session *s, struct pending *p, const struct answer *a)
-{
-	struct append_job *job = job_of(s);
+static const struct reply_ops status_ops = {
+	.untagged = status_untagged, .tagged = status_done,
+};
 
-	(void)p;
-	if (!a->ok) {
-		log_warn(s->id, "cannot create the staging mailbox %s: %.*s",
-		    job->staging_wire, (int)a->len, a->line);
+static void
+staging_created(void *ctx, const char *error, const char *refusal)
+{
+	struct append_job *job = ctx;
+	bool failed = error != NULL || refusal != NULL;
+
+	staging_free(job->staging);	/* error and refusal are its */
+	job->staging = NULL;
+	job->here = HERE_NONE;
+	if (failed) {
 		free(job->staging_wire);
 		job->staging_wire = NULL;
-		free(job->failure);
-		job->failure = strdup("NO [CANNOT] The proxy could not create its "
+		set_text(&job->failure, "NO [CANNOT] The proxy could not create its "
 		    "staging mailbox for this MULTIAPPEND");
-		fail(s);
+		fail(job);
 		return;
 	}
-	job->state = APPEND_SENDING;
-	pump(s);
+	enter_state(job, JOB_SENDING);
+	pump(job);
 }
 
 /* No UIDPLUS: the upload goes into a staging mailbox first. */
 static void
-start_staging(struct session *s)
+start_staging(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-	unsigned char rnd[8];
-	char name[64];
+	struct session *s = job->s;
 
 	if (!credentials_usable(s)) {
-		free(job->failure);
-		job->failure = strdup("NO [CANNOT] This server lacks UIDPLUS: MULTIAPPEND "
-		    "through mappend then needs a LOGIN or AUTHENTICATE PLAIN login, or a "
-		    "configured master user");
-		log_warn(s->id, "MULTIAPPEND refused: upstream without UIDPLUS and no "
-		    "credentials for a second connection");
-		fail(s);
+		set_text(&job->failure, "NO [CANNOT] This server lacks UIDPLUS: "
+		    "MULTIAPPEND through mappend then needs a LOGIN or AUTHENTICATE "
+		    "PLAIN login, or a configured master user");
+		log_warn(session_id(s), "MULTIAPPEND refused: upstream without UIDPLUS "
+		    "and no credentials for a second connection");
+		fail(job);
 		return;
 	}
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-		session_close(s, "Internal error");
-		return;
-	}
-	snprintf(name, sizeof(name), "mappend-staging-%02x%02x%02x%02x%02x%02x%02x%02x",
-	    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	job->staging_wire = imap_quote(name, strlen(name));
-	job->state = APPEND_PREPARING;
-	if (job->staging_wire == NULL ||
-	    session_internal_command(s, staging_created, "CREATE %s",
-	    job->staging_wire) == NULL)
+	enter_state(job, JOB_PREPARING);
+	job->here = HERE_STAGING;
+	if ((job->staging_wire = staging_name()) == NULL ||
+	    (job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
+	    STAGING_CREATE, job->staging_wire, NULL, staging_created, job)) == NULL)
 		session_close(s, "Out of memory");
 }
 
 /* Several messages, all or nothing: the upstream's state must be known,
  * so the commands before this one are answered first. */
 static void
-start_emulation(struct session *s)
+start_emulation(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-	struct pending *p;
+	struct session *s = job->s;
 
-	if (!s->caps.uidplus) {
-		start_staging(s);
+	if (!response_caps(s)->uidplus) {
+		start_staging(job);
 		return;
 	}
-	job->state = APPEND_PREPARING;
-	p = session_internal_command(s, status_done, "STATUS %s (UIDNEXT)",
-	    job->mailbox_wire);
-	if (p == NULL) {
+	enter_state(job, JOB_PREPARING);
+	job->here = HERE_STATUS;
+	if (session_command(s, &status_ops, job, "STATUS %s (UIDNEXT)",
+	    job->mailbox_wire) == NULL)
 		session_close(s, "Out of memory");
-		return;
-	}
-	p->untagged = status_untagged;
+}
+
+/* A "+" the replay waits for must not be confused with one owed to a
+ * command still in flight: replayed as it came, the command only goes
+ * when all of it is non-synchronizing or nothing is in flight. */
+static bool
+may_start(const struct append_job *job, bool quiet)
+{
+	unsigned i;
+
+	if (job->emulated || quiet)
+		return quiet;
+	for (i = 0; i < job->nmsgs; i++)
+		if (!nonsync_ok(job, job->msgs[i].u.size))
+			return false;
+	return true;
 }
 
 void
 multiappend_kick(struct session *s)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = session_job(s);
 	bool quiet;
 
-	if (job == NULL || s->closing || s->upstream == NULL)
+	if (job == NULL || session_closing(s) || !session_has_upstream(s))
 		return;
-	quiet = session_pending_count(s) == 0 && !s->caps_pending && relay_quiet(s);
-	switch (job->state) {
-	case APPEND_QUEUED:
-		if (!job->emulated) {
-			/* a "+" we wait for must not be confused with one owed
-			 * to a command still in flight */
-			bool all_nonsync = true;
-			unsigned i;
-
-			for (i = 0; i < job->nmsgs; i++)
-				if (!nonsync_ok(s, job->msgs[i].size))
-					all_nonsync = false;
-			if (all_nonsync || quiet)
-				start_one(s);
-			return;
-		}
-		if (quiet)
-			start_emulation(s);
-		return;
-	case APPEND_SENDING:
-		pump(s);
-		return;
-	default:
-		return;
+	quiet = session_pending_count(s) == 0 && relay_quiet(s);
+	if (job->state == JOB_QUEUED && may_start(job, quiet)) {
+		if (job->emulated)
+			start_emulation(job);
+		else
+			start_one(job);
+	} else if (job->state == JOB_SENDING) {
+		pump(job);
 	}
-}
-
-/* The upstream's "+" for a replayed literal: ours, not the client's. */
-static bool
-replay_plus(struct session *s, void *arg)
-{
-	struct append_job *job = arg;
-
-	job->wait_plus = false;
-	pump(s);
-	return false;
 }
 
 /* The client's APPEND, replayed as one command, was answered. */
 static void
 multiappend_answered(struct session *s, struct pending *p, const struct answer *a)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = session_job(s);
 
 	(void)a;
 	if (job == NULL || job->one != p)
@@ -799,406 +913,314 @@ multiappend_answered(struct session *s, struct pending *p, const struct answer *
 	 * literal): the rest is not wanted */
 	if (job->wait_plus)
 		relay_expect_plus(s, NULL, NULL);
-	end_job(s);
+	end_job(job);
 }
 
-/* "APPENDUID uidvalidity uid" in the answer's response code */
-static void
-parse_appenduid(const char *buf, const struct imap_segment *seg, uint32_t *validity,
-    uint32_t *uid)
-{
-	unsigned i;
+/* ---- the outcome ---- */
 
-	for (i = 0; i < seg->ntok; i++) {
-		const struct imap_token *t = &seg->tok[i];
-		unsigned long long v, u;
-		char code[64];
-
-		if (t->kind != IMAP_TOK_CODE || t->len >= sizeof(code))
-			continue;
-		memcpy(code, buf + t->off, t->len);
-		code[t->len] = '\0';
-		if (sscanf(code, "APPENDUID %llu %llu", &v, &u) == 2 &&
-		    v <= UINT32_MAX && u > 0 && u <= UINT32_MAX) {
-			*validity = (uint32_t)v;
-			*uid = (uint32_t)u;
-		}
-	}
-}
-
-static void
-replay_answered(struct session *s, struct pending *p, const struct answer *a)
-{
-	struct append_job *job = job_of(s);
-	struct append_msg *m = &job->msgs[p->cookie];
-
-	job->answered++;
-	if (a->ok) {
-		m->state = MSG_STORED;
-		parse_appenduid(a->line, a->seg, &job->uidvalidity, &m->uid);
-	} else {
-		m->state = MSG_REFUSED;
-		if (job->failure == NULL) {
-			size_t off = a->seg->ntok >= 2 ? a->seg->tok[1].off : 0;
-
-			job->failure = strndup(a->line + off, a->len - off);
-			log_info(s->id, "upstream refused message %lu of %u: %s",
-			    p->cookie + 1, job->nmsgs, job->failure);
-		}
-	}
-	maybe_finish(s);
-}
-
-/* "1:3,7" from the UIDs of the stored messages, in append order. */
+/* The UIDs of the stored messages, in append order; *n of them. */
 static char *
-uid_set(const struct append_job *job, size_t *count)
+stored_uids(const struct append_job *job, size_t *n)
 {
-	char *out = NULL;
-	size_t len = 0, n = 0;
-	FILE *f = open_memstream(&out, &len);
+	uint32_t *uids = calloc(job->nmsgs + 1, sizeof(*uids));
+	char *set;
 	unsigned i;
-	uint32_t start = 0, prev = 0;
 
-	if (f == NULL)
+	*n = 0;
+	if (uids == NULL)
 		return NULL;
-	for (i = 0; i < job->nmsgs; i++) {
-		uint32_t uid = job->msgs[i].uid;
-
-		if (job->msgs[i].state != MSG_STORED || uid == 0)
-			continue;
-		if (n > 0 && uid == prev + 1) {
-			prev = uid;
-			n++;
-			continue;
-		}
-		if (n > 0)
-			fprintf(f, start == prev ? "%u," : "%u:%u,", start, prev);
-		start = prev = uid;
-		n++;
-	}
-	if (n > 0)
-		fprintf(f, start == prev ? "%u" : "%u:%u", start, prev);
-	fclose(f);
-	*count = n;
-	return out;
+	for (i = 0; i < job->nmsgs; i++)
+		if (job->msgs[i].u.state == UPLOAD_STORED && job->msgs[i].u.uid != 0)
+			uids[(*n)++] = job->msgs[i].u.uid;
+	set = uidset_format(uids, *n);
+	free(uids);
+	return set;
 }
 
 static void
-succeed(struct session *s)
+succeed(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
+	struct session *s = job->s;
 	size_t n = 0;
-	char *set = uid_set(job, &n);
+	char *set = stored_uids(job, &n);
 
-	if (s->caps.uidplus && set != NULL && n == job->nmsgs)
+	if (response_caps(s)->uidplus && set != NULL && n == job->nmsgs)
 		session_reply(s, "%.*s OK [APPENDUID %u %s] Append completed",
 		    (int)job->taglen, job->tag, job->uidvalidity, set);
 	else
 		session_reply(s, "%.*s OK Append completed", (int)job->taglen, job->tag);
-	log_info(s->id, "MULTIAPPEND of %u messages to \"%s\" done%s%s", job->nmsgs,
-	    job->mailbox, set != NULL && *set ? ", UIDs " : "", set != NULL ? set : "");
+	log_info(session_id(s), "MULTIAPPEND of %u messages to \"%s\" done%s%s",
+	    job->nmsgs, job->mailbox, set != NULL && *set ? ", UIDs " : "",
+	    set != NULL ? set : "");
 	free(set);
-	end_job(s);
+	end_job(job);
 }
 
 /* The client's answer after a failure; the mailbox is as it was (or the
  * log says which UIDs could not be removed). */
 static void
-fail(struct session *s)
+fail(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-
-	if (!s->client_gone)
-		session_reply(s, "%.*s %s", (int)job->taglen, job->tag,
+	if (!session_client_gone(job->s))
+		session_reply(job->s, "%.*s %s", (int)job->taglen, job->tag,
 		    job->failure != NULL ? job->failure : "NO Append failed");
-	end_job(s);
+	end_job(job);
+}
+
+/* The target mailbox is selected on the client's usable connection
+ * (read_write: for writing). */
+static bool
+target_selected(const struct append_job *job, bool read_write)
+{
+	bool rw = false;
+	const char *selected = session_selected(job->s, &rw);
+
+	return !job->upstream_lost && session_has_upstream(job->s) &&
+	    selected != NULL && session_same_mailbox(selected, job->mailbox) &&
+	    (rw || !read_write);
 }
 
 static void
-rollback_expunged(struct session *s, struct pending *p, const struct answer *a)
+noop_done(void *ctx, const struct answer *a)
 {
-	struct append_job *job = job_of(s);
-	size_t n = 0;
-	char *set = uid_set(job, &n);
+	struct append_job *job = ctx;
+	enum here_wait here = job->here;
 
-	(void)p;
-	if (a->ok)
-		log_info(s->id, "rolled back: removed UIDs %s from \"%s\"", set, job->mailbox);
+	(void)a;
+	job->here = HERE_NONE;
+	if (here == HERE_NOOP_OK)
+		succeed(job);
 	else
-		log_error(s->id, "rollback failed: UIDs %s left in \"%s\" of user %s: %.*s",
-		    set, job->mailbox, s->creds.user != NULL ? s->creds.user : "?",
-		    (int)a->len, a->line);
-	free(set);
-	fail(s);
+		fail(job);
+}
+
+static const struct reply_ops noop_ops = { .tagged = noop_done };
+
+/* A client that has the target open hears of the change (EXISTS, EXPUNGE)
+ * before the tagged answer, so its view stays right; then the answer. */
+static void
+tell_then_answer(struct append_job *job, bool ok)
+{
+	if (!session_client_gone(job->s) && target_selected(job, false)) {
+		job->here = ok ? HERE_NOOP_OK : HERE_NOOP_NO;
+		if (session_command(job->s, &noop_ops, job, "NOOP") == NULL)
+			session_close(job->s, "Out of memory");
+	} else if (ok) {
+		succeed(job);
+	} else {
+		fail(job);
+	}
 }
 
 static void
-rollback_stored(struct session *s, struct pending *p, const struct answer *a)
+rolled_back(void *ctx, const char *error)
 {
-	struct append_job *job = job_of(s);
-	size_t n = 0;
-	char *set;
+	struct append_job *job = ctx;
 
-	(void)p;
-	if (!a->ok) {
-		rollback_expunged(s, p, a);
+	/* error belongs to the rollback: used before it is freed */
+	if (error != NULL)
+		log_error(session_id(job->s), "rollback failed: %s", error);
+	else if (job->rollback_remote)
+		log_info(session_id(job->s), "rolled back on a second connection: "
+		    "\"%s\" is as before", job->mailbox);
+	rollback_free(job->rollback);
+	job->rollback = NULL;
+	job->here = HERE_NONE;
+	if (job->rollback_remote)
+		tell_then_answer(job, false);
+	else
+		fail(job);
+}
+
+/* Remove exactly what this command added, then answer NO. */
+static void
+rollback(struct append_job *job)
+{
+	struct session *s = job->s;
+	struct upload_msg *msgs = calloc(job->nmsgs + 1, sizeof(*msgs));
+	struct rollback_plan plan;
+	struct rollback_target t;
+	struct login login;
+	unsigned i;
+	int have_login;
+
+	enter_state(job, JOB_ROLLBACK);
+	for (i = 0; msgs != NULL && i < job->nmsgs; i++)
+		msgs[i] = job->msgs[i].u;
+	if (msgs == NULL || rollback_plan(msgs, job->nmsgs, job->upstream_lost,
+	    target_selected(job, true), &plan) != 0) {
+		free(msgs);
+		session_close(s, "Out of memory");
 		return;
 	}
-	set = uid_set(job, &n);
-	if (set == NULL ||
-	    session_internal_command(s, rollback_expunged, "UID EXPUNGE %s", set) == NULL)
+	free(msgs);
+	if (rollback_plan_empty(&plan)) {
+		rollback_plan_free(&plan);
+		fail(job);
+		return;
+	}
+	t = (struct rollback_target){ job->mailbox, job->mailbox_wire, job->uidnext,
+	    credentials_user(s) };
+	have_login = plan.own_connection ? -1 : credentials_login(s, &login);
+	job->rollback_remote = !plan.own_connection;
+	job->here = plan.own_connection ? HERE_ROLLBACK : HERE_NONE;
+	job->rollback = rollback_start(session_proxy(s), session_id(s), s,
+	    have_login == 0 ? &login : NULL, &plan, &t, rolled_back, job);
+	if (have_login == 0)
+		login_clear(&login);
+	rollback_plan_free(&plan);
+	if (job->rollback == NULL)
 		session_close(s, "Out of memory");
-	free(set);
 }
 
 static void
-noop_then_fail(struct session *s, struct pending *p, const struct answer *a)
+staging_copied(void *ctx, const char *error, const char *refusal)
 {
-	(void)p;
-	(void)a;
-	fail(s);
+	struct append_job *job = ctx;
+	bool failed = error != NULL || refusal != NULL;
+
+	if (error != NULL)
+		log_error(session_id(job->s), "copying the staged upload into "
+		    "\"%s\" failed: %s", job->mailbox, error);
+	if (failed)
+		set_text(&job->failure, refusal != NULL ? refusal :
+		    "NO [UNAVAILABLE] The proxy could not complete the upload");
+	staging_free(job->staging);	/* error and refusal are its */
+	job->staging = NULL;
+	if (failed)
+		fail(job);
+	else
+		tell_then_answer(job, true);
 }
 
 static void
-remote_rollback_done(struct session *s, const char *error, const char *refusal)
+staging_dropped(void *ctx, const char *error, const char *refusal)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = ctx;
 
 	(void)refusal;
 	if (error != NULL)
-		log_error(s->id, "rollback on a second connection failed: %s", error);
-	else
-		log_info(s->id, "rolled back on a second connection: \"%s\" is as before",
-		    job->mailbox);
-	/* a client that has the mailbox open (read-only) hears of the
-	 * EXPUNGEs before the tagged NO, so its view stays right */
-	if (!s->client_gone && !job->upstream_lost && s->upstream != NULL &&
-	    s->selected != NULL && session_same_mailbox(s->selected, job->mailbox)) {
-		if (session_internal_command(s, noop_then_fail, "NOOP") == NULL)
-			session_close(s, "Out of memory");
-		return;
-	}
-	fail(s);
+		log_error(session_id(job->s), "the staging mailbox %s of user %s is "
+		    "left behind: %s", job->staging_wire, credentials_user(job->s), error);
+	staging_free(job->staging);	/* error is its */
+	job->staging = NULL;
+	job->here = HERE_NONE;
+	fail(job);
 }
 
+/* Everything is in the staging mailbox, or something went wrong: one COPY
+ * into the target, or the staging mailbox goes. */
 static void
-rollback(struct session *s)
+finish_staging(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-	struct removal r;
-	size_t n = 0, i, k = 0;
-	char *set = uid_set(job, &n);
-	bool unknown = false;
+	struct session *s = job->s;
+	bool copy = job->failure == NULL && !session_client_gone(s);
+	bool here = !copy && !job->upstream_lost && session_has_upstream(s);
+	struct login login;
+	int have_login = here ? -1 : credentials_login(s, &login);
 
-	job->state = APPEND_ROLLBACK;
-	for (i = 0; i < job->nmsgs; i++) {
-		enum msg_state st = job->msgs[i].state;
-
-		if ((st == MSG_STORED && job->msgs[i].uid == 0) ||
-		    (st == MSG_SENT && job->upstream_lost))
-			unknown = true;
-	}
-	if (n == 0 && !unknown) {
-		free(set);
-		fail(s);
-		return;
-	}
-	/* the client has the mailbox open read-write: it sees the EXPUNGEs
-	 * right here, and its sequence numbers stay right */
-	if (!unknown && !job->upstream_lost && s->upstream != NULL &&
-	    s->selected != NULL && s->selected_rw &&
-	    session_same_mailbox(s->selected, job->mailbox)) {
-		if (session_internal_command(s, rollback_stored,
-		    "UID STORE %s +FLAGS.SILENT (\\Deleted)", set) == NULL)
-			session_close(s, "Out of memory");
-		free(set);
-		return;
-	}
-	free(set);
-	memset(&r, 0, sizeof(r));
-	r.mailbox = job->mailbox;
-	r.mailbox_wire = job->mailbox_wire;
-	r.uidnext = job->uidnext;
-	r.spool = job->spool;
-	r.uids = calloc(job->nmsgs, sizeof(*r.uids));
-	r.unknown = calloc(job->nmsgs, sizeof(*r.unknown));
-	if (r.uids == NULL || r.unknown == NULL) {
-		free(r.uids);
-		free(r.unknown);
+	enter_state(job, copy ? JOB_FINISHING : JOB_ROLLBACK);
+	job->here = here ? HERE_STAGING : HERE_NONE;
+	job->staging = staging_start(session_proxy(s), session_id(s), here ? s : NULL,
+	    have_login == 0 ? &login : NULL, copy ? STAGING_COPY : STAGING_DELETE,
+	    job->staging_wire, job->mailbox_wire, copy ? staging_copied : staging_dropped,
+	    job);
+	if (have_login == 0)
+		login_clear(&login);
+	if (job->staging == NULL)
 		session_close(s, "Out of memory");
-		return;
-	}
-	for (i = 0; i < job->nmsgs; i++) {
-		struct append_msg *m = &job->msgs[i];
-
-		if (m->state == MSG_STORED && m->uid != 0) {
-			r.uids[r.nuids++] = m->uid;
-		} else if ((m->state == MSG_STORED && m->uid == 0) ||
-		    (m->state == MSG_SENT && job->upstream_lost)) {
-			r.unknown[k].off = m->off;
-			r.unknown[k].size = m->size;
-			k++;
-		}
-	}
-	r.nunknown = k;
-	backchannel_remove(s, &r, remote_rollback_done);
-	free(r.uids);
-	free(r.unknown);
 }
 
+/*
+ * The one place that decides a job's fate, once every message sent has
+ * its answer (or none can come any more): finish it, or undo it.
+ */
 static void
-staging_deleted(struct session *s, struct pending *p, const struct answer *a)
+resolve(struct append_job *job)
 {
-	struct append_job *job = job_of(s);
-
-	(void)p;
-	if (!a->ok)
-		log_error(s->id, "could not delete the staging mailbox %s: %.*s",
-		    job->staging_wire, (int)a->len, a->line);
-	fail(s);
-}
-
-static void
-staged_noop_done(struct session *s, struct pending *p, const struct answer *a)
-{
-	(void)p;
-	(void)a;
-	succeed(s);
-}
-
-static void
-staging_copied(struct session *s, const char *error, const char *refusal)
-{
-	struct append_job *job = job_of(s);
-
-	if (error != NULL || refusal != NULL) {
-		if (error != NULL)
-			log_error(s->id, "copying the staged upload into \"%s\" failed: %s",
-			    job->mailbox, error);
-		free(job->failure);
-		job->failure = strdup(refusal != NULL ? refusal :
-		    "NO [UNAVAILABLE] The proxy could not complete the upload");
-		fail(s);
+	if (job->state != JOB_SENDING)
 		return;
-	}
-	/* the client has the target open: let it hear of the new messages
-	 * before the tagged OK */
-	if (!s->client_gone && s->upstream != NULL && s->selected != NULL &&
-	    session_same_mailbox(s->selected, job->mailbox)) {
-		if (session_internal_command(s, staged_noop_done, "NOOP") == NULL)
-			session_close(s, "Out of memory");
+	if (!job->sending_done && job->failure == NULL && !job->upstream_lost)
 		return;
-	}
-	succeed(s);
-}
-
-/* Everything is in the staging mailbox, or something was refused. */
-static void
-finish_staging(struct session *s)
-{
-	struct append_job *job = job_of(s);
-
-	job->state = APPEND_ROLLBACK;
-	if (job->failure == NULL && !s->client_gone) {
-		backchannel_copy(s, job->staging_wire, job->mailbox_wire, staging_copied);
-		return;
-	}
-	if (s->upstream == NULL ||
-	    session_internal_command(s, staging_deleted, "DELETE %s",
-	    job->staging_wire) == NULL) {
-		log_error(s->id, "the staging mailbox %s of user %s is left behind",
-		    job->staging_wire, s->creds.user != NULL ? s->creds.user : "?");
-		fail(s);
-	}
-}
-
-static void
-maybe_finish(struct session *s)
-{
-	struct append_job *job = job_of(s);
-
-	if (job == NULL || job->state != APPEND_SENDING)
-		return;
-	if (!job->sending_done && job->failure == NULL)
-		return;
-	if (job->in_literal || job->wait_plus || job->cur_left > 0)
-		return;		/* a literal must be finished first */
-	if (job->answered < job->sent)
-		return;
+	if (!job->upstream_lost && (job->in_literal || job->wait_plus ||
+	    job->cur_left > 0 || job->answered < job->sent))
+		return;		/* a literal or an answer is still to come */
 	job->sending_done = true;
-	if (job->staging_wire != NULL) {
-		finish_staging(s);
-		return;
-	}
-	if (job->failure == NULL && !s->client_gone)
-		succeed(s);
+	if (job->staging_wire != NULL)
+		finish_staging(job);
+	else if (job->failure == NULL && !session_client_gone(job->s))
+		succeed(job);
 	else
-		rollback(s);
+		rollback(job);
 }
+
+/* ---- the session's hooks ---- */
 
 bool
 multiappend_client_gone(struct session *s)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = session_job(s);
 
 	if (job == NULL)
 		return false;
-	if (job->state == APPEND_READING || job->state == APPEND_QUEUED ||
-	    !job->emulated) {
+	if (job->state == JOB_READING || job->state == JOB_QUEUED || !job->emulated) {
 		/* nothing of it went upstream, or it is the upstream's own
 		 * command now: nothing to finish */
 		multiappend_free(s);
 		return false;
 	}
-	log_info(s->id, "client left during MULTIAPPEND: it never saw OK, "
+	log_info(session_id(s), "client left during MULTIAPPEND: it never saw OK, "
 	    "so the messages are removed again");
 	if (job->failure == NULL)
 		job->failure = strdup("NO Client disconnected");
 	return true;
 }
 
-static void
-staging_dropped(struct session *s, const char *error, const char *refusal)
-{
-	struct append_job *job = job_of(s);
-
-	(void)refusal;
-	if (error != NULL)
-		log_error(s->id, "the staging mailbox %s of user %s is left behind: %s",
-		    job->staging_wire, s->creds.user != NULL ? s->creds.user : "?", error);
-	fail(s);
-}
-
+/*
+ * The client's upstream connection broke.  What went up is removed on a
+ * second connection (rollback.c finds even the messages whose answer was
+ * lost); work already on a second connection goes on; an answer the job
+ * waited for on the broken connection will never come, so the job moves on
+ * without it.
+ */
 bool
 multiappend_upstream_gone(struct session *s)
 {
-	struct append_job *job = job_of(s);
+	struct append_job *job = session_job(s);
+	enum here_wait here;
 
-	if (job == NULL || !job->emulated || job->state == APPEND_READING ||
-	    job->state == APPEND_QUEUED)
+	if (job == NULL || !job->emulated || job->state == JOB_READING ||
+	    job->state == JOB_QUEUED)
 		return false;
 	job->upstream_lost = true;
-	if (s->backchannel != NULL)
-		return true;	/* the second connection finishes the job */
-	free(job->failure);
-	job->failure = strdup("NO [UNAVAILABLE] Connection to the upstream server "
+	set_text(&job->failure, "NO [UNAVAILABLE] Connection to the upstream server "
 	    "lost; nothing was appended");
-	job->in_literal = false;
-	job->wait_plus = false;
-	job->cur_left = 0;
-	job->sending_done = true;
-	job->answered = job->sent;
-	if (job->staging_wire != NULL) {
-		/* the target was never touched: only the staging mailbox goes */
-		job->state = APPEND_ROLLBACK;
-		backchannel_delete(s, job->staging_wire, staging_dropped);
-		return true;
+	here = job->here;
+	job->here = HERE_NONE;
+	switch (here) {
+	case HERE_STATUS:
+		fail(job);
+		break;
+	case HERE_STAGING:	/* the CREATE or DELETE may have run */
+		staging_free(job->staging);
+		job->staging = NULL;
+		finish_staging(job);
+		break;
+	case HERE_ROLLBACK:	/* again, on a second connection */
+		rollback_free(job->rollback);
+		job->rollback = NULL;
+		rollback(job);
+		break;
+	case HERE_NOOP_OK:
+		succeed(job);
+		break;
+	case HERE_NOOP_NO:
+		fail(job);
+		break;
+	case HERE_NONE:
+		resolve(job);
+		break;
 	}
-	if (job->state == APPEND_PREPARING) {
-		fail(s);
-		return true;
-	}
-	rollback(s);
 	return true;
 }
 

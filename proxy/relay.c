@@ -70,7 +70,7 @@ relay_new(struct session *s)
 	r->s = s;
 	imap_framer_init(&r->cmd, IMAP_MODE_COMMAND,
 	    session_config(s)->max_line_length);
-	imap_framer_init(&r->resp, IMAP_MODE_RESPONSE, relay_response_line_max(s));
+	imap_framer_init(&r->resp, IMAP_MODE_RESPONSE, relay_response_line_max(session_config(s)));
 	r->capture_arg = -1;
 	return r;
 }
@@ -82,9 +82,9 @@ relay_free(struct relay *r)
 }
 
 size_t
-relay_response_line_max(const struct session *s)
+relay_response_line_max(const struct config *cfg)
 {
-	size_t max = session_config(s)->max_line_length;
+	size_t max = cfg->max_line_length;
 
 	return max > RESPONSE_LINE_MAX ? max : RESPONSE_LINE_MAX;
 }
@@ -258,7 +258,7 @@ relay_segment(struct session *s, struct relay *r, struct evbuffer *in,
 			p->cmd->sent(s, p);
 		return;
 	}
-	if (nonsync && !capability_nonsync_ok(session_caps(s), seg->literal)) {
+	if (nonsync && !capability_nonsync_ok(response_caps(s), seg->literal)) {
 		/* the upstream needs a "+" first: ask for it ourselves, and
 		 * hold the data the client sends on regardless */
 		imap_framer_move(&r->cmd, in, out, seg->literal_off);

@@ -1,15 +1,19 @@
 /*
  * response.c — what the proxy does with each upstream response: forward
- * it, rewrite the capabilities in it, learn the session's state from the
- * answers to the client's commands, and take the answers to its own.
+ * it, rewrite the capabilities in it, learn from the answers to the
+ * client's commands (through their table entries), and take the answers to
+ * its own commands.  It keeps what the session learns from the upstream:
+ * the capabilities, whether it said BYE, and which response of the proxy's
+ * own is being read.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
+#include "capability.h"
+#include "command.h"
 #include "log.h"
 #include "multiappend.h"
 #include "relay.h"
@@ -17,14 +21,55 @@
 #include "session.h"
 #include "tls.h"
 
+struct response {
+	struct upstream_caps caps;	/* what the upstream offers now */
+	struct pending *owner;		/* own command consuming the current response */
+	bool drop;			/* the current response is not for the client */
+	bool upstream_bye;		/* the upstream said BYE: no BYE of ours */
+	bool preauth;			/* the greeting was PREAUTH */
+};
+
+struct response *
+response_new(void)
+{
+	return calloc(1, sizeof(struct response));
+}
+
+void
+response_free(struct response *r)
+{
+	free(r);
+}
+
+const struct upstream_caps *
+response_caps(const struct session *s)
+{
+	return &session_response(s)->caps;
+}
+
+bool
+response_upstream_said_bye(const struct session *s)
+{
+	return session_response(s)->upstream_bye;
+}
+
+void
+response_forget(struct session *s, struct pending *p)
+{
+	struct response *r = session_response(s);
+
+	if (r != NULL && r->owner == p)
+		r->owner = NULL;
+}
+
 static void
 capability_policy(const struct session *s, struct capability_policy *policy)
 {
 	memset(policy, 0, sizeof(*policy));
 	policy->multiappend = true;
 	policy->appendlimit = multiappend_limit(s);
-	policy->starttls = !s->client_tls && tls_server_available();
-	policy->logindisabled = !s->client_tls && s->tls_required;
+	policy->starttls = !session_client_tls(s) && tls_server_available();
+	policy->logindisabled = !session_client_tls(s) && session_tls_required(s);
 }
 
 /* Send the client buf with list_off..list_off+list_len replaced by its
@@ -37,7 +82,7 @@ forward_capabilities(struct session *s, const char *buf, size_t len,
 	struct evbuffer *out = session_client_output(s);
 	struct capability_policy policy;
 
-	capability_learn(&s->caps, buf + list_off, list_len);
+	capability_learn(&session_response(s)->caps, buf + list_off, list_len);
 	capability_policy(s, &policy);
 	evbuffer_add(out, buf, list_off);
 	capability_rewrite(&policy, buf + list_off, list_len, out);
@@ -60,93 +105,92 @@ forward_status(struct session *s, const char *buf, size_t len,
 }
 
 static void
-capability_done(struct session *s, struct pending *p, const struct answer *a)
+capability_done(void *ctx, const struct answer *a)
 {
-	(void)p;
+	struct session *s = ctx;
+	struct response *r = session_response(s);
+
 	(void)a;
-	s->caps_pending = false;
 	relay_hold(s, RELAY_HOLD_CAPABILITY, false);
-	if (!s->caps.known) {
+	if (!r->caps.known) {
 		/* no answer we understood: assume a plain IMAP4rev1 server */
-		log_warn(s->id, "upstream did not list its capabilities");
-		s->caps.known = true;
+		log_warn(session_id(s), "upstream did not list its capabilities");
+		r->caps.known = true;
 	}
-	if (s->state == SESSION_CAPABILITY)
-		session_enter_state(s, s->preauth ? SESSION_AUTHENTICATED :
+	if (session_state(s) == SESSION_CAPABILITY)
+		session_enter_state(s, r->preauth ? SESSION_AUTHENTICATED :
 		    SESSION_NOT_AUTHENTICATED);
 	session_resume_input(s);
 }
 
 static bool
-capability_untagged(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+capability_untagged(void *ctx, const char *buf, const struct imap_segment *seg)
 {
+	struct session *s = ctx;
 	const struct imap_token *word = &seg->tok[1];
 	size_t off;
 
-	(void)p;
 	if (!seg->first || seg->ntok < 2 || !seg->last ||
 	    !imap_tok_is(buf, word, "CAPABILITY"))
 		return false;
 	off = word->off + word->len;
 	if (off < seg->eol)
 		off++;
-	capability_learn(&s->caps, buf + off, seg->eol - off);
+	capability_learn(&session_response(s)->caps, buf + off, seg->eol - off);
 	return true;
 }
+
+static const struct reply_ops capability_ops = {
+	.untagged = capability_untagged, .tagged = capability_done,
+};
 
 /* Capabilities change after login and STARTTLS; ask when not told. */
 void
 response_query_capabilities(struct session *s)
 {
-	struct pending *p;
-
-	memset(&s->caps, 0, sizeof(s->caps));
-	if ((p = session_internal_command(s, capability_done, "CAPABILITY")) == NULL) {
+	memset(&session_response(s)->caps, 0, sizeof(struct upstream_caps));
+	if (session_command(s, &capability_ops, s, "CAPABILITY") == NULL) {
 		session_close(s, "Out of memory");
 		return;
 	}
-	p->untagged = capability_untagged;
-	s->caps_pending = true;
 	relay_hold(s, RELAY_HOLD_CAPABILITY, true);
 }
 
+/* The upstream's ID answer belongs to our ID, not to the client. */
 static bool
-id_untagged(struct session *s, struct pending *p, const char *buf,
-    const struct imap_segment *seg)
+id_untagged(void *ctx, const char *buf, const struct imap_segment *seg)
 {
-	(void)s;
-	(void)p;
-	/* the upstream's ID answer belongs to our ID, not to the client */
+	(void)ctx;
 	return seg->first && seg->ntok >= 2 && imap_tok_is(buf, &seg->tok[1], "ID");
 }
 
 static void
-id_done(struct session *s, struct pending *p, const struct answer *a)
+id_done(void *ctx, const struct answer *a)
 {
-	(void)p;
+	struct session *s = ctx;
+
 	if (!a->ok)
-		log_debug(s->id, "upstream did not take the client's address in ID");
+		log_debug(session_id(s), "upstream did not take the client's address in ID");
 }
+
+static const struct reply_ops id_ops = { .untagged = id_untagged, .tagged = id_done };
 
 /* The greeting is through: tell the upstream who the client is (where
  * configured), learn the capabilities, and let the client speak. */
 static void
 after_greeting(struct session *s, bool preauth)
 {
-	struct pending *p;
+	struct response *r = session_response(s);
 
-	s->preauth = preauth;
-	if (s->proxy->cfg->id_forward_address) {
-		p = session_internal_command(s, id_done, "ID (\"x-originating-ip\" \"%s\" "
-		    "\"x-originating-port\" \"%s\")", s->peer_host, s->peer_port);
-		if (p == NULL) {
-			session_close(s, "Out of memory");
-			return;
-		}
-		p->untagged = id_untagged;
+	r->preauth = preauth;
+	if (session_config(s)->id_forward_address &&
+	    session_command(s, &id_ops, s, "ID (\"x-originating-ip\" \"%s\" "
+	    "\"x-originating-port\" \"%s\")", session_peer_host(s),
+	    session_peer_port(s)) == NULL) {
+		session_close(s, "Out of memory");
+		return;
 	}
-	if (!s->caps.known) {
+	if (!r->caps.known) {
 		session_enter_state(s, SESSION_CAPABILITY);
 		response_query_capabilities(s);
 		return;
@@ -164,19 +208,19 @@ greeting(struct session *s, const char *buf, size_t len,
 	bool preauth;
 
 	if (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[0], "*")) {
-		log_warn(s->id, "upstream greeting is not an untagged response");
+		log_warn(session_id(s), "upstream greeting is not an untagged response");
 		session_close(s, "Upstream protocol error");
 		return RESPONSE_DROP;
 	}
 	if (imap_tok_is(buf, &seg->tok[1], "BYE")) {
-		log_warn(s->id, "upstream refused the connection: %.*s",
+		log_warn(session_id(s), "upstream refused the connection: %.*s",
 		    (int)(seg->eol > 200 ? 200 : seg->eol), buf);
-		s->upstream_bye = true;
+		session_response(s)->upstream_bye = true;
 		return RESPONSE_FORWARD;
 	}
 	preauth = imap_tok_is(buf, &seg->tok[1], "PREAUTH");
 	if (!preauth && !imap_tok_is(buf, &seg->tok[1], "OK")) {
-		log_warn(s->id, "unexpected upstream greeting");
+		log_warn(session_id(s), "unexpected upstream greeting");
 		session_close(s, "Upstream protocol error");
 		return RESPONSE_DROP;
 	}
@@ -200,7 +244,7 @@ response_greeting_read(struct session *s, const char *greeting)
 			text++;
 	}
 	session_reply(s, "* OK %s", text);
-	memset(&s->caps, 0, sizeof(s->caps));
+	memset(&session_response(s)->caps, 0, sizeof(struct upstream_caps));
 	after_greeting(s, false);
 }
 
@@ -208,15 +252,16 @@ static enum response_action
 untagged(struct session *s, const char *buf, size_t len,
     const struct imap_segment *seg)
 {
+	struct response *r = session_response(s);
 	const struct imap_token *word = &seg->tok[1];
-	struct pending *oldest = TAILQ_FIRST(&s->pending);
+	struct pending *oldest = session_pending_oldest(s);
 
 	/* untagged data belongs to the oldest command in flight: when that is
 	 * one of ours, it may be its own answer */
-	if (oldest != NULL && oldest->untagged != NULL &&
-	    oldest->untagged(s, oldest, buf, seg)) {
-		s->resp_owner = oldest;
-		s->resp_drop = true;
+	if (oldest != NULL && oldest->ops != NULL && oldest->ops->untagged != NULL &&
+	    oldest->ops->untagged(oldest->ctx, buf, seg)) {
+		r->owner = oldest;
+		r->drop = true;
 		return RESPONSE_DROP;
 	}
 	if (seg->ntok >= 2 && seg->last && imap_tok_is(buf, word, "CAPABILITY")) {
@@ -227,21 +272,10 @@ untagged(struct session *s, const char *buf, size_t len,
 		return forward_capabilities(s, buf, len, off, seg->eol - off);
 	}
 	if (seg->ntok >= 2 && imap_tok_is(buf, word, "BYE"))
-		s->upstream_bye = true;
+		r->upstream_bye = true;
 	if (seg->ntok >= 2 && seg->tok[seg->ntok - 1].kind == IMAP_TOK_TEXT)
 		return forward_status(s, buf, len, seg);
 	return RESPONSE_FORWARD;
-}
-
-static struct pending *
-find_pending(struct session *s, const char *tag, size_t taglen)
-{
-	struct pending *p;
-
-	TAILQ_FOREACH(p, &s->pending, entry)
-		if (p->taglen == taglen && memcmp(p->tag, tag, taglen) == 0)
-			return p;
-	return NULL;
 }
 
 static enum response_action
@@ -249,19 +283,22 @@ tagged(struct session *s, const char *buf, size_t len,
     const struct imap_segment *seg)
 {
 	const struct imap_token *tag = &seg->tok[0];
-	struct pending *p = find_pending(s, buf + tag->off, tag->len);
+	struct pending *p = session_pending_find(s, buf + tag->off, tag->len);
 	enum response_action action;
 	struct answer a;
 
 	if (p == NULL) {
-		log_debug(s->id, "upstream answered an unknown tag");
+		log_debug(session_id(s), "upstream answered an unknown tag");
 		return forward_status(s, buf, len, seg);
 	}
 	/* buf lives in the input buffer: read it before it is consumed */
 	command_answer(&a, buf, seg);
-	if (p->cmd == &command_internal) {
-		p->done(s, p, &a);
+	if (p->ops != NULL) {
+		const struct reply_ops *ops = p->ops;
+		void *ctx = p->ctx;
+
 		session_pending_free(s, p);
+		ops->tagged(ctx, &a);
 		return RESPONSE_DROP;
 	}
 	if (p->cmd->answered != NULL)
@@ -276,14 +313,16 @@ enum response_action
 response_segment(struct session *s, const char *buf, size_t len,
     const struct imap_segment *seg)
 {
+	struct response *r = session_response(s);
+
 	if (!seg->first) {
-		if (s->resp_owner != NULL)
-			s->resp_owner->untagged(s, s->resp_owner, buf, seg);
-		return s->resp_drop ? RESPONSE_DROP : RESPONSE_FORWARD;
+		if (r->owner != NULL)
+			r->owner->ops->untagged(r->owner->ctx, buf, seg);
+		return r->drop ? RESPONSE_DROP : RESPONSE_FORWARD;
 	}
-	s->resp_drop = false;
-	s->resp_owner = NULL;
-	if (s->state == SESSION_GREETING)
+	r->drop = false;
+	r->owner = NULL;
+	if (session_state(s) == SESSION_GREETING)
 		return greeting(s, buf, len, seg);
 	if (imap_tok_is(buf, &seg->tok[0], "+"))
 		return RESPONSE_CONTINUATION;

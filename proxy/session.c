@@ -18,7 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
-#include "backchannel.h"
+#include "command.h"
 #include "credentials.h"
 #include "log.h"
 #include "multiappend.h"
@@ -39,6 +39,40 @@
 #define WRITE_LOW (256 * 1024)
 /* How long a closing session may take to flush its last lines. */
 #define CLOSE_FLUSH_SECONDS 5
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct proxy *proxy;
+	uint64_t id;
+	enum session_state state;
+	char peer[64];			/* client address for logs */
+	char peer_host[48], peer_port[8];
+	bool client_tls;		/* the client's connection is TLS now */
+	bool tls_required;		/* no plaintext login on this listener before TLS */
+
+	struct bufferevent *client;
+	struct bufferevent *upstream;
+	struct reader *client_reader;	/* plain sockets: large reads (reader.h) */
+	struct reader *upstream_reader;
+	struct upstream_connect *connecting;
+	struct event *idle_timer;	/* client inactivity; then the close timer */
+	struct event *resume;		/* reads the client's input again, from the loop */
+	double client_activity;		/* event_base time of the last client I/O */
+
+	char *selected;			/* mailbox selected upstream, or NULL */
+	bool selected_rw;
+
+	struct pending_list pending;	/* commands in flight upstream */
+	unsigned npending;
+	bool closing;
+	bool client_gone;		/* the client left while a job runs on */
+
+	/* what other files keep for the session */
+	struct relay *relay;
+	struct response *response;
+	struct credentials *creds;
+	struct append_job *job;
+};
 
 static const char *const state_names[] = {
 	[SESSION_CONNECTING] = "connecting",
@@ -93,10 +127,89 @@ session_id(const struct session *s)
 	return s->id;
 }
 
+struct proxy *
+session_proxy(const struct session *s)
+{
+	return s->proxy;
+}
+
 const struct config *
 session_config(const struct session *s)
 {
 	return s->proxy->cfg;
+}
+
+enum session_state
+session_state(const struct session *s)
+{
+	return s->state;
+}
+
+bool
+session_closing(const struct session *s)
+{
+	return s->closing;
+}
+
+bool
+session_client_gone(const struct session *s)
+{
+	return s->client_gone;
+}
+
+bool
+session_client_tls(const struct session *s)
+{
+	return s->client_tls;
+}
+
+bool
+session_tls_required(const struct session *s)
+{
+	return s->tls_required;
+}
+
+const char *
+session_peer_host(const struct session *s)
+{
+	return s->peer_host;
+}
+
+const char *
+session_peer_port(const struct session *s)
+{
+	return s->peer_port;
+}
+
+bool
+session_has_upstream(const struct session *s)
+{
+	return s->upstream != NULL;
+}
+
+const char *
+session_selected(const struct session *s, bool *rw)
+{
+	*rw = s->selected_rw;
+	return s->selected;
+}
+
+void
+session_select(struct session *s, const char *name, size_t len, bool rw)
+{
+	free(s->selected);
+	s->selected = NULL;
+	s->selected_rw = false;
+	if (name == NULL) {
+		session_enter_state(s, SESSION_AUTHENTICATED);
+		return;
+	}
+	if ((s->selected = malloc(len + 1)) != NULL) {
+		memcpy(s->selected, name, len);
+		s->selected[len] = '\0';
+	}
+	s->selected_rw = rw;
+	session_enter_state(s, SESSION_SELECTED);
 }
 
 struct relay *
@@ -105,16 +218,28 @@ session_relay(const struct session *s)
 	return s->relay;
 }
 
-const struct upstream_caps *
-session_caps(const struct session *s)
+struct response *
+session_response(const struct session *s)
 {
-	return &s->caps;
+	return s->response;
 }
 
-bool
-session_closing(const struct session *s)
+struct credentials *
+session_credentials(const struct session *s)
 {
-	return s->closing;
+	return s->creds;
+}
+
+struct append_job *
+session_job(const struct session *s)
+{
+	return s->job;
+}
+
+void
+session_set_job(struct session *s, struct append_job *job)
+{
+	s->job = job;
 }
 
 bool
@@ -162,6 +287,23 @@ unsigned
 session_pending_count(const struct session *s)
 {
 	return s->npending;
+}
+
+struct pending *
+session_pending_oldest(const struct session *s)
+{
+	return TAILQ_FIRST(&s->pending);
+}
+
+struct pending *
+session_pending_find(const struct session *s, const char *tag, size_t taglen)
+{
+	struct pending *p;
+
+	TAILQ_FOREACH(p, &s->pending, entry)
+		if (p->taglen == taglen && memcmp(p->tag, tag, taglen) == 0)
+			return p;
+	return NULL;
 }
 
 static void
@@ -306,8 +448,7 @@ session_pending_free(struct session *s, struct pending *p)
 	TAILQ_REMOVE(&s->pending, p, entry);
 	s->npending--;
 	relay_forget(s, p);
-	if (s->resp_owner == p)
-		s->resp_owner = NULL;
+	response_forget(s, p);
 	for (i = 0; i < p->nargs; i++) {
 		OPENSSL_cleanse(p->arg[i], p->arglen[i]);
 		free(p->arg[i]);
@@ -316,7 +457,7 @@ session_pending_free(struct session *s, struct pending *p)
 }
 
 struct pending *
-session_internal_pending(struct session *s, pending_done_cb done)
+session_command_pending(struct session *s, const struct reply_ops *ops, void *ctx)
 {
 	char tag[32];
 	struct pending *p;
@@ -328,20 +469,22 @@ session_internal_pending(struct session *s, pending_done_cb done)
 	    (unsigned long long)++s->proxy->next_tag);
 	if ((p = session_pending_add(s, tag, (size_t)n, &command_internal)) == NULL)
 		return NULL;
-	p->done = done;
+	p->ops = ops;
+	p->ctx = ctx;
 	return p;
 }
 
 struct pending *
-session_internal_command(struct session *s, pending_done_cb done,
+session_command(struct session *s, const struct reply_ops *ops, void *ctx,
     const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->upstream);
+	struct evbuffer *out;
 	struct pending *p;
 	va_list ap;
 
-	if ((p = session_internal_pending(s, done)) == NULL)
+	if (s->upstream == NULL || (p = session_command_pending(s, ops, ctx)) == NULL)
 		return NULL;
+	out = bufferevent_get_output(s->upstream);
 	evbuffer_add(out, p->tag, p->taglen);
 	evbuffer_add(out, " ", 1);
 	va_start(ap, fmt);
@@ -368,7 +511,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	s->upstream = bev;
 	bufferevent_setcb(bev, upstream_read, upstream_write, upstream_event, s);
 	bufferevent_setwatermark(bev, EV_READ, 0,
-	    read_watermark(relay_response_line_max(s)));
+	    read_watermark(relay_response_line_max(session_config(s))));
 	bufferevent_set_max_single_read(bev, READ_CHUNK);
 	bufferevent_set_max_single_write(bev, WRITE_CHUNK);
 	bufferevent_setwatermark(bev, EV_WRITE, WRITE_LOW, 0);
@@ -377,7 +520,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (s->proxy->cfg->upstream_tls == UPSTREAM_PLAIN)
 		s->upstream_reader = reader_new(bev,
-		    read_watermark(relay_response_line_max(s)), &upstream_tv,
+		    read_watermark(relay_response_line_max(session_config(s))), &upstream_tv,
 		    upstream_read, upstream_event, s);
 	else
 		bufferevent_set_timeouts(bev, &upstream_tv, NULL);
@@ -487,8 +630,10 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 	s->idle_timer = evtimer_new(proxy->base, idle_check, s);
 	s->resume = event_new(proxy->base, -1, 0, resume_input, s);
 	s->relay = relay_new(s);
+	s->response = response_new();
+	s->creds = credentials_new();
 	if (s->client == NULL || s->idle_timer == NULL || s->resume == NULL ||
-	    s->relay == NULL) {
+	    s->relay == NULL || s->response == NULL || s->creds == NULL) {
 		if (s->client != NULL)
 			bufferevent_free(s->client);
 		else
@@ -500,6 +645,8 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 		if (s->resume != NULL)
 			event_free(s->resume);
 		relay_free(s->relay);
+		response_free(s->response);
+		credentials_free(s->creds);
 		free(s);
 		return;
 	}
@@ -563,7 +710,7 @@ session_close(struct session *s, const char *bye_reason)
 		s->connecting = NULL;
 	}
 	upstream_free(s);
-	if (bye_reason != NULL && !s->upstream_bye)
+	if (bye_reason != NULL && !response_upstream_said_bye(s))
 		session_reply(s, "* BYE %s", bye_reason);
 	/* flush what the client is owed, then close; a client that does not
 	 * read gets CLOSE_FLUSH_SECONDS */
@@ -587,12 +734,12 @@ session_free(struct session *s)
 
 	log_info(s->id, "closed");
 	multiappend_free(s);
-	backchannel_free(s);
-	credentials_clear(&s->creds);
+	credentials_free(s->creds);
 	while ((p = TAILQ_FIRST(&s->pending)) != NULL)
 		session_pending_free(s, p);
 	relay_free(s->relay);
 	s->relay = NULL;
+	response_free(s->response);
 	if (s->connecting != NULL)
 		upstream_connect_cancel(s->connecting);
 	upstream_free(s);
@@ -728,7 +875,7 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 		upstream_input(s);
 		if (s->closing)
 			return;
-		if (s->upstream_bye)
+		if (response_upstream_said_bye(s))
 			log_info(s->id, "upstream closed the connection after BYE");
 		else
 			log_warn(s->id, "upstream closed the connection");

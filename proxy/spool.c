@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
 
 #include "log.h"
 #include "spool.h"
@@ -93,9 +94,27 @@ spool_open(void)
 	return sp;
 }
 
+/* Add the first n bytes of iov to md. */
+static int
+digest(EVP_MD_CTX *md, const struct iovec *iov, int nv, size_t n)
+{
+	int i;
+
+	for (i = 0; i < nv && n > 0; i++) {
+		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
+
+		if (EVP_DigestUpdate(md, iov[i].iov_base, k) != 1) {
+			errno = EIO;
+			return -1;
+		}
+		n -= k;
+	}
+	return 0;
+}
+
 /* Write up to n bytes of in to the file, draining what was written. */
 static int
-write_some(struct spool *sp, struct evbuffer *in, size_t n)
+write_some(struct spool *sp, struct evbuffer *in, size_t n, EVP_MD_CTX *md)
 {
 	while (n > 0) {
 		struct evbuffer_iovec v[IOV_MAX_USED];
@@ -129,6 +148,8 @@ write_some(struct spool *sp, struct evbuffer *in, size_t n)
 			errno = ENOSPC;
 			return -1;
 		}
+		if (md != NULL && digest(md, iov, nv, (size_t)w) != 0)
+			return -1;
 		evbuffer_drain(in, (size_t)w);
 		sp->size += (uint64_t)w;
 		n -= (size_t)w;
@@ -137,12 +158,12 @@ write_some(struct spool *sp, struct evbuffer *in, size_t n)
 }
 
 int
-spool_write(struct spool *sp, struct evbuffer *in, size_t n)
+spool_write(struct spool *sp, struct evbuffer *in, size_t n, EVP_MD_CTX *md)
 {
 	size_t before = evbuffer_get_length(in), done;
 	int err;
 
-	if (write_some(sp, in, n) == 0)
+	if (write_some(sp, in, n, md) == 0)
 		return 0;
 	/* exactly n bytes leave in, whatever was written: the caller counts
 	 * them as consumed, and one byte more or less would turn message

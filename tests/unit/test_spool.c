@@ -58,7 +58,7 @@ Test(spool, write_and_read_back)
 	cr_assert_eq(entries(), 0);
 	evbuffer_add(in, "hello ", 6);
 	evbuffer_add(in, "world, more", 11);
-	cr_assert_eq(spool_write(sp, in, 11), 0);
+	cr_assert_eq(spool_write(sp, in, 11, NULL), 0);
 	cr_assert_eq(evbuffer_get_length(in), 6, "only what was asked is taken");
 	cr_assert_eq(spool_size(sp), 11);
 	cr_assert_eq(spool_read(sp, 6, 5, out), 0);
@@ -103,7 +103,7 @@ Test(spool, failed_write_consumes_exactly_n, .init = setup, .fini = teardown)
 	evbuffer_add(in, "a1 NOOP\r\n", 9);
 	signal(SIGXFSZ, SIG_IGN);
 	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
-	cr_assert_eq(spool_write(sp, in, sizeof(body)), -1);
+	cr_assert_eq(spool_write(sp, in, sizeof(body), NULL), -1);
 	cr_assert_eq(errno, EFBIG);
 	cr_assert_eq(spool_size(sp), 1000, "the partial write is kept");
 	cr_assert_eq(evbuffer_get_length(in), 9);

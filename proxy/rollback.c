@@ -1,0 +1,560 @@
+/*
+ * rollback.c — removing exactly what a failed MULTIAPPEND added: the plan
+ * (a pure function of what is known of each message) and the one protocol
+ * that carries it out, on the client's own connection or on a second one
+ * (see rollback.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/evp.h>
+
+#include "backchannel.h"
+#include "command.h"
+#include "credentials.h"
+#include "log.h"
+#include "rollback.h"
+#include "session.h"
+#include "uidset.h"
+
+/* New UIDs looked at for messages of unknown UID: the upload's own are a
+ * handful; a mailbox that grew by more than this meanwhile is not searched
+ * further, and the log says what may be left. */
+#define CANDIDATES_MAX 10000
+
+int
+rollback_plan(const struct upload_msg *msgs, size_t n, bool answers_lost,
+    bool selected_rw, struct rollback_plan *plan)
+{
+	size_t i;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->uids = calloc(n + 1, sizeof(*plan->uids));
+	plan->unknown = calloc(n + 1, sizeof(*plan->unknown));
+	if (plan->uids == NULL || plan->unknown == NULL) {
+		rollback_plan_free(plan);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const struct upload_msg *m = &msgs[i];
+		struct rollback_unknown *u;
+
+		if (m->state == UPLOAD_STORED && m->uid != 0) {
+			plan->uids[plan->nuids++] = m->uid;
+		} else if (m->state == UPLOAD_STORED ||
+		    (m->state == UPLOAD_SENT && answers_lost)) {
+			u = &plan->unknown[plan->nunknown++];
+			u->size = m->size;
+			memcpy(u->digest, m->digest, sizeof(u->digest));
+		}
+	}
+	plan->own_connection = plan->nunknown == 0 && !answers_lost && selected_rw;
+	return 0;
+}
+
+bool
+rollback_plan_empty(const struct rollback_plan *plan)
+{
+	return plan->nuids == 0 && plan->nunknown == 0;
+}
+
+void
+rollback_plan_free(struct rollback_plan *plan)
+{
+	free(plan->uids);
+	free(plan->unknown);
+	memset(plan, 0, sizeof(*plan));
+}
+
+struct rollback {
+	struct proxy *proxy;
+	uint64_t id;
+	struct session *s;		/* the client's connection, or NULL */
+	struct backchannel *bc;		/* or the second connection */
+	struct event *later;		/* reports the end from the loop */
+	char *mailbox, *mailbox_wire, *user;
+	uint32_t uidnext;
+	uint32_t *remove;		/* UIDs to remove: the plan's, then found ones */
+	size_t nremove;
+	struct rollback_unknown *unknown;
+	size_t nunknown;
+	bool *matched;			/* unknown[i] found */
+
+	uint32_t *cand, *cand_size;	/* UIDs from the search, their sizes */
+	size_t ncand;
+	size_t ui, ci;			/* unknown and candidate being compared */
+	EVP_MD_CTX *md;			/* digest of the body being fetched */
+	uint64_t body_len;
+	bool body_ok;			/* its FETCH looked right so far */
+
+	char *error;
+	rollback_done_cb done;
+	void *ctx;
+};
+
+static void search_unknown(struct rollback *);
+static void next_compare(struct rollback *);
+static void remove_uids(struct rollback *);
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+void
+rollback_free(struct rollback *rb)
+{
+	if (rb == NULL)
+		return;
+	backchannel_close(rb->bc);
+	if (rb->later != NULL)
+		event_free(rb->later);
+	EVP_MD_CTX_free(rb->md);
+	free(rb->mailbox);
+	free(rb->mailbox_wire);
+	free(rb->user);
+	free(rb->remove);
+	free(rb->unknown);
+	free(rb->matched);
+	free(rb->cand);
+	free(rb->cand_size);
+	free(rb->error);
+	free(rb);
+}
+
+static void
+report(evutil_socket_t fd, short what, void *arg)
+{
+	struct rollback *rb = arg;
+
+	(void)fd;
+	(void)what;
+	rb->done(rb->ctx, rb->error);
+}
+
+/* The end: log what stays behind, and report from the loop. */
+static void
+finish(struct rollback *rb, const char *error)
+{
+	size_t i;
+
+	backchannel_close(rb->bc);
+	rb->bc = NULL;
+	if (error != NULL && rb->error == NULL) {
+		rb->error = strdup(error);
+		for (i = 0; i < rb->nremove; i++)
+			log_error(rb->id, "message UID %u stays in \"%s\" of user %s: %s",
+			    rb->remove[i], rb->mailbox, rb->user, error);
+		for (i = 0; i < rb->nunknown; i++)
+			if (!rb->matched[i])
+				log_error(rb->id, "a message of %llu bytes may stay in \"%s\" "
+				    "of user %s, its UID unknown: %s",
+				    (unsigned long long)rb->unknown[i].size, rb->mailbox,
+				    rb->user, error);
+	}
+	event_active(rb->later, 0, 0);
+}
+
+/* One command of the protocol, on whichever connection it runs. */
+static void
+send_command(struct rollback *rb, const struct reply_ops *ops, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void
+send_command(struct rollback *rb, const struct reply_ops *ops, const char *fmt, ...)
+{
+	char *text = NULL;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&text, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		finish(rb, "out of memory");
+		return;
+	}
+	if (rb->bc != NULL)
+		backchannel_command(rb->bc, ops, rb, "%s", text);
+	else if (session_command(rb->s, ops, rb, "%s", text) == NULL)
+		finish(rb, "out of memory");
+	free(text);
+}
+
+/* The step's answer was not OK: the rollback stops there. */
+static bool
+refused(struct rollback *rb, const struct answer *a)
+{
+	char why[300];
+
+	if (a->ok)
+		return false;
+	snprintf(why, sizeof(why), "upstream answered %.*s",
+	    (int)(a->len > 200 ? 200 : a->len), a->line);
+	finish(rb, why);
+	return true;
+}
+
+/* Everything found is gone; an unknown message not found was never
+ * stored, unless it could not be looked for. */
+static void
+removed(struct rollback *rb)
+{
+	size_t i, left = 0;
+
+	rb->nremove = 0;	/* gone: nothing to report as left */
+	for (i = 0; i < rb->nunknown; i++)
+		if (!rb->matched[i])
+			left++;
+	if (left > 0 && rb->uidnext == 0) {
+		finish(rb, "messages of unknown UID could not be looked for");
+		return;
+	}
+	finish(rb, NULL);
+}
+
+static void
+expunged(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+	char *set;
+
+	if (refused(rb, a))
+		return;
+	set = uidset_format(rb->remove, rb->nremove);
+	log_info(rb->id, "rolled back: removed UIDs %s from \"%s\"",
+	    set != NULL ? set : "?", rb->mailbox);
+	free(set);
+	removed(rb);
+}
+
+static const struct reply_ops expunge_ops = { .tagged = expunged };
+
+static void
+stored(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+	char *set;
+
+	if (refused(rb, a))
+		return;
+	if ((set = uidset_format(rb->remove, rb->nremove)) == NULL) {
+		finish(rb, "out of memory");
+		return;
+	}
+	send_command(rb, &expunge_ops, "UID EXPUNGE %s", set);
+	free(set);
+}
+
+static const struct reply_ops store_ops = { .tagged = stored };
+
+/* The protocol itself, written once: flag exactly these UIDs, then expunge
+ * exactly these UIDs. */
+static void
+remove_uids(struct rollback *rb)
+{
+	char *set;
+
+	if (rb->nremove == 0) {
+		removed(rb);
+		return;
+	}
+	if ((set = uidset_format(rb->remove, rb->nremove)) == NULL) {
+		finish(rb, "out of memory");
+		return;
+	}
+	send_command(rb, &store_ops, "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
+	free(set);
+}
+
+static bool
+known(const struct rollback *rb, uint32_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < rb->nremove; i++)
+		if (rb->remove[i] == uid)
+			return true;
+	return false;
+}
+
+/* "* SEARCH 7 8 9": the UIDs from the old UIDNEXT on, ours excluded.  The
+ * numbers are read from the text itself: a long result has more of them
+ * than the lexer records as tokens. */
+static bool
+search_data(void *ctx, const char *buf, const struct imap_segment *seg)
+{
+	struct rollback *rb = ctx;
+	const struct imap_token *word;
+	size_t n, i, off, kept;
+	bool more = false;
+
+	if (!seg->first || seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "SEARCH"))
+		return false;
+	word = &seg->tok[1];
+	off = word->off + word->len;
+	n = uidset_parse_search(buf + off, seg->eol - off, rb->uidnext,
+	    rb->cand + rb->ncand, CANDIDATES_MAX - rb->ncand, &more);
+	for (i = 0, kept = rb->ncand; i < n; i++) {
+		uint32_t uid = rb->cand[rb->ncand + i];
+
+		if (!known(rb, uid))
+			rb->cand[kept++] = uid;
+	}
+	rb->ncand = kept;
+	if (more)
+		log_warn(rb->id, "more than %d new messages in \"%s\": only the first "
+		    "are compared", CANDIDATES_MAX, rb->mailbox);
+	return true;
+}
+
+/* "* 3 FETCH (UID 9 RFC822.SIZE 1234)": a candidate's size. */
+static bool
+size_data(void *ctx, const char *buf, const struct imap_segment *seg)
+{
+	struct rollback *rb = ctx;
+	uint32_t uid = 0;
+	uint64_t size = 0, v;
+	unsigned i;
+
+	if (!seg->first || seg->ntok < 3 || !imap_tok_is(buf, &seg->tok[2], "FETCH"))
+		return false;
+	for (i = 0; i + 1 < seg->ntok; i++) {
+		if (imap_tok_number(buf, &seg->tok[i + 1], &v) != 0 || v > UINT32_MAX)
+			continue;
+		if (imap_tok_is(buf, &seg->tok[i], "UID"))
+			uid = (uint32_t)v;
+		else if (imap_tok_is(buf, &seg->tok[i], "RFC822.SIZE"))
+			size = v;
+	}
+	for (i = 0; uid != 0 && i < rb->ncand; i++)
+		if (rb->cand[i] == uid)
+			rb->cand_size[i] = (uint32_t)size;
+	return true;
+}
+
+static void
+sizes_done(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+
+	if (!refused(rb, a))
+		next_compare(rb);
+}
+
+static const struct reply_ops size_ops = { .untagged = size_data, .tagged = sizes_done };
+
+static void
+searched(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+	char *set;
+
+	if (refused(rb, a))
+		return;
+	if (rb->ncand == 0) {
+		remove_uids(rb);
+		return;
+	}
+	if ((set = uidset_format(rb->cand, rb->ncand)) == NULL) {
+		finish(rb, "out of memory");
+		return;
+	}
+	send_command(rb, &size_ops, "UID FETCH %s (RFC822.SIZE)", set);
+	free(set);
+}
+
+static const struct reply_ops search_ops = { .untagged = search_data, .tagged = searched };
+
+/* The FETCH of a candidate's body: its literal is hashed as it comes. */
+static bool
+body_data(void *ctx, const char *buf, const struct imap_segment *seg)
+{
+	struct rollback *rb = ctx;
+
+	(void)buf;
+	if (seg->first && (seg->ntok < 3 || !imap_tok_is(buf, &seg->tok[2], "FETCH")))
+		return false;
+	if (!seg->last && seg->literal != rb->unknown[rb->ui].size)
+		rb->body_ok = false;
+	return true;
+}
+
+static void
+body_bytes(void *ctx, const char *data, size_t n)
+{
+	struct rollback *rb = ctx;
+
+	rb->body_len += n;
+	if (EVP_DigestUpdate(rb->md, data, n) != 1)
+		rb->body_ok = false;
+}
+
+static void
+body_done(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned dlen = 0;
+	bool same;
+
+	same = a->ok && rb->body_ok && rb->body_len == rb->unknown[rb->ui].size &&
+	    EVP_DigestFinal_ex(rb->md, digest, &dlen) == 1 &&
+	    dlen == ROLLBACK_DIGEST_LEN &&
+	    memcmp(digest, rb->unknown[rb->ui].digest, ROLLBACK_DIGEST_LEN) == 0;
+	if (same) {
+		log_info(rb->id, "message %zu of unknown UID found as UID %u",
+		    rb->ui + 1, rb->cand[rb->ci]);
+		rb->remove[rb->nremove++] = rb->cand[rb->ci];
+		rb->matched[rb->ui] = true;
+		rb->cand[rb->ci] = 0;	/* taken */
+		rb->ui++;
+		rb->ci = 0;
+	} else {
+		rb->ci++;
+	}
+	next_compare(rb);
+}
+
+static const struct reply_ops body_ops = {
+	.untagged = body_data, .literal = body_bytes, .tagged = body_done,
+};
+
+/* The next (unknown message, candidate of the same size) pair to compare;
+ * candidates are taken in UID order, messages in the order they were sent,
+ * so a match keeps both orders. */
+static void
+next_compare(struct rollback *rb)
+{
+	for (; rb->ui < rb->nunknown; rb->ui++, rb->ci = 0) {
+		for (; rb->ci < rb->ncand; rb->ci++) {
+			if (rb->cand[rb->ci] == 0 ||
+			    rb->cand_size[rb->ci] != rb->unknown[rb->ui].size)
+				continue;
+			rb->body_ok = true;
+			rb->body_len = 0;
+			if (EVP_DigestInit_ex(rb->md, EVP_sha256(), NULL) != 1) {
+				finish(rb, "cannot compute digests");
+				return;
+			}
+			send_command(rb, &body_ops, "UID FETCH %u (BODY.PEEK[])",
+			    rb->cand[rb->ci]);
+			return;
+		}
+	}
+	remove_uids(rb);
+}
+
+/* Messages of unknown UID: look from the old UIDNEXT on. */
+static void
+search_unknown(struct rollback *rb)
+{
+	if (rb->nunknown == 0) {
+		remove_uids(rb);
+		return;
+	}
+	if (rb->uidnext == 0) {
+		log_error(rb->id, "cannot look for messages of unknown UID in \"%s\": "
+		    "its UIDNEXT before the upload is not known", rb->mailbox);
+		remove_uids(rb);
+		return;
+	}
+	send_command(rb, &search_ops, "UID SEARCH UID %u:*", rb->uidnext);
+}
+
+static void
+selected(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+
+	if (!refused(rb, a))
+		search_unknown(rb);
+}
+
+static const struct reply_ops select_ops = { .tagged = selected };
+
+static void
+bc_ready(void *ctx)
+{
+	struct rollback *rb = ctx;
+
+	send_command(rb, &select_ops, "SELECT %s", rb->mailbox_wire);
+}
+
+static void
+bc_failed(void *ctx, const char *why)
+{
+	finish(ctx, why);
+}
+
+static const struct backchannel_owner bc_owner = { bc_ready, bc_failed };
+
+static struct rollback *
+rollback_new(struct proxy *proxy, uint64_t log_id, const struct rollback_plan *plan,
+    const struct rollback_target *t, rollback_done_cb done, void *ctx)
+{
+	struct rollback *rb = calloc(1, sizeof(*rb));
+	size_t n = plan->nuids + plan->nunknown + 1;
+
+	if (rb == NULL)
+		return NULL;
+	rb->proxy = proxy;
+	rb->id = log_id;
+	rb->done = done;
+	rb->ctx = ctx;
+	rb->uidnext = t->uidnext;
+	rb->later = event_new(proxy->base, -1, 0, report, rb);
+	rb->md = EVP_MD_CTX_new();
+	rb->mailbox = dup_or_null(t->mailbox);
+	rb->mailbox_wire = dup_or_null(t->mailbox_wire);
+	rb->user = dup_or_null(t->user != NULL ? t->user : "?");
+	rb->remove = calloc(n, sizeof(*rb->remove));
+	rb->unknown = calloc(plan->nunknown + 1, sizeof(*rb->unknown));
+	rb->matched = calloc(plan->nunknown + 1, sizeof(*rb->matched));
+	if (plan->nunknown > 0) {
+		rb->cand = calloc(CANDIDATES_MAX, sizeof(*rb->cand));
+		rb->cand_size = calloc(CANDIDATES_MAX, sizeof(*rb->cand_size));
+	}
+	if (rb->later == NULL || rb->md == NULL || rb->mailbox == NULL ||
+	    rb->mailbox_wire == NULL || rb->user == NULL || rb->remove == NULL ||
+	    rb->unknown == NULL || rb->matched == NULL ||
+	    (plan->nunknown > 0 && (rb->cand == NULL || rb->cand_size == NULL))) {
+		rollback_free(rb);
+		return NULL;
+	}
+	memcpy(rb->remove, plan->uids, plan->nuids * sizeof(*rb->remove));
+	rb->nremove = plan->nuids;
+	memcpy(rb->unknown, plan->unknown, plan->nunknown * sizeof(*rb->unknown));
+	rb->nunknown = plan->nunknown;
+	return rb;
+}
+
+struct rollback *
+rollback_start(struct proxy *proxy, uint64_t log_id, struct session *s,
+    const struct login *login, const struct rollback_plan *plan,
+    const struct rollback_target *t, rollback_done_cb done, void *ctx)
+{
+	struct rollback *rb = rollback_new(proxy, log_id, plan, t, done, ctx);
+
+	if (rb == NULL)
+		return NULL;
+	if (plan->own_connection && s != NULL) {
+		rb->s = s;
+		remove_uids(rb);
+		return rb;
+	}
+	log_info(log_id, "removing %zu message%s from \"%s\" on a second connection",
+	    plan->nuids + plan->nunknown, plan->nuids + plan->nunknown == 1 ? "" : "s",
+	    t->mailbox);
+	if (login == NULL) {
+		finish(rb, "no credentials for a second connection (the client did not "
+		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
+		return rb;
+	}
+	if ((rb->bc = backchannel_open(proxy, log_id, login, &bc_owner, rb)) == NULL)
+		finish(rb, "out of memory");
+	return rb;
+}
