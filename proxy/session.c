@@ -582,17 +582,14 @@ session_starttls(struct session *s)
 	client_setup(s);
 }
 
-void
-session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa,
-    int socklen)
+/* The client's address as text: host, port, and "host:port" for logs
+ * ("[v6]:port"). */
+static void
+peer_address(struct session *s, const struct sockaddr *sa)
 {
-	struct proxy *proxy = li->proxy;
-	struct session *s;
-	SSL *ssl = NULL;
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 
-	(void)socklen;
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
 
@@ -604,52 +601,83 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		port = ntohs(sin6->sin6_port);
 	}
+	snprintf(s->peer, sizeof(s->peer), sa->sa_family == AF_INET6 ? "[%s]:%d" :
+	    "%s:%d", host, port);
+	snprintf(s->peer_host, sizeof(s->peer_host), "%s", host);
+	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
+}
+
+static void
+session_unmake(struct session *s)
+{
+	if (s->idle_timer != NULL)
+		event_free(s->idle_timer);
+	if (s->resume != NULL)
+		event_free(s->resume);
+	relay_free(s->relay);
+	response_free(s->response);
+	credentials_free(s->creds);
+	free(s);
+}
+
+/* A session for an accepted socket, or NULL (the socket closed). */
+static struct session *
+session_make(const struct listener_info *li, int fd, const struct sockaddr *sa)
+{
+	struct proxy *proxy = li->proxy;
+	struct session *s;
+	SSL *ssl = NULL;
+
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		evutil_closesocket(fd);
-		return;
+		return NULL;
 	}
 	s->proxy = proxy;
 	s->id = ++proxy->next_session_id;
-	snprintf(s->peer, sizeof(s->peer), "%s:%d", host, port);
-	snprintf(s->peer_host, sizeof(s->peer_host), "%s", host);
-	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
+	peer_address(s, sa);
 	s->tls_required = li->tls_required;
+	s->client_tls = li->tls;
 	TAILQ_INIT(&s->pending);
 	evutil_make_socket_nonblocking(fd);
 	upstream_tune_socket(fd);
-	if (li->tls) {
-		if ((ssl = tls_server_ssl()) != NULL)
-			s->client = bufferevent_openssl_socket_new(proxy->base, fd, ssl,
-			    BUFFEREVENT_SSL_ACCEPTING,
-			    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		s->client_tls = true;
-	} else {
+	if (!li->tls)
 		s->client = bufferevent_socket_new(proxy->base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	else if ((ssl = tls_server_ssl()) != NULL)
+		s->client = bufferevent_openssl_socket_new(proxy->base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (s->client == NULL) {
+		evutil_closesocket(fd);
+		if (ssl != NULL)
+			SSL_free(ssl);
+		session_unmake(s);
+		return NULL;
 	}
 	s->idle_timer = evtimer_new(proxy->base, idle_check, s);
 	s->resume = event_new(proxy->base, -1, 0, resume_input, s);
 	s->relay = relay_new(s);
 	s->response = response_new();
 	s->creds = credentials_new();
-	if (s->client == NULL || s->idle_timer == NULL || s->resume == NULL ||
-	    s->relay == NULL || s->response == NULL || s->creds == NULL) {
-		if (s->client != NULL)
-			bufferevent_free(s->client);
-		else
-			evutil_closesocket(fd);
-		if (s->client == NULL && ssl != NULL)
-			SSL_free(ssl);
-		if (s->idle_timer != NULL)
-			event_free(s->idle_timer);
-		if (s->resume != NULL)
-			event_free(s->resume);
-		relay_free(s->relay);
-		response_free(s->response);
-		credentials_free(s->creds);
-		free(s);
-		return;
+	if (s->idle_timer == NULL || s->resume == NULL || s->relay == NULL ||
+	    s->response == NULL || s->creds == NULL) {
+		bufferevent_free(s->client);
+		session_unmake(s);
+		return NULL;
 	}
+	return s;
+}
+
+void
+session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa,
+    int socklen)
+{
+	struct proxy *proxy = li->proxy;
+	struct session *s;
+
+	(void)socklen;
+	if ((s = session_make(li, fd, sa)) == NULL)
+		return;
 	TAILQ_INSERT_TAIL(&proxy->sessions, s, entry);
 	proxy->nsessions++;
 	client_setup(s);
@@ -734,23 +762,18 @@ session_free(struct session *s)
 
 	log_info(s->id, "closed");
 	multiappend_free(s);
-	credentials_free(s->creds);
+	/* before the relay and the response handler, which hear of each */
 	while ((p = TAILQ_FIRST(&s->pending)) != NULL)
 		session_pending_free(s, p);
-	relay_free(s->relay);
-	s->relay = NULL;
-	response_free(s->response);
 	if (s->connecting != NULL)
 		upstream_connect_cancel(s->connecting);
 	upstream_free(s);
 	reader_free(s->client_reader);
 	bufferevent_free(s->client);
-	event_free(s->idle_timer);
-	event_free(s->resume);
 	free(s->selected);
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
-	free(s);
+	session_unmake(s);	/* the credentials are wiped there */
 }
 
 void
