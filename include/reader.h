@@ -22,7 +22,8 @@ typedef void (*reader_event_cb)(struct bufferevent *, short, void *);
 
 /* Takes over reading bev (its EV_READ is disabled); the input stops growing
  * at high bytes; timeout (may be NULL) reports BEV_EVENT_TIMEOUT after that
- * long without data. */
+ * long without data.  NULL when bev has no socket or out of memory: the
+ * bufferevent then goes on reading itself. */
 struct reader *reader_new(struct bufferevent *bev, size_t high,
     const struct timeval *timeout, reader_read_cb, reader_event_cb, void *arg);
 void reader_enable(struct reader *, bool on);

@@ -17,6 +17,7 @@
 #include "config.h"
 
 struct append_job;
+struct bufferevent;
 struct command_entry;
 struct credentials;
 struct event_base;
@@ -60,6 +61,10 @@ struct listener_info {
 
 void session_accept(const struct listener_info *, int fd, const struct sockaddr *,
     int socklen);
+/* The same over a client connection that is a bufferevent already (an
+ * accepted socket; a bufferevent pair in the fuzzer); tls: it is TLS. */
+void session_begin(const struct listener_info *, struct bufferevent *, bool tls,
+    const struct sockaddr *peer);
 /* STARTTLS was answered OK: drop what the client pipelined behind it and
  * continue over TLS. */
 void session_starttls(struct session *);

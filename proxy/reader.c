@@ -128,9 +128,10 @@ struct reader *
 reader_new(struct bufferevent *bev, size_t high, const struct timeval *timeout,
     reader_read_cb read_cb, reader_event_cb event_cb, void *arg)
 {
-	struct reader *r = calloc(1, sizeof(*r));
+	struct reader *r;
 
-	if (r == NULL)
+	/* not a socket (a bufferevent pair in tests): it reads itself */
+	if (bufferevent_getfd(bev) < 0 || (r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
 	r->ev = event_new(bufferevent_get_base(bev), bufferevent_getfd(bev),
 	    EV_READ | EV_PERSIST, readable, r);

@@ -522,7 +522,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 		s->upstream_reader = reader_new(bev,
 		    read_watermark(relay_response_line_max(session_config(s))), &upstream_tv,
 		    upstream_read, upstream_event, s);
-	else
+	if (s->upstream_reader == NULL)
 		bufferevent_set_timeouts(bev, &upstream_tv, NULL);
 	session_enter_state(s, SESSION_GREETING);
 	/* the client may not speak before the greeting, but nothing stops a
@@ -546,7 +546,7 @@ client_setup(struct session *s)
 	bufferevent_enable(s->client, EV_READ | EV_WRITE);
 	if (!s->client_tls)
 		s->client_reader = reader_new(s->client, high, NULL, client_read,
-		    client_event, s);
+		    client_event, s);	/* NULL: the bufferevent reads */
 }
 
 void
@@ -620,40 +620,25 @@ session_unmake(struct session *s)
 	free(s);
 }
 
-/* A session for an accepted socket, or NULL (the socket closed). */
+/* A session over the client's connection, or NULL (bev freed). */
 static struct session *
-session_make(const struct listener_info *li, int fd, const struct sockaddr *sa)
+session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
+    const struct sockaddr *sa)
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
-	SSL *ssl = NULL;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		evutil_closesocket(fd);
+		bufferevent_free(bev);
 		return NULL;
 	}
 	s->proxy = proxy;
 	s->id = ++proxy->next_session_id;
 	peer_address(s, sa);
 	s->tls_required = li->tls_required;
-	s->client_tls = li->tls;
+	s->client_tls = tls;
+	s->client = bev;
 	TAILQ_INIT(&s->pending);
-	evutil_make_socket_nonblocking(fd);
-	upstream_tune_socket(fd);
-	if (!li->tls)
-		s->client = bufferevent_socket_new(proxy->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	else if ((ssl = tls_server_ssl()) != NULL)
-		s->client = bufferevent_openssl_socket_new(proxy->base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (s->client == NULL) {
-		evutil_closesocket(fd);
-		if (ssl != NULL)
-			SSL_free(ssl);
-		session_unmake(s);
-		return NULL;
-	}
 	s->idle_timer = evtimer_new(proxy->base, idle_check, s);
 	s->resume = event_new(proxy->base, -1, 0, resume_input, s);
 	s->relay = relay_new(s);
@@ -669,20 +654,19 @@ session_make(const struct listener_info *li, int fd, const struct sockaddr *sa)
 }
 
 void
-session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa,
-    int socklen)
+session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
+    const struct sockaddr *sa)
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
 
-	(void)socklen;
-	if ((s = session_make(li, fd, sa)) == NULL)
+	if ((s = session_make(li, bev, tls, sa)) == NULL)
 		return;
 	TAILQ_INSERT_TAIL(&proxy->sessions, s, entry);
 	proxy->nsessions++;
 	client_setup(s);
 	session_client_activity(s);
-	log_info(s->id, "connection from %s%s", s->peer, li->tls ? " (TLS)" : "");
+	log_info(s->id, "connection from %s%s", s->peer, tls ? " (TLS)" : "");
 
 	if (proxy->shutting_down) {
 		session_close(s, "Server shutting down");
@@ -697,6 +681,33 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
+}
+
+void
+session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa,
+    int socklen)
+{
+	struct event_base *base = li->proxy->base;
+	struct bufferevent *bev = NULL;
+	SSL *ssl = NULL;
+
+	(void)socklen;
+	evutil_make_socket_nonblocking(fd);
+	upstream_tune_socket(fd);
+	if (!li->tls)
+		bev = bufferevent_socket_new(base, fd,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	else if ((ssl = tls_server_ssl()) != NULL)
+		bev = bufferevent_openssl_socket_new(base, fd, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (bev == NULL) {
+		evutil_closesocket(fd);
+		if (ssl != NULL)
+			SSL_free(ssl);
+		return;
+	}
+	session_begin(li, bev, li->tls, sa);
 }
 
 static void
