@@ -23,6 +23,8 @@ bool multiappend_upstream_gone(struct session *);
 void multiappend_free(struct session *);
 /* Part of an upload is upstream: the session must not end before the job. */
 bool multiappend_busy(const struct session *);
+/* An APPEND has been read and is being carried out: its client waits. */
+bool multiappend_in_progress(const struct session *);
 /* The client's view: the APPENDLIMIT it may use. */
 uint64_t multiappend_limit(const struct session *);
 

@@ -193,6 +193,14 @@ multiappend_busy(const struct session *s)
 	return job != NULL && job->state >= JOB_PREPARING;
 }
 
+bool
+multiappend_in_progress(const struct session *s)
+{
+	const struct append_job *job = session_job(s);
+
+	return job != NULL && job->state != JOB_READING;
+}
+
 void
 multiappend_free(struct session *s)
 {

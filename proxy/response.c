@@ -288,8 +288,13 @@ tagged(struct session *s, const char *buf, size_t len,
 	struct answer a;
 
 	if (p == NULL) {
-		log_debug(session_id(s), "upstream answered an unknown tag");
-		return forward_status(s, buf, len, seg);
+		/* nobody asked: the upstream is out of step (or not IMAP), and
+		 * its lines must not reach the client as answers */
+		log_warn(session_id(s), "upstream protocol error: an answer to "
+		    "\"%.*s\", which is no command in flight",
+		    (int)(tag->len > 64 ? 64 : tag->len), buf + tag->off);
+		session_close(s, "Upstream protocol error");
+		return RESPONSE_DROP;
 	}
 	/* buf lives in the input buffer: read it before it is consumed */
 	command_answer(&a, buf, seg);

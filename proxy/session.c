@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -66,6 +67,7 @@ struct session {
 	unsigned npending;
 	bool closing;
 	bool client_gone;		/* the client left while a job runs on */
+	char *end_reason;		/* ending once the job is resolved: the BYE */
 
 	/* what other files keep for the session */
 	struct relay *relay;
@@ -399,6 +401,21 @@ session_client_activity(struct session *s)
 	s->client_activity = (double)now.tv_sec + now.tv_usec / 1e6;
 }
 
+/* A command of the client's is in flight (IDLE aside: an idling client
+ * is as idle as it gets), or its APPEND is being carried out. */
+static bool
+client_waits(const struct session *s)
+{
+	const struct pending *p;
+
+	if (multiappend_in_progress(s))
+		return true;
+	TAILQ_FOREACH(p, &s->pending, entry)
+		if (p->ops == NULL && strcasecmp(p->cmd->name, "IDLE") != 0)
+			return true;
+	return false;
+}
+
 /*
  * The inactivity timer fires at most once per timeout period and re-arms
  * itself for the remainder, so that the hot path only stores a time.
@@ -412,6 +429,9 @@ idle_check(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* a client waiting for its own command's answer is not idle */
+	if (client_waits(s))
+		session_client_activity(s);
 	event_base_gettimeofday_cached(s->proxy->base, &now);
 	idle = (double)now.tv_sec + now.tv_usec / 1e6 - s->client_activity;
 	if (idle >= limit) {
@@ -735,13 +755,34 @@ close_timeout(evutil_socket_t fd, short what, void *arg)
 	session_free(arg);
 }
 
+/*
+ * Every way a session ends comes here.  An upload half-way upstream is
+ * resolved first: the connection to the upstream is given up, what went up
+ * is removed on a second connection, the client gets its tagged NO, and
+ * the job's end closes the session with this reason.
+ */
+static bool
+end_after_job(struct session *s, const char *bye_reason)
+{
+	if (s->end_reason != NULL || !multiappend_busy(s))
+		return false;
+	if ((s->end_reason = strdup(bye_reason != NULL ? bye_reason : "")) == NULL)
+		return false;
+	log_info(s->id, "ending (%s) once the MULTIAPPEND in progress is resolved",
+	    bye_reason != NULL ? bye_reason : "client gone");
+	upstream_free(s);
+	return multiappend_upstream_gone(s);
+}
+
 void
 session_close(struct session *s, const char *bye_reason)
 {
 	struct timeval tv = { CLOSE_FLUSH_SECONDS, 0 };
 
-	if (s->closing)
+	if (s->closing || end_after_job(s, bye_reason))
 		return;
+	if (s->end_reason != NULL)
+		bye_reason = *s->end_reason != '\0' ? s->end_reason : NULL;
 	s->closing = true;
 	session_enter_state(s, SESSION_LOGOUT);
 	if (s->connecting != NULL) {
@@ -782,6 +823,7 @@ session_free(struct session *s)
 	reader_free(s->client_reader);
 	bufferevent_free(s->client);
 	free(s->selected);
+	free(s->end_reason);
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
 	session_unmake(s);	/* the credentials are wiped there */
