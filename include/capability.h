@@ -23,6 +23,7 @@ struct upstream_caps {
 	bool starttls;
 	bool logindisabled;
 	bool auth_plain;
+	bool namespace;		/* NAMESPACE (RFC 2342) */
 	uint64_t appendlimit;	/* APPENDLIMIT=n, 0 when none or without a value */
 };
 

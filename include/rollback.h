@@ -90,6 +90,19 @@ typedef void (*rollback_done_cb)(void *ctx, const char *error);
 struct rollback *rollback_start(struct proxy *, uint64_t log_id, struct session *s,
     const struct login *, const struct rollback_plan *,
     const struct rollback_target *, rollback_done_cb, void *ctx);
+/* The UIDs found (NULL and 0 with an error). */
+typedef void (*rollback_found_cb)(void *ctx, const char *error,
+    const uint32_t *uids, size_t n);
+
+/*
+ * Only look, on a second connection: which of these messages are in the
+ * mailbox among the UIDs from t->uidnext on (by size and SHA-256), e.g.
+ * after a COPY whose answer was lost.  Nothing is removed.
+ */
+struct rollback *rollback_find(struct proxy *, uint64_t log_id, const struct login *,
+    const struct rollback_unknown *, size_t n, const struct rollback_target *,
+    rollback_found_cb, void *ctx);
+
 /* Stop (the session ends): nothing is called back. */
 void rollback_free(struct rollback *);
 

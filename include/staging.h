@@ -10,9 +10,11 @@
 #ifndef MAPPEND_STAGING_H
 #define MAPPEND_STAGING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct login;
+struct rollback_unknown;
 struct proxy;
 struct session;
 struct staging;
@@ -27,18 +29,25 @@ enum staging_op {
  * CREATE or COPY when it refused ("NO [OVERQUOTA] ..."). */
 typedef void (*staging_done_cb)(void *ctx, const char *error, const char *refusal);
 
-/* A fresh staging mailbox name, quoted for the wire; NULL on failure. */
-char *staging_name(void);
+/* A fresh staging mailbox name under prefix (may be NULL), quoted for the
+ * wire; NULL on failure. */
+char *staging_name(const char *prefix);
+/* The staging mailbox's name as created (quoted). */
+const char *staging_mailbox(const struct staging *);
 
 /*
- * Run op on the staging mailbox (quoted): on s's connection for CREATE, and
- * for DELETE when s is not NULL; otherwise on a second connection logged in
- * with login.  target_wire is COPY's target.  done is called later, never
- * from inside this call; NULL when out of memory.
+ * Run op: on s's connection for CREATE (the name is chosen there, in the
+ * personal namespace), and for DELETE when s is not NULL; otherwise on a
+ * second connection logged in with login (copied: new connections after a
+ * broken one use it too).  staging_wire names the staging mailbox (not for
+ * CREATE), target_wire COPY's target, msgs the staged messages (COPY: to
+ * find out whether a COPY whose answer was lost ran).  done is called
+ * later, never from inside this call; NULL when out of memory.
  */
 struct staging *staging_start(struct proxy *, uint64_t log_id, struct session *s,
     const struct login *, enum staging_op, const char *staging_wire,
-    const char *target_wire, staging_done_cb, void *ctx);
+    const char *target_wire, const struct rollback_unknown *msgs, size_t nmsgs,
+    staging_done_cb, void *ctx);
 /* Stop (the session ends): nothing is called back. */
 void staging_free(struct staging *);
 

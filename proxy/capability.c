@@ -107,6 +107,8 @@ learn_one(const char *cap, size_t len, void *arg)
 		c->logindisabled = true;
 	else if (matches(cap, len, "AUTH=PLAIN"))
 		c->auth_plain = true;
+	else if (matches(cap, len, "NAMESPACE"))
+		c->namespace = true;
 	else if (matches(cap, len, "APPENDLIMIT=*"))
 		c->appendlimit = parse_limit(cap + 12, len - 12);
 }

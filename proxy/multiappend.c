@@ -817,12 +817,12 @@ staging_created(void *ctx, const char *error, const char *refusal)
 	struct append_job *job = ctx;
 	bool failed = error != NULL || refusal != NULL;
 
+	if (!failed)
+		set_text(&job->staging_wire, staging_mailbox(job->staging));
 	staging_free(job->staging);	/* error and refusal are its */
 	job->staging = NULL;
 	job->here = HERE_NONE;
-	if (failed) {
-		free(job->staging_wire);
-		job->staging_wire = NULL;
+	if (failed || job->staging_wire == NULL) {
 		set_text(&job->failure, "NO [CANNOT] The proxy could not create its "
 		    "staging mailbox for this MULTIAPPEND");
 		fail(job);
@@ -849,9 +849,8 @@ start_staging(struct append_job *job)
 	}
 	enter_state(job, JOB_PREPARING);
 	job->here = HERE_STAGING;
-	if ((job->staging_wire = staging_name()) == NULL ||
-	    (job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
-	    STAGING_CREATE, job->staging_wire, NULL, staging_created, job)) == NULL)
+	if ((job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
+	    STAGING_CREATE, NULL, NULL, NULL, 0, staging_created, job)) == NULL)
 		session_close(s, "Out of memory");
 }
 
@@ -1124,15 +1123,24 @@ finish_staging(struct append_job *job)
 	struct session *s = job->s;
 	bool copy = job->failure == NULL && !session_client_gone(s);
 	bool here = !copy && !job->upstream_lost && session_has_upstream(s);
+	struct rollback_unknown *msgs = calloc(job->nmsgs + 1, sizeof(*msgs));
 	struct login login;
 	int have_login = here ? -1 : credentials_login(s, &login);
+	unsigned i;
 
 	enter_state(job, copy ? JOB_FINISHING : JOB_ROLLBACK);
 	job->here = here ? HERE_STAGING : HERE_NONE;
-	job->staging = staging_start(session_proxy(s), session_id(s), here ? s : NULL,
-	    have_login == 0 ? &login : NULL, copy ? STAGING_COPY : STAGING_DELETE,
-	    job->staging_wire, job->mailbox_wire, copy ? staging_copied : staging_dropped,
-	    job);
+	for (i = 0; msgs != NULL && i < job->nmsgs; i++) {
+		msgs[i].size = job->msgs[i].u.size;
+		memcpy(msgs[i].digest, job->msgs[i].u.digest, sizeof(msgs[i].digest));
+	}
+	if (msgs != NULL)
+		job->staging = staging_start(session_proxy(s), session_id(s),
+		    here ? s : NULL, have_login == 0 ? &login : NULL,
+		    copy ? STAGING_COPY : STAGING_DELETE, job->staging_wire,
+		    job->mailbox_wire, msgs, job->nmsgs,
+		    copy ? staging_copied : staging_dropped, job);
+	free(msgs);
 	if (have_login == 0)
 		login_clear(&login);
 	if (job->staging == NULL)
@@ -1210,9 +1218,15 @@ multiappend_upstream_gone(struct session *s)
 		fail(job);
 		break;
 	case HERE_STAGING:	/* the CREATE or DELETE may have run */
+		if (job->staging_wire == NULL && job->staging != NULL &&
+		    *staging_mailbox(job->staging) != '\0')
+			set_text(&job->staging_wire, staging_mailbox(job->staging));
 		staging_free(job->staging);
 		job->staging = NULL;
-		finish_staging(job);
+		if (job->staging_wire != NULL)
+			finish_staging(job);
+		else
+			fail(job);
 		break;
 	case HERE_ROLLBACK:	/* again, on a second connection */
 		rollback_free(job->rollback);

@@ -92,6 +92,7 @@ struct rollback {
 
 	char *error;
 	rollback_done_cb done;
+	rollback_found_cb found;	/* only looking: what was found */
 	void *ctx;
 };
 
@@ -133,7 +134,11 @@ report(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	rb->done(rb->ctx, rb->error);
+	if (rb->found != NULL)
+		rb->found(rb->ctx, rb->error, rb->error == NULL ? rb->remove : NULL,
+		    rb->error == NULL ? rb->nremove : 0);
+	else
+		rb->done(rb->ctx, rb->error);
 }
 
 /* The end: log what stays behind, and report from the loop. */
@@ -144,7 +149,9 @@ finish(struct rollback *rb, const char *error)
 
 	backchannel_close(rb->bc);
 	rb->bc = NULL;
-	if (error != NULL && rb->error == NULL) {
+	if (error != NULL && rb->error == NULL && rb->found != NULL) {
+		rb->error = strdup(error);
+	} else if (error != NULL && rb->error == NULL) {
 		rb->error = strdup(error);
 		for (i = 0; i < rb->nremove; i++)
 			log_error(rb->id, "message UID %u stays in \"%s\" of user %s: %s",
@@ -258,6 +265,10 @@ remove_uids(struct rollback *rb)
 {
 	char *set;
 
+	if (rb->found != NULL) {
+		finish(rb, NULL);	/* only looking: rb->remove is what was found */
+		return;
+	}
 	if (rb->nremove == 0) {
 		removed(rb);
 		return;
@@ -459,7 +470,10 @@ search_unknown(struct rollback *rb)
 	if (rb->uidnext == 0) {
 		log_error(rb->id, "cannot look for messages of unknown UID in \"%s\": "
 		    "its UIDNEXT before the upload is not known", rb->mailbox);
-		remove_uids(rb);
+		if (rb->found != NULL)
+			finish(rb, "UIDNEXT before the upload is not known");
+		else
+			remove_uids(rb);
 		return;
 	}
 	send_command(rb, &search_ops, "UID SEARCH UID %u:*", rb->uidnext);
@@ -532,6 +546,35 @@ rollback_new(struct proxy *proxy, uint64_t log_id, const struct rollback_plan *p
 	return rb;
 }
 
+/* The second connection: open it (done/found hear of a failure). */
+static void
+open_second(struct rollback *rb, const struct login *login)
+{
+	if (login == NULL) {
+		finish(rb, "no credentials for a second connection (the client did not "
+		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
+		return;
+	}
+	if ((rb->bc = backchannel_open(rb->proxy, rb->id, login, &bc_owner, rb)) == NULL)
+		finish(rb, "out of memory");
+}
+
+struct rollback *
+rollback_find(struct proxy *proxy, uint64_t log_id, const struct login *login,
+    const struct rollback_unknown *msgs, size_t n, const struct rollback_target *t,
+    rollback_found_cb found, void *ctx)
+{
+	struct rollback_plan plan = { .unknown = (struct rollback_unknown *)msgs,
+	    .nunknown = n };
+	struct rollback *rb = rollback_new(proxy, log_id, &plan, t, NULL, ctx);
+
+	if (rb == NULL)
+		return NULL;
+	rb->found = found;
+	open_second(rb, login);
+	return rb;
+}
+
 struct rollback *
 rollback_start(struct proxy *proxy, uint64_t log_id, struct session *s,
     const struct login *login, const struct rollback_plan *plan,
@@ -549,12 +592,6 @@ rollback_start(struct proxy *proxy, uint64_t log_id, struct session *s,
 	log_info(log_id, "removing %zu message%s from \"%s\" on a second connection",
 	    plan->nuids + plan->nunknown, plan->nuids + plan->nunknown == 1 ? "" : "s",
 	    t->mailbox);
-	if (login == NULL) {
-		finish(rb, "no credentials for a second connection (the client did not "
-		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
-		return rb;
-	}
-	if ((rb->bc = backchannel_open(proxy, log_id, login, &bc_owner, rb)) == NULL)
-		finish(rb, "out of memory");
+	open_second(rb, login);
 	return rb;
 }

@@ -1,7 +1,17 @@
 /*
  * staging.c — the staging mailbox of a MULTIAPPEND to an upstream without
- * UIDPLUS: its name, its creation, the one COPY into the target and its
- * deletion on every path (see staging.h).
+ * UIDPLUS: its name (in the user's personal namespace, which NAMESPACE
+ * tells: Courier wants "INBOX."), its creation, the one COPY into the
+ * target, and its deletion on every path (see staging.h).
+ *
+ * The COPY runs on a second connection.  If that connection breaks, what
+ * happened is found out on a new one: before the COPY was sent it did not
+ * run; after, its answer is lost and it may have run, so the target is
+ * searched for the staged messages (from its UIDNEXT before the COPY, by
+ * size and SHA-256: rollback_find).  All found: it ran.  None: it did not.
+ * Some (a server that broke COPY's atomicity): those are removed again.
+ * The staging mailbox is deleted in every case, on a new connection when
+ * the one that had it broke.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,35 +21,71 @@
 #include <openssl/rand.h>
 
 #include "backchannel.h"
+#include "capability.h"
 #include "command.h"
+#include "credentials.h"
 #include "log.h"
 #include "parser.h"
+#include "response.h"
+#include "rollback.h"
 #include "session.h"
 #include "staging.h"
 
+/* Second connections opened to delete the staging mailbox after the one
+ * that had it broke. */
+#define DELETE_ATTEMPTS 2
+
+enum copy_step {
+	COPY_NOT_SENT,
+	COPY_SENT,		/* its answer may be lost */
+	COPY_ANSWERED,
+};
+
 struct staging {
+	struct proxy *proxy;
 	uint64_t id;
 	struct session *s;		/* the client's connection, or NULL */
 	struct backchannel *bc;
 	struct event *later;
 	enum staging_op op;
-	char *staging_wire, *target_wire;
+	char *staging_wire, *target_wire, *target;
+	char *prefix;			/* the personal namespace's, from NAMESPACE */
+	struct login login;		/* for a new connection (wiped when freed) */
+	bool have_login;
+	struct rollback_unknown *msgs;	/* COPY: the staged messages */
+	size_t nmsgs;
+	uint32_t target_uidnext;	/* before the COPY */
+	enum copy_step copy;
+	bool copied;			/* the messages are in the target */
+	bool deleting;			/* only the DELETE is left */
+	unsigned attempts;
+	struct rollback *look;		/* a search or removal in the target */
 	char *error, *refusal;
 	staging_done_cb done;
 	void *ctx;
 };
 
+static void begin(struct staging *);
+static void delete_again(struct staging *, const char *why);
+
 char *
-staging_name(void)
+staging_name(const char *prefix)
 {
 	unsigned char rnd[8];
-	char name[64];
+	char name[512];
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		return NULL;
-	snprintf(name, sizeof(name), "mappend-staging-%02x%02x%02x%02x%02x%02x%02x%02x",
+	snprintf(name, sizeof(name), "%smappend-staging-%02x%02x%02x%02x%02x%02x%02x%02x",
+	    prefix != NULL ? prefix : "",
 	    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	return imap_quote(name, strlen(name));
+}
+
+const char *
+staging_mailbox(const struct staging *st)
+{
+	return st->staging_wire;
 }
 
 void
@@ -48,10 +94,15 @@ staging_free(struct staging *st)
 	if (st == NULL)
 		return;
 	backchannel_close(st->bc);
+	rollback_free(st->look);
 	if (st->later != NULL)
 		event_free(st->later);
+	login_clear(&st->login);
 	free(st->staging_wire);
 	free(st->target_wire);
+	free(st->target);
+	free(st->prefix);
+	free(st->msgs);
 	free(st->error);
 	free(st->refusal);
 	free(st);
@@ -99,6 +150,15 @@ send_command(struct staging *st, const struct reply_ops *ops, const char *verb,
 		finish(st, "out of memory");
 }
 
+/* The end of a COPY: what the client is told follows st->copied. */
+static void
+copy_over(struct staging *st, const char *error)
+{
+	if (!st->copied && st->refusal == NULL && st->error == NULL)
+		st->error = strdup(error != NULL ? error : "the COPY did not run");
+	finish(st, NULL);
+}
+
 static void
 deleted(void *ctx, const struct answer *a)
 {
@@ -107,7 +167,10 @@ deleted(void *ctx, const struct answer *a)
 	if (!a->ok)
 		log_error(st->id, "could not delete the staging mailbox %s: %.*s",
 		    st->staging_wire, (int)(a->len > 200 ? 200 : a->len), a->line);
-	finish(st, NULL);
+	if (st->op == STAGING_COPY)
+		copy_over(st, NULL);
+	else
+		finish(st, NULL);
 }
 
 static const struct reply_ops delete_ops = { .tagged = deleted };
@@ -129,12 +192,47 @@ copied(void *ctx, const struct answer *a)
 {
 	struct staging *st = ctx;
 
+	st->copy = COPY_ANSWERED;
+	st->copied = a->ok;
 	if (!a->ok)
 		keep_refusal(st, a);
 	send_command(st, &close_ops, "CLOSE", "");
 }
 
 static const struct reply_ops copy_ops = { .tagged = copied };
+
+/* "* STATUS target (UIDNEXT n)": where the COPY's messages will start. */
+static bool
+status_data(void *ctx, const char *buf, const struct imap_segment *seg)
+{
+	struct staging *st = ctx;
+	unsigned i;
+
+	if (seg->first && (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "STATUS")))
+		return false;
+	for (i = 0; i + 1 < seg->ntok; i++) {
+		uint64_t n;
+
+		if (imap_tok_is(buf, &seg->tok[i], "UIDNEXT") &&
+		    imap_tok_number(buf, &seg->tok[i + 1], &n) == 0 && n <= UINT32_MAX)
+			st->target_uidnext = (uint32_t)n;
+	}
+	return true;
+}
+
+static void
+status_done(void *ctx, const struct answer *a)
+{
+	struct staging *st = ctx;
+
+	(void)a;	/* a missing target shows in the COPY's answer */
+	st->copy = COPY_SENT;
+	send_command(st, &copy_ops, "COPY 1:*", st->target_wire);
+}
+
+static const struct reply_ops status_ops = {
+	.untagged = status_data, .tagged = status_done,
+};
 
 static void
 selected(void *ctx, const struct answer *a)
@@ -145,10 +243,10 @@ selected(void *ctx, const struct answer *a)
 	if (!a->ok) {
 		snprintf(why, sizeof(why), "upstream answered %.*s",
 		    (int)(a->len > 200 ? 200 : a->len), a->line);
-		finish(st, why);
+		delete_again(st, why);
 		return;
 	}
-	send_command(st, &copy_ops, "COPY 1:*", st->target_wire);
+	send_command(st, &status_ops, "STATUS", st->target_wire);
 }
 
 static const struct reply_ops select_ops = { .tagged = selected };
@@ -168,12 +266,58 @@ created(void *ctx, const struct answer *a)
 
 static const struct reply_ops create_ops = { .tagged = created };
 
+/* "* NAMESPACE (("INBOX." ".")) NIL NIL": the personal prefix. */
+static bool
+namespace_data(void *ctx, const char *buf, const struct imap_segment *seg)
+{
+	struct staging *st = ctx;
+	char prefix[256];
+	int n;
+
+	if (!seg->first || seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "NAMESPACE"))
+		return false;
+	if (seg->ntok >= 5 && seg->tok[2].kind == IMAP_TOK_LPAREN &&
+	    seg->tok[3].kind == IMAP_TOK_LPAREN &&
+	    (n = imap_unquote(buf, &seg->tok[4], prefix, sizeof(prefix) - 1)) > 0 &&
+	    seg->tok[4].kind == IMAP_TOK_QUOTED) {
+		prefix[n] = '\0';
+		free(st->prefix);
+		st->prefix = strdup(prefix);
+	}
+	return true;
+}
+
+static void
+namespace_done(void *ctx, const struct answer *a)
+{
+	struct staging *st = ctx;
+
+	(void)a;
+	free(st->staging_wire);
+	if ((st->staging_wire = staging_name(st->prefix)) == NULL) {
+		finish(st, "out of memory");
+		return;
+	}
+	send_command(st, &create_ops, "CREATE", st->staging_wire);
+}
+
+static const struct reply_ops namespace_ops = {
+	.untagged = namespace_data, .tagged = namespace_done,
+};
+
 static void
 begin(struct staging *st)
 {
+	if (st->deleting) {
+		send_command(st, &delete_ops, "DELETE", st->staging_wire);
+		return;
+	}
 	switch (st->op) {
 	case STAGING_CREATE:
-		send_command(st, &create_ops, "CREATE", st->staging_wire);
+		if (response_caps(st->s)->namespace)
+			send_command(st, &namespace_ops, "NAMESPACE", "");
+		else
+			namespace_done(st, NULL);
 		break;
 	case STAGING_COPY:
 		send_command(st, &select_ops, "SELECT", st->staging_wire);
@@ -182,6 +326,79 @@ begin(struct staging *st)
 		send_command(st, &delete_ops, "DELETE", st->staging_wire);
 		break;
 	}
+}
+
+static void bc_ready(void *);
+static void bc_failed(void *, const char *);
+static const struct backchannel_owner bc_owner = { bc_ready, bc_failed };
+
+static void
+open_second(struct staging *st)
+{
+	st->attempts++;
+	if (!st->have_login) {
+		finish(st, "no credentials for a second connection");
+		return;
+	}
+	if ((st->bc = backchannel_open(st->proxy, st->id, &st->login, &bc_owner, st)) == NULL)
+		finish(st, "out of memory");
+}
+
+/* The connection that had the staging mailbox broke: delete it on a new
+ * one (the outcome of a COPY is known by now). */
+static void
+delete_again(struct staging *st, const char *why)
+{
+	backchannel_close(st->bc);
+	st->bc = NULL;
+	if (st->attempts >= DELETE_ATTEMPTS) {
+		log_error(st->id, "the staging mailbox %s is left behind: %s",
+		    st->staging_wire, why);
+		if (st->op == STAGING_COPY)
+			copy_over(st, why);
+		else
+			finish(st, why);
+		return;
+	}
+	log_info(st->id, "deleting the staging mailbox %s on a new connection (%s)",
+	    st->staging_wire, why);
+	st->deleting = true;
+	open_second(st);
+}
+
+/* Removed again: a COPY that put only part of the upload in the target. */
+static void
+partial_removed(void *ctx, const char *error)
+{
+	struct staging *st = ctx;
+
+	rollback_free(st->look);
+	st->look = NULL;
+	if (error != NULL)
+		log_error(st->id, "part of a COPY stays in %s: %s", st->target_wire, error);
+	delete_again(st, "the COPY's connection broke");
+}
+
+/* After a COPY whose answer was lost: what of it is in the target. */
+static void
+found_in_target(void *ctx, const char *error, const uint32_t *uids, size_t n)
+{
+	struct staging *st = ctx;
+	struct rollback_plan plan = { .uids = (uint32_t *)uids, .nuids = n };
+	struct rollback_target t = { st->target, st->target_wire, 0, st->login.user };
+	struct rollback *look = st->look;
+
+	st->look = NULL;
+	st->copied = error == NULL && n == st->nmsgs;
+	log_info(st->id, "the COPY whose answer was lost %s (%zu of %zu messages "
+	    "found in %s)", st->copied ? "ran" : "did not run", n, st->nmsgs,
+	    st->target_wire);
+	if (error == NULL && n > 0 && !st->copied)
+		st->look = rollback_start(st->proxy, st->id, NULL, &st->login, &plan, &t,
+		    partial_removed, st);
+	rollback_free(look);	/* uids were its: used above */
+	if (st->look == NULL)
+		delete_again(st, error != NULL ? error : "the COPY's connection broke");
 }
 
 static void
@@ -193,28 +410,66 @@ bc_ready(void *ctx)
 static void
 bc_failed(void *ctx, const char *why)
 {
-	finish(ctx, why);
+	struct staging *st = ctx;
+	struct rollback_target t = { st->target, st->target_wire, st->target_uidnext,
+	    st->login.user };
+
+	backchannel_close(st->bc);
+	st->bc = NULL;
+	if (st->op != STAGING_COPY || st->copy != COPY_SENT || st->deleting) {
+		delete_again(st, why);
+		return;
+	}
+	log_warn(st->id, "the connection carrying the COPY into %s broke (%s): "
+	    "looking whether it ran", st->target_wire, why);
+	st->look = rollback_find(st->proxy, st->id, &st->login, st->msgs, st->nmsgs,
+	    &t, found_in_target, st);
+	if (st->look == NULL)
+		finish(st, "out of memory");
 }
 
-static const struct backchannel_owner bc_owner = { bc_ready, bc_failed };
+static int
+copy_in(struct staging *st, const char *staging_wire, const char *target_wire,
+    const struct login *login, const struct rollback_unknown *msgs, size_t n)
+{
+	st->staging_wire = strdup(staging_wire != NULL ? staging_wire : "");
+	st->target_wire = strdup(target_wire != NULL ? target_wire : "");
+	st->target = strdup(target_wire != NULL ? target_wire : "");
+	st->msgs = calloc(n + 1, sizeof(*st->msgs));
+	if (st->staging_wire == NULL || st->target_wire == NULL || st->target == NULL ||
+	    st->msgs == NULL)
+		return -1;
+	if (n > 0)
+		memcpy(st->msgs, msgs, n * sizeof(*msgs));
+	st->nmsgs = n;
+	if (login != NULL) {
+		st->login.login_args = login->login_args ? strdup(login->login_args) : NULL;
+		st->login.plain_b64 = login->plain_b64 ? strdup(login->plain_b64) : NULL;
+		st->login.user = strdup(login->user != NULL ? login->user : "?");
+		st->have_login = st->login.user != NULL &&
+		    (st->login.login_args != NULL || st->login.plain_b64 != NULL);
+	}
+	return 0;
+}
 
 struct staging *
 staging_start(struct proxy *proxy, uint64_t log_id, struct session *s,
     const struct login *login, enum staging_op op, const char *staging_wire,
-    const char *target_wire, staging_done_cb done, void *ctx)
+    const char *target_wire, const struct rollback_unknown *msgs, size_t nmsgs,
+    staging_done_cb done, void *ctx)
 {
 	struct staging *st = calloc(1, sizeof(*st));
 
 	if (st == NULL)
 		return NULL;
+	st->proxy = proxy;
 	st->id = log_id;
 	st->op = op;
 	st->done = done;
 	st->ctx = ctx;
 	st->later = event_new(proxy->base, -1, 0, report, st);
-	st->staging_wire = strdup(staging_wire);
-	st->target_wire = strdup(target_wire != NULL ? target_wire : "");
-	if (st->later == NULL || st->staging_wire == NULL || st->target_wire == NULL) {
+	if (st->later == NULL ||
+	    copy_in(st, staging_wire, target_wire, login, msgs, nmsgs) != 0) {
 		staging_free(st);
 		return NULL;
 	}
@@ -223,11 +478,6 @@ staging_start(struct proxy *proxy, uint64_t log_id, struct session *s,
 		begin(st);
 		return st;
 	}
-	if (login == NULL) {
-		finish(st, "no credentials for a second connection");
-		return st;
-	}
-	if ((st->bc = backchannel_open(proxy, log_id, login, &bc_owner, st)) == NULL)
-		finish(st, "out of memory");
+	open_second(st);
 	return st;
 }

@@ -123,6 +123,11 @@ struct mock_faults {
 	char *append_no_text;
 	uint64_t append_drop;
 	uint64_t append_drop_after;
+	uint64_t append_stall_after;	/* stored, then silence */
+	uint64_t append_garbage_after;	/* stored, then an answer to no command */
+	uint64_t append_longline_after;	/* stored, then a line over 16 MiB */
+	bool copy_drop;			/* the next COPY: dropped before it runs */
+	bool copy_drop_after;		/* ...or after it ran */
 };
 
 struct mock_conn;
@@ -140,6 +145,7 @@ struct mock_server {
 	const char *oauth_token;	/* the valid XOAUTH2 bearer token */
 	struct ssl_ctx_st *tls_ctx;	/* NULL: no TLS (no STARTTLS either) */
 	char *extra_caps;		/* advertised as they are, or NULL */
+	const char *personal_prefix;	/* new mailboxes live under it, or NULL */
 	uint64_t quota;			/* bytes per user, 0 = none */
 	uint64_t appendlimit;		/* APPENDLIMIT=n, 0 = none */
 	unsigned delay_ms;
@@ -185,6 +191,7 @@ enum mock_wait {
 	MOCK_W_IDLE,		/* DONE */
 	MOCK_W_DELAY,		/* a tagged answer waits for its timer */
 	MOCK_W_CLOSING,		/* flush, then close */
+	MOCK_W_STALL,		/* a fault: read and ignore everything, answer nothing */
 };
 
 /* Which SASL exchange a MOCK_W_SASL line belongs to. */
@@ -326,6 +333,8 @@ void mock_conn_select(struct mock_conn *c, struct mock_mailbox *mb,
 void mock_conn_deselect(struct mock_conn *c);
 void mock_conn_sync(struct mock_conn *c, bool expunges, struct evbuffer *out);
 void mock_conn_wait_line(struct mock_conn *c, enum mock_wait w);
+/* A fault: send these bytes (may be none), then never answer again. */
+void mock_conn_stall(struct mock_conn *c, const char *bytes, size_t len);
 void mock_conn_log(struct mock_conn *c, const char *text, size_t len);
 /* A mailbox changed: IDLE connections that have it selected learn now. */
 void mock_notify(struct mock_mailbox *mb);

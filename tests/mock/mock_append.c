@@ -207,6 +207,43 @@ commit(struct mock_conn *c, uint32_t *uids, struct mock_mailbox **mbp)
 	return NULL;
 }
 
+/* Faults after message k is stored: its answer is lost with the
+ * connection, never comes, or something no IMAP client can take comes
+ * instead. */
+static void
+stored_then_fault(struct mock_conn *c, uint64_t k)
+{
+	struct mock_faults *f = &mock_srv.faults;
+	uint32_t *uids = calloc(c->append->nmsgs + 1, sizeof(*uids));
+	struct mock_mailbox *mb;
+	static const char garbage[] =
+	    "mappend.999999 OK [APPENDUID 1 99] Append completed\r\n";
+	char *line;
+	size_t n = (size_t)17 << 20;
+
+	if (uids == NULL)
+		exit(1);
+	if (c->fail_status == NULL)
+		commit(c, uids, &mb);
+	free(uids);
+	if (f->append_drop_after == k) {
+		mock_conn_drop(c);
+	} else if (f->append_stall_after == k) {
+		mock_conn_stall(c, NULL, 0);
+	} else if (f->append_garbage_after == k) {
+		/* an answer to a tag nobody sent, that looks like ours */
+		mock_conn_stall(c, garbage, sizeof(garbage) - 1);
+	} else {
+		if ((line = malloc(n)) == NULL)
+			exit(1);
+		memcpy(line, "* OK ", 5);
+		memset(line + 5, 'x', n - 7);
+		memcpy(line + n - 2, "\r\n", 2);
+		mock_conn_stall(c, line, n);
+		free(line);
+	}
+}
+
 void
 mock_append_literal_done(struct mock_conn *c)
 {
@@ -225,18 +262,9 @@ mock_append_literal_done(struct mock_conn *c)
 		    f->append_no_text : "[OVERQUOTA] Quota exceeded (mock)");
 		return;
 	}
-	if (f->append_drop_after == k) {
-		/* stored, but the answer is lost with the connection */
-		uint32_t *uids = calloc(a->nmsgs + 1, sizeof(*uids));
-		struct mock_mailbox *mb;
-
-		if (uids == NULL)
-			exit(1);
-		if (c->fail_status == NULL)
-			commit(c, uids, &mb);
-		free(uids);
-		mock_conn_drop(c);
-	}
+	if (f->append_drop_after == k || f->append_stall_after == k ||
+	    f->append_garbage_after == k || f->append_longline_after == k)
+		stored_then_fault(c, k);
 }
 
 void

@@ -164,7 +164,11 @@ cmd_namespace(struct mock_conn *c)
 {
 	if (!no_args(c))
 		return;
-	mock_conn_untagged(c, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+	if (mock_srv.personal_prefix != NULL)
+		mock_conn_untagged(c, "NAMESPACE ((\"%s\" \".\")) NIL NIL",
+		    mock_srv.personal_prefix);
+	else
+		mock_conn_untagged(c, "NAMESPACE ((\"\" \"/\")) NIL NIL");
 	mock_conn_tagged(c, "OK", "NAMESPACE completed");
 }
 
@@ -480,6 +484,12 @@ cmd_create(struct mock_conn *c)
 		mock_conn_tagged(c, "NO", "[CANNOT] Invalid mailbox name");
 		return;
 	}
+	if (mock_srv.personal_prefix != NULL &&
+	    strncmp(name, mock_srv.personal_prefix, strlen(mock_srv.personal_prefix)) != 0) {
+		mock_conn_tagged(c, "NO", "[CANNOT] Mailboxes live under %s",
+		    mock_srv.personal_prefix);
+		return;
+	}
 	if (mock_store_mailbox_create(c->user, name) == NULL) {
 		mock_conn_tagged(c, "NO", "[ALREADYEXISTS] Mailbox exists");
 		return;
@@ -659,15 +669,28 @@ xmock_fault(struct mock_conn *c)
 
 	if (mock_arg_is(kind, "CLEAR") && n == 2) {
 		f->append_no = f->append_drop = f->append_drop_after = 0;
+		f->append_stall_after = f->append_garbage_after = 0;
+		f->append_longline_after = 0;
+		f->copy_drop = f->copy_drop_after = false;
 		free(f->append_no_text);
 		f->append_no_text = NULL;
 		f->count = 0;
 		mock_conn_tagged(c, "OK", "faults cleared");
 		return;
 	}
+	if ((mock_arg_is(kind, "COPY-DROP") || mock_arg_is(kind, "COPY-DROP-AFTER")) &&
+	    n == 2) {
+		if (mock_arg_is(kind, "COPY-DROP"))
+			f->copy_drop = true;
+		else
+			f->copy_drop_after = true;
+		mock_conn_tagged(c, "OK", "fault set");
+		return;
+	}
 	if (mock_arg_number(karg, &k) < 0 || k == 0) {
 		mock_conn_tagged(c, "BAD", "XMOCK FAULT APPEND-NO|APPEND-DROP|"
-		    "APPEND-DROP-AFTER k [text] | CLEAR");
+		    "APPEND-DROP-AFTER|APPEND-STALL-AFTER|APPEND-GARBAGE-AFTER|"
+		    "APPEND-LONGLINE-AFTER k [text] | CLEAR");
 		return;
 	}
 	if (mock_arg_is(kind, "APPEND-NO")) {
@@ -691,6 +714,12 @@ xmock_fault(struct mock_conn *c)
 		f->append_drop = k;
 	} else if (mock_arg_is(kind, "APPEND-DROP-AFTER") && n == 3) {
 		f->append_drop_after = k;
+	} else if (mock_arg_is(kind, "APPEND-STALL-AFTER") && n == 3) {
+		f->append_stall_after = k;
+	} else if (mock_arg_is(kind, "APPEND-GARBAGE-AFTER") && n == 3) {
+		f->append_garbage_after = k;
+	} else if (mock_arg_is(kind, "APPEND-LONGLINE-AFTER") && n == 3) {
+		f->append_longline_after = k;
 	} else {
 		mock_conn_tagged(c, "BAD", "unknown fault");
 		return;

@@ -181,7 +181,7 @@ enum {
 	OPT_LISTEN = 256, OPT_PROFILE, OPT_USER, OPT_MASTER, OPT_MAILBOX,
 	OPT_NO_GREETING_CAPS, OPT_NO_LOGIN_CAPS, OPT_APPEND_NO, OPT_APPEND_DROP,
 	OPT_APPEND_DROP_AFTER, OPT_DELAY, OPT_QUOTA, OPT_LOG, OPT_SASL_IR,
-	OPT_APPENDLIMIT, OPT_EXTRA_CAPS, OPT_TLS_CERT, OPT_TLS_KEY,
+	OPT_APPENDLIMIT, OPT_EXTRA_CAPS, OPT_PERSONAL_PREFIX, OPT_TLS_CERT, OPT_TLS_KEY,
 	OPT_LISTEN_TLS, OPT_REQUIRE_TLS, OPT_OAUTH_TOKEN, OPT_HELP,
 };
 
@@ -202,6 +202,7 @@ static const struct option options[] = {
 	{ "sasl-ir", no_argument, NULL, OPT_SASL_IR },
 	{ "appendlimit", required_argument, NULL, OPT_APPENDLIMIT },
 	{ "extra-caps", required_argument, NULL, OPT_EXTRA_CAPS },
+	{ "personal-prefix", required_argument, NULL, OPT_PERSONAL_PREFIX },
 	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
 	{ "listen-tls", required_argument, NULL, OPT_LISTEN_TLS },
@@ -311,6 +312,11 @@ main(int argc, char **argv)
 			break;
 		case OPT_EXTRA_CAPS:
 			extra_caps(optarg);
+			break;
+		case OPT_PERSONAL_PREFIX:
+			/* Courier-like: NAMESPACE says it, CREATE wants it */
+			mock_srv.personal_prefix = optarg;
+			extra_caps("NAMESPACE");
 			break;
 		case OPT_LOG:
 			log_path = optarg;

@@ -928,10 +928,23 @@ copy(struct mock_conn *c, bool uid)
 	free(dst_uids);
 }
 
+/* Faults for the staging of uploads to servers without UIDPLUS: the
+ * connection breaks before the COPY runs, or after it ran. */
 void
 mock_cmd_copy(struct mock_conn *c)
 {
+	struct mock_faults *f = &mock_srv.faults;
+
+	if (f->copy_drop) {
+		f->copy_drop = false;
+		mock_conn_drop(c);
+		return;
+	}
 	copy(c, false);
+	if (f->copy_drop_after) {
+		f->copy_drop_after = false;
+		mock_conn_drop(c);
+	}
 }
 
 void

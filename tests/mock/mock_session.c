@@ -555,7 +555,7 @@ mock_conn_tagged(struct mock_conn *c, const char *status, const char *fmt,
 {
 	va_list ap;
 
-	if (c->dead || c->wait == MOCK_W_CLOSING)
+	if (c->dead || c->wait == MOCK_W_CLOSING || c->wait == MOCK_W_STALL)
 		return;
 	mock_conn_sync(c, c->cmd == NULL || !c->cmd->no_expunge, c->resp);
 	evbuffer_add_printf(c->resp, "%s %s ", c->tag[0] ? c->tag : "*",
@@ -603,6 +603,17 @@ mock_conn_drop(struct mock_conn *c)
 		return;
 	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
 	start_close(c);
+}
+
+void
+mock_conn_stall(struct mock_conn *c, const char *bytes, size_t len)
+{
+	if (c->wait == MOCK_W_CLOSING)
+		return;
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	evbuffer_add(bufferevent_get_output(c->bev), bytes, len);
+	cmd_end(c);
+	c->wait = MOCK_W_STALL;
 }
 
 void
@@ -789,7 +800,7 @@ conn_process(struct mock_conn *c)
 	while (!c->dead) {
 		struct imap_frame f;
 
-		if (c->wait == MOCK_W_CLOSING) {
+		if (c->wait == MOCK_W_CLOSING || c->wait == MOCK_W_STALL) {
 			evbuffer_drain(in, evbuffer_get_length(in));
 			break;
 		}
@@ -945,6 +956,10 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (!(what & BEV_EVENT_EOF))
 		return;
 	c->peer_eof = true;
+	if (c->wait == MOCK_W_STALL) {
+		conn_free(c);
+		return;
+	}
 	if (c->wait == MOCK_W_CLOSING) {
 		/* a BYE still queued goes out first (output_flushed) */
 		if (out_pending(c) == 0)
