@@ -75,6 +75,7 @@ struct rollback_target {
 	const char *mailbox_wire;	/* as sent upstream (quoted) */
 	uint32_t uidnext;		/* before the upload; 0 unknown */
 	const char *user;		/* for log lines */
+	uint32_t uidvalidity;		/* the mailbox must still have it; 0: any */
 };
 
 /* error is NULL when everything the plan named is gone; otherwise why not

@@ -20,6 +20,7 @@ struct session;
 struct staging;
 
 enum staging_op {
+	STAGING_NAME,		/* choose its name (NAMESPACE), create nothing */
 	STAGING_CREATE,		/* on the client's own connection */
 	STAGING_COPY,		/* second connection: COPY 1:* target, then DELETE */
 	STAGING_DELETE,		/* on the client's connection, or a second one */
@@ -32,12 +33,12 @@ typedef void (*staging_done_cb)(void *ctx, const char *error, const char *refusa
 /* A fresh staging mailbox name under prefix (may be NULL), quoted for the
  * wire; NULL on failure. */
 char *staging_name(const char *prefix);
-/* The staging mailbox's name as created (quoted). */
+/* The staging mailbox's name (quoted): chosen by NAME. */
 const char *staging_mailbox(const struct staging *);
 
 /*
- * Run op: on s's connection for CREATE (the name is chosen there, in the
- * personal namespace), and for DELETE when s is not NULL; otherwise on a
+ * Run op: on s's connection for NAME (in the personal namespace) and
+ * CREATE, and for DELETE when s is not NULL; otherwise on a
  * second connection logged in with login (copied: new connections after a
  * broken one use it too).  staging_wire names the staging mailbox (not for
  * CREATE), target_wire COPY's target, msgs the staged messages (COPY: to

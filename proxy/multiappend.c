@@ -33,6 +33,7 @@
 #include "capability.h"
 #include "command.h"
 #include "credentials.h"
+#include "journal.h"
 #include "log.h"
 #include "multiappend.h"
 #include "relay.h"
@@ -123,6 +124,8 @@ struct append_job {
 	bool upstream_lost;
 
 	enum here_wait here;
+	struct journal_record *record;	/* in the journal while unresolved */
+	bool keep_record;		/* not resolved cleanly: left for recovery */
 	struct rollback *rollback;
 	bool rollback_remote;	/* ...on a second connection */
 	struct staging *staging;
@@ -172,6 +175,7 @@ job_free(struct append_job *job)
 
 	rollback_free(job->rollback);
 	staging_free(job->staging);
+	journal_keep(job->record);	/* unresolved: the next start resolves it */
 	for (i = 0; i < job->nmsgs; i++)
 		free(job->msgs[i].attrs);
 	free(job->msgs);
@@ -665,6 +669,8 @@ replay_answered(void *ctx, const struct answer *a)
 	if (a->ok) {
 		m->u.state = UPLOAD_STORED;
 		read_appenduid(job, a, &m->u.uid);
+		if (m->u.uid != 0)
+			journal_note_uid(job->record, (size_t)(m - job->msgs), m->u.uid);
 	} else {
 		m->u.state = UPLOAD_REFUSED;
 		if (job->failure == NULL) {
@@ -788,28 +794,53 @@ status_untagged(void *ctx, const char *buf, const struct imap_segment *seg)
 	for (i = 0; i + 1 < seg->ntok; i++) {
 		uint64_t n;
 
-		if (imap_tok_is(buf, &seg->tok[i], "UIDNEXT") &&
-		    imap_tok_number(buf, &seg->tok[i + 1], &n) == 0 && n <= UINT32_MAX)
+		if (imap_tok_number(buf, &seg->tok[i + 1], &n) != 0 || n > UINT32_MAX)
+			continue;
+		if (imap_tok_is(buf, &seg->tok[i], "UIDNEXT"))
 			job->uidnext = (uint32_t)n;
+		else if (imap_tok_is(buf, &seg->tok[i], "UIDVALIDITY"))
+			job->uidvalidity = (uint32_t)n;
 	}
 	return true;
 }
 
-/* A missing mailbox shows in the first APPEND's answer, passed on. */
+/* Durable before upstream: the upload is in the journal before its first
+ * byte goes up (a missing mailbox shows in the first APPEND's answer). */
 static void
-status_done(void *ctx, const struct answer *a)
+start_sending(struct append_job *job)
 {
-	struct append_job *job = ctx;
+	struct session *s = job->s;
+	const struct config *cfg = session_config(s);
+	struct upload_msg *msgs = calloc(job->nmsgs + 1, sizeof(*msgs));
+	char upstream[300];
+	struct journal_entry e;
+	unsigned i;
 
-	(void)a;
-	job->here = HERE_NONE;
+	snprintf(upstream, sizeof(upstream), "%s:%s", cfg->upstream_host,
+	    cfg->upstream_port);
+	for (i = 0; msgs != NULL && i < job->nmsgs; i++)
+		msgs[i] = job->msgs[i].u;
+	e = (struct journal_entry){ .session = session_id(s),
+	    .user = (char *)credentials_user(s), .mailbox = job->mailbox,
+	    .upstream = upstream, .staging = job->staging_wire,
+	    .uidvalidity = job->uidvalidity, .uidnext = job->uidnext,
+	    .msgs = msgs, .nmsgs = job->nmsgs };
+	if (msgs == NULL || (job->record = journal_begin(&e)) == NULL) {
+		log_error(session_id(s), "cannot record the upload in the journal: %s",
+		    strerror(errno));
+		free(msgs);
+		set_text(&job->failure, "NO [UNAVAILABLE] The proxy cannot record the "
+		    "upload safely, try again later");
+		if (job->staging_wire != NULL)
+			finish_staging(job);
+		else
+			fail(job);
+		return;
+	}
+	free(msgs);
 	enter_state(job, JOB_SENDING);
 	pump(job);
 }
-
-static const struct reply_ops status_ops = {
-	.untagged = status_untagged, .tagged = status_done,
-};
 
 static void
 staging_created(void *ctx, const char *error, const char *refusal)
@@ -817,19 +848,50 @@ staging_created(void *ctx, const char *error, const char *refusal)
 	struct append_job *job = ctx;
 	bool failed = error != NULL || refusal != NULL;
 
-	if (!failed)
-		set_text(&job->staging_wire, staging_mailbox(job->staging));
 	staging_free(job->staging);	/* error and refusal are its */
 	job->staging = NULL;
 	job->here = HERE_NONE;
-	if (failed || job->staging_wire == NULL) {
+	if (failed) {
 		set_text(&job->failure, "NO [CANNOT] The proxy could not create its "
 		    "staging mailbox for this MULTIAPPEND");
+		journal_end(job->record, false);
+		job->record = NULL;
 		fail(job);
 		return;
 	}
 	enter_state(job, JOB_SENDING);
 	pump(job);
+}
+
+/* The name is known and recorded: the staging mailbox is created (a crash
+ * from here on leaves a record that names it). */
+static void
+staging_named(void *ctx, const char *error, const char *refusal)
+{
+	struct append_job *job = ctx;
+	struct session *s = job->s;
+
+	(void)refusal;
+	if (error == NULL)
+		set_text(&job->staging_wire, staging_mailbox(job->staging));
+	staging_free(job->staging);
+	job->staging = NULL;
+	job->here = HERE_NONE;
+	if (job->staging_wire == NULL) {
+		set_text(&job->failure, "NO [CANNOT] The proxy could not create its "
+		    "staging mailbox for this MULTIAPPEND");
+		fail(job);
+		return;
+	}
+	start_sending(job);
+	if (job->state != JOB_SENDING)
+		return;		/* not recorded: refused */
+	enter_state(job, JOB_PREPARING);
+	job->here = HERE_STAGING;
+	if ((job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
+	    STAGING_CREATE, job->staging_wire, NULL, NULL, 0, staging_created,
+	    job)) == NULL)
+		session_close(s, "Out of memory");
 }
 
 /* No UIDPLUS: the upload goes into a staging mailbox first. */
@@ -847,12 +909,29 @@ start_staging(struct append_job *job)
 		fail(job);
 		return;
 	}
-	enter_state(job, JOB_PREPARING);
 	job->here = HERE_STAGING;
 	if ((job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
-	    STAGING_CREATE, NULL, NULL, NULL, 0, staging_created, job)) == NULL)
+	    STAGING_NAME, NULL, NULL, NULL, 0, staging_named, job)) == NULL)
 		session_close(s, "Out of memory");
 }
+
+/* The target's UIDVALIDITY and UIDNEXT are known. */
+static void
+status_done(void *ctx, const struct answer *a)
+{
+	struct append_job *job = ctx;
+
+	(void)a;
+	job->here = HERE_NONE;
+	if (!response_caps(job->s)->uidplus)
+		start_staging(job);
+	else
+		start_sending(job);
+}
+
+static const struct reply_ops status_ops = {
+	.untagged = status_untagged, .tagged = status_done,
+};
 
 /* Several messages, all or nothing: the upstream's state must be known,
  * so the commands before this one are answered first. */
@@ -861,13 +940,9 @@ start_emulation(struct append_job *job)
 {
 	struct session *s = job->s;
 
-	if (!response_caps(s)->uidplus) {
-		start_staging(job);
-		return;
-	}
 	enter_state(job, JOB_PREPARING);
 	job->here = HERE_STATUS;
-	if (session_command(s, &status_ops, job, "STATUS %s (UIDNEXT)",
+	if (session_command(s, &status_ops, job, "STATUS %s (UIDNEXT UIDVALIDITY)",
 	    job->mailbox_wire) == NULL)
 		session_close(s, "Out of memory");
 }
@@ -949,7 +1024,24 @@ succeed(struct append_job *job)
 {
 	struct session *s = job->s;
 	size_t n = 0;
-	char *set = stored_uids(job, &n);
+	char *set;
+
+	/* durably out of the journal before the OK: a crash after it must not
+	 * take the upload back */
+	if (journal_end(job->record, true) != 0) {
+		job->record = NULL;
+		log_error(session_id(s), "cannot remove the upload's journal record: "
+		    "%s; the upload is undone instead", strerror(errno));
+		set_text(&job->failure, "NO [UNAVAILABLE] The proxy could not complete "
+		    "the upload safely");
+		if (job->staging_wire != NULL)
+			fail(job);	/* the record was kept by nobody: see log */
+		else
+			rollback(job);
+		return;
+	}
+	job->record = NULL;
+	set = stored_uids(job, &n);
 
 	if (response_caps(s)->uidplus && set != NULL && n == job->nmsgs)
 		session_reply(s, "%.*s OK [APPENDUID %u %s] Append completed",
@@ -968,6 +1060,14 @@ succeed(struct append_job *job)
 static void
 fail(struct append_job *job)
 {
+	if (job->keep_record) {
+		log_error(session_id(job->s), "the upload's journal record stays: it is "
+		    "resolved at the next start");
+		journal_keep(job->record);
+	} else {
+		journal_end(job->record, false);
+	}
+	job->record = NULL;
 	if (!session_client_gone(job->s))
 		session_reply(job->s, "%.*s %s", (int)job->taglen, job->tag,
 		    job->failure != NULL ? job->failure : "NO Append failed");
@@ -1025,6 +1125,7 @@ rolled_back(void *ctx, const char *error)
 	struct append_job *job = ctx;
 
 	/* error belongs to the rollback: used before it is freed */
+	job->keep_record = error != NULL;
 	if (error != NULL)
 		log_error(session_id(job->s), "rollback failed: %s", error);
 	else if (job->rollback_remote)
@@ -1066,8 +1167,9 @@ rollback(struct append_job *job)
 		fail(job);
 		return;
 	}
-	t = (struct rollback_target){ job->mailbox, job->mailbox_wire, job->uidnext,
-	    credentials_user(s) };
+	t = (struct rollback_target){ .mailbox = job->mailbox,
+	    .mailbox_wire = job->mailbox_wire, .uidnext = job->uidnext,
+	    .user = credentials_user(s), .uidvalidity = job->uidvalidity };
 	have_login = plan.own_connection ? -1 : credentials_login(s, &login);
 	job->rollback_remote = !plan.own_connection;
 	job->here = plan.own_connection ? HERE_ROLLBACK : HERE_NONE;
@@ -1109,6 +1211,7 @@ staging_dropped(void *ctx, const char *error, const char *refusal)
 	if (error != NULL)
 		log_error(session_id(job->s), "the staging mailbox %s of user %s is "
 		    "left behind: %s", job->staging_wire, credentials_user(job->s), error);
+	job->keep_record = error != NULL;
 	staging_free(job->staging);	/* error is its */
 	job->staging = NULL;
 	job->here = HERE_NONE;

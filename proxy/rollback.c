@@ -77,6 +77,8 @@ struct rollback {
 	struct event *later;		/* reports the end from the loop */
 	char *mailbox, *mailbox_wire, *user;
 	uint32_t uidnext;
+	uint32_t uidvalidity;		/* expected; 0: any */
+	uint32_t seen_uidvalidity;	/* what SELECT said */
 	uint32_t *remove;		/* UIDs to remove: the plan's, then found ones */
 	size_t nremove;
 	struct rollback_unknown *unknown;
@@ -479,16 +481,48 @@ search_unknown(struct rollback *rb)
 	send_command(rb, &search_ops, "UID SEARCH UID %u:*", rb->uidnext);
 }
 
+/* "* OK [UIDVALIDITY n]" of the SELECT. */
+static bool
+select_data(void *ctx, const char *buf, const struct imap_segment *seg)
+{
+	struct rollback *rb = ctx;
+	const struct imap_token *code = seg->first ? imap_code(buf, seg, "UIDVALIDITY") : NULL;
+	unsigned long v;
+
+	if (code != NULL && sscanf(buf + code->off + 11, "%lu", &v) == 1 && v <= UINT32_MAX)
+		rb->seen_uidvalidity = (uint32_t)v;
+	return false;
+}
+
 static void
 selected(void *ctx, const struct answer *a)
 {
 	struct rollback *rb = ctx;
 
-	if (!refused(rb, a))
-		search_unknown(rb);
+	if (!a->ok && (imap_code(a->line, a->seg, "NONEXISTENT") != NULL ||
+	    imap_code(a->line, a->seg, "TRYCREATE") != NULL)) {
+		/* no such mailbox: nothing can have gone into it */
+		log_info(rb->id, "\"%s\" does not exist: nothing to remove", rb->mailbox);
+		rb->nremove = 0;
+		finish(rb, NULL);
+		return;
+	}
+	if (refused(rb, a))
+		return;
+	if (rb->uidvalidity != 0 && rb->seen_uidvalidity != rb->uidvalidity) {
+		/* the mailbox was deleted and made anew: nothing in it is ours
+		 * (a retried upload may be: it is left alone) */
+		log_warn(rb->id, "\"%s\" has a new UIDVALIDITY (%u, was %u): nothing of "
+		    "the upload can be in it, nothing is removed", rb->mailbox,
+		    rb->seen_uidvalidity, rb->uidvalidity);
+		rb->nremove = 0;
+		finish(rb, NULL);
+		return;
+	}
+	search_unknown(rb);
 }
 
-static const struct reply_ops select_ops = { .tagged = selected };
+static const struct reply_ops select_ops = { .untagged = select_data, .tagged = selected };
 
 static void
 bc_ready(void *ctx)
@@ -520,6 +554,7 @@ rollback_new(struct proxy *proxy, uint64_t log_id, const struct rollback_plan *p
 	rb->done = done;
 	rb->ctx = ctx;
 	rb->uidnext = t->uidnext;
+	rb->uidvalidity = t->uidvalidity;
 	rb->later = event_new(proxy->base, -1, 0, report, rb);
 	rb->md = EVP_MD_CTX_new();
 	rb->mailbox = dup_or_null(t->mailbox);

@@ -294,11 +294,10 @@ namespace_done(void *ctx, const struct answer *a)
 
 	(void)a;
 	free(st->staging_wire);
-	if ((st->staging_wire = staging_name(st->prefix)) == NULL) {
+	if ((st->staging_wire = staging_name(st->prefix)) == NULL)
 		finish(st, "out of memory");
-		return;
-	}
-	send_command(st, &create_ops, "CREATE", st->staging_wire);
+	else
+		finish(st, NULL);
 }
 
 static const struct reply_ops namespace_ops = {
@@ -313,11 +312,14 @@ begin(struct staging *st)
 		return;
 	}
 	switch (st->op) {
-	case STAGING_CREATE:
+	case STAGING_NAME:
 		if (response_caps(st->s)->namespace)
 			send_command(st, &namespace_ops, "NAMESPACE", "");
 		else
 			namespace_done(st, NULL);
+		break;
+	case STAGING_CREATE:
+		send_command(st, &create_ops, "CREATE", st->staging_wire);
 		break;
 	case STAGING_COPY:
 		send_command(st, &select_ops, "SELECT", st->staging_wire);
@@ -385,7 +387,8 @@ found_in_target(void *ctx, const char *error, const uint32_t *uids, size_t n)
 {
 	struct staging *st = ctx;
 	struct rollback_plan plan = { .uids = (uint32_t *)uids, .nuids = n };
-	struct rollback_target t = { st->target, st->target_wire, 0, st->login.user };
+	struct rollback_target t = { .mailbox = st->target,
+	    .mailbox_wire = st->target_wire, .user = st->login.user };
 	struct rollback *look = st->look;
 
 	st->look = NULL;
@@ -411,8 +414,9 @@ static void
 bc_failed(void *ctx, const char *why)
 {
 	struct staging *st = ctx;
-	struct rollback_target t = { st->target, st->target_wire, st->target_uidnext,
-	    st->login.user };
+	struct rollback_target t = { .mailbox = st->target,
+	    .mailbox_wire = st->target_wire, .uidnext = st->target_uidnext,
+	    .user = st->login.user };
 
 	backchannel_close(st->bc);
 	st->bc = NULL;
