@@ -186,7 +186,7 @@ uninstall:
 # Debian packages for building, testing and the demo.  As root they are
 # installed; otherwise the exact command is printed.
 DEB_PKGS := gcc make pkg-config libc6-dev libevent-dev libssl-dev openssl \
-	libcriterion-dev dovecot-imapd procps
+	libcriterion-dev dovecot-imapd procps groff-base
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \

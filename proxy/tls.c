@@ -72,7 +72,17 @@ server_context(const struct config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key, tls_error());
+		unsigned long e = ERR_peek_error();
+
+		/* OpenSSL checks the pair here already; say it the admin's way */
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+			snprintf(err, errlen, "tls_key %s does not match tls_cert %s "
+			    "(a key of another certificate?)", cfg->tls_key,
+			    cfg->tls_cert);
+		else
+			snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key, tls_error());
+		ERR_clear_error();
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
