@@ -5,7 +5,7 @@
 #   make asan       the same tests with AddressSanitizer and UBSan (also: SANITIZE=1)
 #   make demo       a private legacy Dovecot on loopback with mappend in front
 #   make bench      the benchmarks of BENCHMARKS.md
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (uninstall: the same variables)
 #   make deps       install (as root) or print the Debian packages needed
 
 PREFIX ?= /usr/local
@@ -13,6 +13,12 @@ DESTDIR ?=
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+
+# The version -V prints: the VERSION file; a checkout without one asks git.
+VERSION ?= $(shell cat VERSION 2>/dev/null || git describe --tags --always --dirty 2>/dev/null || echo unknown)
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -77,6 +83,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# only main.c knows the version and the default configuration file
+$(MAIN_OBJ): ALL_CFLAGS += -DMAPPEND_VERSION='"$(VERSION)"' \
+	-DDEFAULT_CONFIG='"$(SYSCONFDIR)/mappend/mappend.conf"'
+$(MAIN_OBJ): $(wildcard VERSION)
+
 # the mock's pure helpers are unit-tested too
 $(UNIT): $(UNIT_OBJS) $(PROXY_OBJS) $(BUILD)/tests/mock/mock_util.o
 	@mkdir -p $(dir $@)
@@ -127,21 +138,55 @@ bench: deps
 	$(MAKE) all $(BENCH_BINS)
 	tests/bench/run.sh $(abspath $(BUILD))
 
+# The sample configuration is 0640: the real one may hold master_password.
+# On the running system (DESTDIR empty) the user and the spool directory
+# are created at once where systemd's tools exist.
 install: mappend
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mappend
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR)/mappend \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
 	install -m 0755 mappend $(DESTDIR)$(SBINDIR)/mappend
-	install -m 0644 etc/mappend.conf $(DESTDIR)$(SYSCONFDIR)/mappend/mappend.conf.sample
-	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0640 etc/mappend.conf $(DESTDIR)$(SYSCONFDIR)/mappend/mappend.conf.sample
+	install -m 0644 doc/mappend.8 $(DESTDIR)$(MANDIR)/man8/mappend.8
+	install -m 0644 doc/mappend.conf.5 $(DESTDIR)$(MANDIR)/man5/mappend.conf.5
 	sed 's|@SBINDIR@|$(SBINDIR)|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' etc/mappend.service \
-		> $(DESTDIR)$(PREFIX)/lib/systemd/system/mappend.service
+		> $(DESTDIR)$(UNITDIR)/mappend.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/mappend.service
+	install -m 0644 etc/mappend.sysusers $(DESTDIR)$(SYSUSERSDIR)/mappend.conf
+	install -m 0644 etc/mappend.tmpfiles $(DESTDIR)$(TMPFILESDIR)/mappend.conf
+	@if [ -n "$(DESTDIR)" ]; then exit 0; fi; \
+	if command -v systemd-sysusers >/dev/null 2>&1; then \
+		echo "systemd-sysusers $(SYSUSERSDIR)/mappend.conf"; \
+		systemd-sysusers $(SYSUSERSDIR)/mappend.conf; \
+	else \
+		echo "no systemd-sysusers: create the user yourself, e.g."; \
+		echo "  useradd --system --user-group --home-dir /var/spool/mappend --shell /usr/sbin/nologin mappend"; \
+	fi; \
+	if command -v systemd-tmpfiles >/dev/null 2>&1; then \
+		echo "systemd-tmpfiles --create $(TMPFILESDIR)/mappend.conf"; \
+		systemd-tmpfiles --create $(TMPFILESDIR)/mappend.conf; \
+	else \
+		echo "no systemd-tmpfiles: create the spool yourself, e.g."; \
+		echo "  install -d -o mappend -g mappend -m 0700 /var/spool/mappend"; \
+	fi
 
+# Exactly what install wrote; the administrator's mappend.conf stays, and
+# so do the user and the spool (their files may still matter).
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/mappend $(DESTDIR)$(PREFIX)/lib/systemd/system/mappend.service
+	rm -f $(DESTDIR)$(SBINDIR)/mappend \
+		$(DESTDIR)$(SYSCONFDIR)/mappend/mappend.conf.sample \
+		$(DESTDIR)$(MANDIR)/man8/mappend.8 $(DESTDIR)$(MANDIR)/man5/mappend.conf.5 \
+		$(DESTDIR)$(UNITDIR)/mappend.service \
+		$(DESTDIR)$(SYSUSERSDIR)/mappend.conf $(DESTDIR)$(TMPFILESDIR)/mappend.conf
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/mappend 2>/dev/null || true
+	@if [ -z "$(DESTDIR)" ]; then \
+		echo "left in place: $(SYSCONFDIR)/mappend (if not empty), user mappend, /var/spool/mappend"; \
+	fi
 
 # Debian packages for building, testing and the demo.  As root they are
 # installed; otherwise the exact command is printed.
 DEB_PKGS := gcc make pkg-config libc6-dev libevent-dev libssl-dev openssl \
-	libcriterion-dev dovecot-imapd procps
+	libcriterion-dev dovecot-imapd procps groff-base
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \

@@ -18,6 +18,7 @@ struct listen_conf {
 	char host[256];		/* numeric address or name; "*" = all */
 	char port[16];		/* "0" lets the kernel choose (tests) */
 	bool tls;		/* "listen = HOST:PORT tls": implicit TLS (993 style) */
+	unsigned line;		/* where in the file, for messages */
 };
 
 enum require_tls {
@@ -75,6 +76,12 @@ struct config {
 	/* ID (RFC 2971): tell the upstream the client's address
 	 * (x-originating-ip/-port), as Dovecot's trusted proxies expect */
 	bool id_forward_address;
+
+	/* Start-up and privileges (see mappend(8)).  Names are resolved at
+	 * start, so that the file still loads where the user does not exist. */
+	char user[64];			/* run as this user after start; "" = don't switch */
+	char group[64];			/* and this group; "" = the user's own */
+	char pid_file[4096];		/* "" = none */
 };
 
 /* Defaults, no file read. */

@@ -6,12 +6,26 @@
 #define MAPPEND_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+struct timespec;
 
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
-/* ident: program name for syslog and stderr lines */
+/*
+ * ident: program name for syslog and stderr lines.  Lines on stderr start
+ * with the local time (ISO 8601, milliseconds, UTC offset), unless stderr is
+ * systemd's journal, which adds its own.
+ */
 void log_init(const char *ident, enum log_level level, bool use_syslog);
+/* With syslog: write every line to stderr as well, so that a daemon's
+ * start-up errors reach the terminal that started it (until it detaches). */
+void log_also_stderr(bool on);
+/* Is stderr the journal stream systemd gave us (JOURNAL_STREAM)? */
+bool log_stderr_is_journal(void);
+/* "2026-12-01T16:22:35.123+01:00" into buf; its length, -1 if too short. */
+int log_format_time(const struct timespec *, char *buf, size_t len);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* "error", "warning", "info", "debug"; -1 when unknown */

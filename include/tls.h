@@ -7,11 +7,15 @@
 #define MAPPEND_TLS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <openssl/ssl.h>
 
 struct config;
 
+/* Load what tls_init would (certificate, key and their match, the
+ * upstream's CA file) without keeping it: -1 with the reason in err. */
+int tls_check(const struct config *, char *err, size_t errlen);
 /* Build the contexts the configuration asks for; -1 (logged) on error. */
 int tls_init(const struct config *);
 /* Load the certificate and key again; on any error the old ones stay. */

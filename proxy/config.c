@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 
@@ -513,6 +514,49 @@ set_id_forward_address(struct config *c, const char *v)
 	return set_yes_no(v, &c->id_forward_address);
 }
 
+/* What useradd accepts on Debian, so that a typo is caught here and not
+ * at start as "no such user". */
+static const char *
+set_account(const char *v, char *out, size_t outlen)
+{
+	size_t len = strlen(v);
+
+	if (len >= outlen)
+		return "name too long: at most 63 characters";
+	if (v[0] == '-' || v[0] == '.')
+		return "a user or group name may not start with '-' or '.'";
+	for (const char *p = v; *p != '\0'; p++) {
+		char ch = *p;
+		if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') &&
+		    !is_digit(ch) && ch != '.' && ch != '-' && ch != '_' &&
+		    !(ch == '$' && p[1] == '\0'))
+			return "expected a user or group name: letters, digits, "
+			    "'.', '-' and '_'";
+	}
+	snprintf(out, outlen, "%s", v);
+	return NULL;
+}
+
+static const char *
+set_user(struct config *c, const char *v)
+{
+	return set_account(v, c->user, sizeof c->user);
+}
+
+static const char *
+set_group(struct config *c, const char *v)
+{
+	return set_account(v, c->group, sizeof c->group);
+}
+
+static const char *
+set_pid_file(struct config *c, const char *v)
+{
+	if (v[strlen(v) - 1] == '/')
+		return "expected a file name, not a directory";
+	return set_path(v, c->pid_file, sizeof c->pid_file);
+}
+
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
@@ -544,6 +588,9 @@ static const struct config_key config_keys[] = {
 	{ "upstream_ca_file", set_upstream_ca_file, 1 },
 	{ "upstream_tls_name", set_upstream_tls_name, 1 },
 	{ "id_forward_address", set_id_forward_address, 1 },
+	{ "user", set_user, 1 },
+	{ "group", set_group, 1 },
+	{ "pid_file", set_pid_file, 1 },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -723,6 +770,8 @@ parse_line(struct config_reader *r, struct config *c, char *line)
 	if (hint != NULL)
 		return config_error(r, "bad value for %s: \"%s\" (%s)", key,
 		    value, hint);
+	if (k->set == set_listen)
+		c->listen[c->nlisten - 1].line = r->line;
 	return 0;
 }
 
@@ -736,6 +785,105 @@ key_index(const char *name)
 			break;
 	}
 	return i;
+}
+
+/* The IPv4 or IPv6 address of a numeric host, family 0 for names and "*". */
+struct listen_addr {
+	int family;
+	unsigned char a[16];
+};
+
+static struct listen_addr
+listen_addr(const char *host)
+{
+	struct listen_addr la = { 0, { 0 } };
+	char h[256];
+
+	snprintf(h, sizeof h, "%s", host);
+	h[strcspn(h, "%")] = '\0';	/* the zone does not change the address */
+	if (inet_pton(AF_INET, h, la.a) == 1)
+		la.family = AF_INET;
+	else if (inet_pton(AF_INET6, h, la.a) == 1)
+		la.family = AF_INET6;
+	return la;
+}
+
+static bool
+addr_is_any(const struct listen_addr *la)
+{
+	static const unsigned char zero[16];
+
+	return la->family != 0 && memcmp(la->a, zero, la->family == AF_INET ? 4 : 16) == 0;
+}
+
+enum overlap { OVERLAP_NONE, OVERLAP_SAME, OVERLAP_WILDCARD };
+
+/*
+ * Would binding both fail with "Address already in use"?  The same address
+ * twice, or a wildcard (0.0.0.0, [::], "*" for both) and an address of its
+ * family: Linux refuses those pairs even with SO_REUSEADDR.  Port 0 (the
+ * kernel chooses) never clashes; names are compared as written.
+ */
+static enum overlap
+listen_overlap(const struct listen_conf *x, const struct listen_conf *y)
+{
+	struct listen_addr ax, ay;
+	bool star_x = strcmp(x->host, "*") == 0, star_y = strcmp(y->host, "*") == 0;
+
+	if (strcmp(x->port, y->port) != 0 || strcmp(x->port, "0") == 0)
+		return OVERLAP_NONE;
+	if (strcasecmp(x->host, y->host) == 0)
+		return OVERLAP_SAME;
+	ax = listen_addr(x->host);
+	ay = listen_addr(y->host);
+	if (star_x || star_y)
+		return (star_x ? ay.family : ax.family) != 0 ? OVERLAP_WILDCARD :
+		    OVERLAP_NONE;
+	if (ax.family == 0 || ax.family != ay.family)
+		return OVERLAP_NONE;
+	if (memcmp(ax.a, ay.a, sizeof ax.a) == 0)
+		return OVERLAP_SAME;
+	return addr_is_any(&ax) || addr_is_any(&ay) ? OVERLAP_WILDCARD :
+	    OVERLAP_NONE;
+}
+
+/* "HOST:PORT", IPv6 in brackets: as the user writes it. */
+static const char *
+listen_name(const struct listen_conf *l, char *buf, size_t len)
+{
+	snprintf(buf, len, strchr(l->host, ':') != NULL ? "[%s]:%s" : "%s:%s",
+	    l->host, l->port);
+	return buf;
+}
+
+static int
+check_listen(struct config_reader *r, const struct config *c)
+{
+	char na[300], nb[300];
+
+	for (size_t i = 0; i < c->nlisten; i++) {
+		for (size_t j = 0; j < i; j++) {
+			const struct listen_conf *a = &c->listen[j], *b = &c->listen[i];
+			enum overlap o = listen_overlap(a, b);
+			bool respelled;
+
+			if (o == OVERLAP_NONE)
+				continue;
+			r->line = b->line;
+			listen_name(a, na, sizeof na);
+			listen_name(b, nb, sizeof nb);
+			respelled = strcmp(na, nb) != 0;
+			if (o == OVERLAP_SAME)
+				return config_error(r, "listen %s is already on line %u"
+				    "%s%s%s: remove one of them", nb, a->line,
+				    respelled ? " (as " : "", respelled ? na : "",
+				    respelled ? ")" : "");
+			return config_error(r, "listen %s overlaps listen %s on line "
+			    "%u (a wildcard address takes the port on every address "
+			    "of its family): keep one of them", nb, na, a->line);
+		}
+	}
+	return 0;
 }
 
 /* Checks that involve more than one key, or none that was written. */
@@ -773,7 +921,10 @@ check_config(struct config_reader *r, const struct config *c)
 			return config_error(r, "listen %s:%s is a tls listener, but "
 			    "tls_cert and tls_key are not set", c->listen[i].host,
 			    c->listen[i].port);
-	return 0;
+	if (c->group[0] != '\0' && c->user[0] == '\0')
+		return config_error(r, "group = %s needs user: mappend switches to "
+		    "a group only together with a user", c->group);
+	return check_listen(r, c);
 }
 
 int

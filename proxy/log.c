@@ -1,13 +1,18 @@
 /*
  * log.c — one line per event, on stderr or syslog, each written whole so that
  * lines never interleave, and scrubbed so that a peer cannot forge lines.
+ * Lines on stderr start with an ISO 8601 time, except under systemd's
+ * journal, which stamps them itself.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -34,11 +39,33 @@ static const int level_priorities[] = {
 static char log_ident[64] = "mappend";
 static enum log_level log_level = LOG_LEVEL_INFO;
 static bool log_syslog;
+/* while starting a daemon: syslog and the terminal that started it */
+static bool log_stderr_too;
+static bool log_timestamps = true;
 
 static bool
 log_level_valid(enum log_level level)
 {
 	return (unsigned)level <= LOG_LEVEL_DEBUG;
+}
+
+bool
+log_stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int end = 0;
+
+	/* systemd.exec(5): "DEV:INODE" of the stream it connected; a child
+	 * whose stderr was redirected inherits the variable, hence the check */
+	if (v == NULL || sscanf(v, "%llu:%llu%n", &dev, &ino, &end) != 2 ||
+	    v[end] != '\0')
+		return false;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
 }
 
 void
@@ -51,6 +78,8 @@ log_init(const char *ident, enum log_level level, bool use_syslog)
 		snprintf(log_ident, sizeof log_ident, "%s", ident);
 	log_set_level(level);
 	log_syslog = use_syslog;
+	log_stderr_too = false;
+	log_timestamps = !log_stderr_is_journal();
 	if (log_syslog)
 		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -60,6 +89,12 @@ log_set_level(enum log_level level)
 {
 	if (log_level_valid(level))
 		log_level = level;
+}
+
+void
+log_also_stderr(bool on)
+{
+	log_stderr_too = on;
 }
 
 enum log_level
@@ -80,6 +115,24 @@ log_level_parse(const char *name)
 	return -1;
 }
 
+int
+log_format_time(const struct timespec *ts, char *buf, size_t len)
+{
+	struct tm tm;
+	long off;
+	char date[32];
+	int n;
+
+	if (localtime_r(&ts->tv_sec, &tm) == NULL)
+		return -1;
+	if (strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+		return -1;
+	off = tm.tm_gmtoff / 60;
+	n = snprintf(buf, len, "%s.%03ld%c%02ld:%02ld", date, ts->tv_nsec / 1000000,
+	    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
 /* Replace what a terminal or a log reader would take as structure. */
 static void
 log_scrub(char *s, size_t len)
@@ -96,7 +149,7 @@ log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
 {
 	char line[LOG_LINE_MAX];
 	size_t cap = sizeof line - 1;	/* room for the newline */
-	size_t ident_len, len;
+	size_t stamp_len = 0, ident_len, len;
 	int saved_errno = errno;	/* callers log, then look at errno */
 	int n;
 	va_list ap;
@@ -104,10 +157,20 @@ log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
 	if (!log_level_valid(level) || level > log_level)
 		return;
 
-	n = snprintf(line, cap, "%s[%ld]: ", log_ident, (long)getpid());
+	if (log_timestamps && (!log_syslog || log_stderr_too)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		if ((n = log_format_time(&ts, line, cap)) > 0) {
+			line[n] = ' ';
+			stamp_len = (size_t)n + 1;
+		}
+	}
+	n = snprintf(line + stamp_len, cap - stamp_len, "%s[%ld]: ", log_ident,
+	    (long)getpid());
 	if (n < 0)
 		goto out;
-	ident_len = (size_t)n;
+	ident_len = stamp_len + (size_t)n;
 	len = ident_len;
 	if (session != 0)
 		n = snprintf(line + len, cap - len, "%s: s%" PRIu64 ": ",
@@ -138,7 +201,8 @@ log_msg(enum log_level level, uint64_t session, const char *fmt, ...)
 	if (log_syslog) {
 		line[len] = '\0';
 		syslog(level_priorities[level], "%s", line + ident_len);
-	} else {
+	}
+	if (!log_syslog || log_stderr_too) {
 		line[len++] = '\n';
 		/* one write per line: concurrent writers never interleave */
 		while (write(STDERR_FILENO, line, len) < 0 && errno == EINTR)

@@ -1,5 +1,10 @@
 /*
- * main.c — command line, configuration, the event loop and signals.
+ * main.c — command line, start-up, the event loop and signals.
+ *
+ * Start-up does everything that can fail while the terminal (or systemd)
+ * still sees stderr: configuration, spool, certificates, listeners, the
+ * switch to the run-as user; only then does a daemon detach, and its parent
+ * exits 0 only once the child has written its pid file and is running.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -7,19 +12,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
 
+#include "checks.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "pidfile.h"
+#include "privileges.h"
 #include "session.h"
 #include "spool.h"
 #include "tls.h"
 
-#define DEFAULT_CONFIG "/etc/mappend/mappend.conf"
+#ifndef MAPPEND_VERSION
+#define MAPPEND_VERSION "unknown"	/* the Makefile passes VERSION */
+#endif
+#ifndef DEFAULT_CONFIG
+#define DEFAULT_CONFIG "/etc/mappend/mappend.conf"	/* SYSCONFDIR's */
+#endif
 /* How long SIGTERM waits for sessions to say goodbye before exiting. */
 #define SHUTDOWN_GRACE_SECONDS 10
 
@@ -31,10 +48,30 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mappend [-ft] [-c config]\n"
+	    "usage: mappend [-fhtV] [-c config]\n"
 	    "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-	    "  -f       stay in the foreground\n"
-	    "  -t       check the configuration and exit\n");
+	    "  -f       stay in the foreground (log to stderr unless log = syslog)\n"
+	    "  -h       print this help and exit\n"
+	    "  -t       check the configuration and what start needs, and exit\n"
+	    "  -V       print the versions of mappend, OpenSSL and libevent\n");
+}
+
+/* Run-time library versions, and the compile-time ones where they differ
+ * (a library upgraded under the binary). */
+static void
+version(void)
+{
+	const char *ssl = OpenSSL_version(OPENSSL_VERSION);
+	const char *ev = event_get_version();
+
+	printf("mappend %s\n", MAPPEND_VERSION);
+	printf("%s", ssl);
+	if (strcmp(ssl, OPENSSL_VERSION_TEXT) != 0)
+		printf(" (built with %s)", OPENSSL_VERSION_TEXT);
+	printf("\nlibevent %s", ev);
+	if (strcmp(ev, LIBEVENT_VERSION) != 0)
+		printf(" (built with %s)", LIBEVENT_VERSION);
+	printf("\n");
 }
 
 static void
@@ -82,23 +119,58 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	event_add(shutdown_timer, &tick);
 }
 
+/*
+ * Detach.  The parent waits on a pipe until the child reports that it is
+ * running (a byte) or dies (end of file), so that its exit status tells the
+ * truth; the child's errors until then go to the inherited stderr.
+ */
 static int
-daemonize(void)
+daemonize(int *ready_fd)
 {
-	int fd;
+	int fds[2];
+	char c;
+	ssize_t n;
+	pid_t pid;
+	int status;
 
-	switch (fork()) {
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -1;
+	fflush(NULL);
+	switch (pid = fork()) {
 	case -1:
 		return -1;
 	case 0:
-		break;
+		close(fds[0]);
+		*ready_fd = fds[1];
+		return setsid() == -1 ? -1 : 0;
 	default:
-		_exit(0);
+		break;
 	}
-	if (setsid() == -1)
-		return -1;
+	close(fds[1]);
+	while ((n = read(fds[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	if (n == 1)
+		_exit(0);
+	/* the child said why on stderr; its status is ours */
+	if (waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+		_exit(WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+	fprintf(stderr, "mappend: the daemon died during start-up\n");
+	_exit(1);
+}
+
+/* Tell the waiting parent we are up, and let go of the terminal. */
+static void
+daemon_ready(int ready_fd)
+{
+	int fd;
+
+	if (ready_fd < 0)
+		return;
 	if (chdir("/") != 0)
-		return -1;
+		log_warn(0, "chdir /: %s", strerror(errno));
+	while (write(ready_fd, "", 1) < 0 && errno == EINTR)
+		;
+	close(ready_fd);
 	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);
@@ -106,6 +178,47 @@ daemonize(void)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
+	log_also_stderr(false);
+}
+
+/*
+ * The spool directory, before the switch: created (one level, 0700) and
+ * given to the run-as user when it does not exist.  One that exists is
+ * left as it is: chown'ing a directory the administrator named by mistake
+ * (/var/tmp) would be worse than refusing.
+ */
+static int
+spool_prepare(const struct config *cfg, const struct run_as *ra)
+{
+	struct stat st;
+
+	if (!ra->switching || stat(cfg->spool_dir, &st) == 0 || errno != ENOENT)
+		return 0;
+	if (mkdir(cfg->spool_dir, 0700) != 0) {
+		log_error(0, "spool directory %s: %s", cfg->spool_dir, strerror(errno));
+		return -1;
+	}
+	if (chown(cfg->spool_dir, ra->uid, ra->gid) != 0) {
+		log_error(0, "spool directory %s: chown to %s:%s: %s", cfg->spool_dir,
+		    ra->user, ra->group, strerror(errno));
+		return -1;
+	}
+	log_info(0, "created spool directory %s for user %s", cfg->spool_dir,
+	    ra->user);
+	return 0;
+}
+
+static int
+check_only(const char *path, const struct config *cfg, const struct run_as *ra)
+{
+	int errors = checks_run(path, cfg, ra, false);
+
+	if (errors > 0) {
+		fprintf(stderr, "mappend: %s: %d problem%s, start would fail\n", path,
+		    errors, errors == 1 ? "" : "s");
+		return 1;
+	}
+	printf("mappend: configuration %s is valid\n", path);
 	return 0;
 }
 
@@ -113,14 +226,15 @@ int
 main(int argc, char **argv)
 {
 	static struct config cfg;
+	struct run_as ra;
 	const char *path = DEFAULT_CONFIG;
 	bool foreground = false, test_only = false;
 	struct event *signals[3];
 	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
 	char err[1024];
-	int ch, i;
+	int ch, i, ready_fd = -1;
 
-	while ((ch = getopt(argc, argv, "c:fth")) != -1) {
+	while ((ch = getopt(argc, argv, ":c:fhtV")) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
@@ -134,27 +248,42 @@ main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			version();
+			return 0;
+		case ':':
+			fprintf(stderr, "mappend: -%c needs an argument\n", optopt);
+			usage(stderr);
+			return 2;
 		default:
+			fprintf(stderr, "mappend: unknown option -%c\n", optopt);
 			usage(stderr);
 			return 2;
 		}
 	}
 	if (optind != argc) {
+		fprintf(stderr, "mappend: unexpected argument \"%s\"\n", argv[optind]);
 		usage(stderr);
 		return 2;
 	}
 	log_init("mappend", LOG_LEVEL_INFO, false);
-	if (config_load(path, &cfg, err, sizeof(err)) != 0) {
+	if (config_load(path, &cfg, err, sizeof(err)) != 0 ||
+	    priv_resolve(&cfg, &ra, err, sizeof err) != 0) {
 		fprintf(stderr, "mappend: %s\n", err);
 		return 1;
 	}
-	if (test_only) {
-		printf("mappend: configuration %s is valid\n", path);
-		return 0;
+	if (test_only)
+		return check_only(path, &cfg, &ra);
+	if (cfg.pid_file[0] != '\0' && pidfile_check(cfg.pid_file, NULL, err,
+	    sizeof err) != 0) {
+		fprintf(stderr, "mappend: %s\n", err);
+		return 1;
 	}
-	/* a daemon has no stderr: it logs to syslog whatever the file says */
+	/* a daemon has no stderr once detached: syslog, and until then both */
 	log_init("mappend", cfg.log_level, cfg.log_syslog || !foreground);
+	log_also_stderr(cfg.log_syslog || !foreground);
 	signal(SIGPIPE, SIG_IGN);
+	checks_run(path, &cfg, &ra, true);
 
 	proxy.cfg = &cfg;
 	TAILQ_INIT(&proxy.sessions);
@@ -168,22 +297,36 @@ main(int argc, char **argv)
 		log_warn(0, "no name servers configured: the upstream must be an address");
 		proxy.dns = evdns_base_new(proxy.base, 0);
 	}
+	/* as root: what the run-as user could not do */
+	if (spool_prepare(&cfg, &ra) != 0 || tls_init(&cfg) != 0 ||
+	    listener_open_all(&proxy) != 0)
+		return 1;
+	if (priv_drop(&ra, err, sizeof err) != 0) {
+		log_error(0, "%s", err);
+		return 1;
+	}
+	if (ra.switching)
+		log_info(0, "running as user %s (uid %ld), group %s (gid %ld)", ra.user,
+		    (long)ra.uid, ra.group, (long)ra.gid);
+	/* as the run-as user: the spool is checked by the one who uses it */
 	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0)
 		return 1;
-	if (tls_init(&cfg) != 0)
-		return 1;
-	if (listener_open_all(&proxy) != 0)
-		return 1;
-	if (!foreground && (daemonize() != 0 || event_reinit(proxy.base) != 0)) {
+	if (!foreground && (daemonize(&ready_fd) != 0 || event_reinit(proxy.base) != 0)) {
 		log_error(0, "cannot become a daemon: %s", strerror(errno));
+		return 1;
+	}
+	if (cfg.pid_file[0] != '\0' && pidfile_write(cfg.pid_file, err, sizeof err) != 0) {
+		log_error(0, "%s", err);
 		return 1;
 	}
 	for (i = 0; i < 3; i++) {
 		signals[i] = evsignal_new(proxy.base, signos[i], on_signal, NULL);
 		evsignal_add(signals[i], NULL);
 	}
-	log_info(0, "mappend started, upstream %s:%s", cfg.upstream_host,
-	    cfg.upstream_port);
+	log_info(0, "mappend started, upstream %s:%s (version %s)",
+	    cfg.upstream_host, cfg.upstream_port, MAPPEND_VERSION);
+	daemon_ready(ready_fd);
+	log_also_stderr(false);
 	event_base_dispatch(proxy.base);
 	log_info(0, "mappend stopped");
 
@@ -195,5 +338,8 @@ main(int argc, char **argv)
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	tls_free();
+	if (cfg.pid_file[0] != '\0' && pidfile_remove(cfg.pid_file) != 0)
+		log_warn(0, "pid_file %s: cannot remove it: %s", cfg.pid_file,
+		    strerror(errno));
 	return 0;
 }

@@ -9,6 +9,7 @@
  * a configured CA file, and its name against the configured one.
  */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -50,13 +51,14 @@ select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* The client side's context; NULL with the reason in err. */
 static SSL_CTX *
-server_context(const struct config *cfg)
+server_context(const struct config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
 	if (ctx == NULL) {
-		log_error(0, "TLS: %s", tls_error());
+		snprintf(err, errlen, "TLS: %s", tls_error());
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -65,44 +67,56 @@ server_context(const struct config *cfg)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		log_error(0, "tls_cert %s: %s", cfg->tls_cert, tls_error());
+		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert, tls_error());
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-		log_error(0, "tls_key %s: %s", cfg->tls_key, tls_error());
+		unsigned long e = ERR_peek_error();
+
+		/* OpenSSL checks the pair here already; say it the admin's way */
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+			snprintf(err, errlen, "tls_key %s does not match tls_cert %s "
+			    "(a key of another certificate?)", cfg->tls_key,
+			    cfg->tls_cert);
+		else
+			snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key, tls_error());
+		ERR_clear_error();
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		log_error(0, "tls_key %s does not match tls_cert %s: %s", cfg->tls_key,
-		    cfg->tls_cert, tls_error());
+		snprintf(err, errlen, "tls_key %s does not match tls_cert %s: %s",
+		    cfg->tls_key, cfg->tls_cert, tls_error());
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
 	return ctx;
 }
 
+/* The upstream side's context; NULL with the reason in err. */
 static SSL_CTX *
-upstream_context(const struct config *cfg)
+upstream_context(const struct config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
 	if (ctx == NULL) {
-		log_error(0, "TLS: %s", tls_error());
+		snprintf(err, errlen, "TLS: %s", tls_error());
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (cfg->upstream_ca_file[0] != '\0') {
 		if (SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca_file, NULL) != 1) {
-			log_error(0, "upstream_ca_file %s: %s", cfg->upstream_ca_file,
-			    tls_error());
+			snprintf(err, errlen, "upstream_ca_file %s: %s",
+			    cfg->upstream_ca_file, tls_error());
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
 	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		log_error(0, "cannot load the system's CA certificates: %s", tls_error());
+		snprintf(err, errlen, "cannot load the system's CA certificates: %s",
+		    tls_error());
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -112,13 +126,38 @@ upstream_context(const struct config *cfg)
 }
 
 int
+tls_check(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (cfg->tls_cert[0] != '\0') {
+		if ((ctx = server_context(cfg, err, errlen)) == NULL)
+			return -1;
+		SSL_CTX_free(ctx);
+	}
+	if (cfg->upstream_tls != UPSTREAM_PLAIN || cfg->upstream_ca_file[0] != '\0') {
+		if ((ctx = upstream_context(cfg, err, errlen)) == NULL)
+			return -1;
+		SSL_CTX_free(ctx);
+	}
+	return 0;
+}
+
+int
 tls_init(const struct config *cfg)
 {
-	if (cfg->tls_cert[0] != '\0' && (server_ctx = server_context(cfg)) == NULL)
+	char err[1024];
+
+	if (cfg->tls_cert[0] != '\0' &&
+	    (server_ctx = server_context(cfg, err, sizeof err)) == NULL) {
+		log_error(0, "%s", err);
 		return -1;
+	}
 	if (cfg->upstream_tls != UPSTREAM_PLAIN) {
-		if ((upstream_ctx = upstream_context(cfg)) == NULL)
+		if ((upstream_ctx = upstream_context(cfg, err, sizeof err)) == NULL) {
+			log_error(0, "%s", err);
 			return -1;
+		}
 		upstream_verify = cfg->upstream_tls_verify;
 		if (!upstream_verify)
 			log_warn(0, "upstream_tls_verify = no: the upstream's certificate "
@@ -132,10 +171,12 @@ int
 tls_reload(const struct config *cfg)
 {
 	SSL_CTX *ctx;
+	char err[1024];
 
 	if (cfg->tls_cert[0] == '\0')
 		return 0;
-	if ((ctx = server_context(cfg)) == NULL) {
+	if ((ctx = server_context(cfg, err, sizeof err)) == NULL) {
+		log_error(0, "%s", err);
 		log_error(0, "certificate not reloaded: the old one stays in use");
 		return -1;
 	}

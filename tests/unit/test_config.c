@@ -733,3 +733,86 @@ Test(config, spool_dir)
 	bad_value("spool_dir = ~/spool", ":3: bad value for spool_dir: \"~/spool\" "
 	    "(expected an absolute path, starting with \"/\")");
 }
+
+/* --- start-up and privileges --- */
+
+Test(config, startup_keys)
+{
+	struct config c;
+
+	config_defaults(&c);
+	cr_assert_str_eq(c.user, "");
+	cr_assert_str_eq(c.group, "");
+	cr_assert_str_eq(c.pid_file, "");
+	load_ok(BASE "user = mappend\ngroup = ssl-cert\npid_file = /run/mappend/mappend.pid\n",
+	    &c);
+	cr_assert_str_eq(c.user, "mappend");
+	cr_assert_str_eq(c.group, "ssl-cert");
+	cr_assert_str_eq(c.pid_file, "/run/mappend/mappend.pid");
+	good_value("user = Debian-exim", &c);
+	cr_assert_str_eq(c.user, "Debian-exim");
+	good_value("user = host$", &c);
+	cr_assert_str_eq(c.group, "");
+}
+
+Test(config, startup_keys_bad)
+{
+	bad_value("user = -root", ":3: bad value for user: \"-root\" (a user or "
+	    "group name may not start with '-' or '.')");
+	bad_value("user = \"map pend\"", ":3: bad value for user: \"map pend\" "
+	    "(expected a user or group name: letters, digits, '.', '-' and '_')");
+	bad_value("group = a$b", ":3: bad value for group: \"a$b\" "
+	    "(expected a user or group name: letters, digits, '.', '-' and '_')");
+	bad_value("user = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    ":3: bad value for user: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" "
+	    "(name too long: at most 63 characters)");
+	bad_value("pid_file = mappend.pid", ":3: bad value for pid_file: "
+	    "\"mappend.pid\" (expected an absolute path, starting with \"/\")");
+	bad_value("pid_file = /run/", ":3: bad value for pid_file: \"/run/\" "
+	    "(expected a file name, not a directory)");
+	load_fails(BASE "group = mappend\n", ": group = mappend needs user: mappend "
+	    "switches to a group only together with a user");
+}
+
+Test(config, listen_twice_names_both_lines)
+{
+	load_fails(BASE "# another\nlisten = 127.0.0.1:1143\n",
+	    ":4: listen 127.0.0.1:1143 is already on line 1: remove one of them");
+	/* the tls flag does not make a second socket possible */
+	load_fails("upstream = 127.0.0.1:143\nlisten = [::1]:993 tls\n"
+	    "listen = [0:0::1]:993\ntls_cert = /c.pem\ntls_key = /k.pem\n",
+	    ":3: listen [0:0::1]:993 is already on line 2 (as [::1]:993): remove "
+	    "one of them");
+	load_fails(BASE "listen = LOCALHOST:25\nlisten = localhost:25\n",
+	    ":4: listen localhost:25 is already on line 3 (as LOCALHOST:25): remove "
+	    "one of them");
+}
+
+Test(config, listen_wildcards_overlap)
+{
+	load_fails(BASE "listen = 0.0.0.0:1143\n", ":3: listen 0.0.0.0:1143 "
+	    "overlaps listen 127.0.0.1:1143 on line 1 (a wildcard address takes "
+	    "the port on every address of its family): keep one of them");
+	load_fails(BASE "listen = *:1143\n", ":3: listen *:1143 overlaps listen "
+	    "127.0.0.1:1143 on line 1 (a wildcard address takes the port on every "
+	    "address of its family): keep one of them");
+	load_fails("upstream = 127.0.0.1:143\nlisten = [::]:143\nlisten = [::1]:143\n",
+	    ":3: listen [::1]:143 overlaps listen [::]:143 on line 2 (a wildcard "
+	    "address takes the port on every address of its family): keep one of them");
+}
+
+Test(config, listen_combinations_that_bind)
+{
+	struct config c;
+
+	/* the kernel chooses each port 0 anew (the tests do this) */
+	load_ok(BASE "listen = 127.0.0.1:0\nlisten = 127.0.0.1:0 tls\n"
+	    "tls_cert = /c.pem\ntls_key = /k.pem\n", &c);
+	/* v6-only sockets: one wildcard of each family */
+	load_ok("upstream = 127.0.0.1:143\nlisten = 0.0.0.0:143\nlisten = [::]:143\n", &c);
+	load_ok(BASE "listen = 127.0.0.2:1143\nlisten = 127.0.0.1:1144\n"
+	    "listen = [::1]:1143\nlisten = localhost:1143\n", &c);
+	cr_assert_eq(c.nlisten, 5);
+	cr_assert_eq(c.listen[0].line, 1);
+	cr_assert_eq(c.listen[4].line, 6);
+}

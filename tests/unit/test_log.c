@@ -1,12 +1,16 @@
 /*
- * test_log.c — tests for proxy/log.c: line format, level filtering, scrubbing
- * of control characters, truncation.  stderr is captured into a temp file.
+ * test_log.c — tests for proxy/log.c: line format, timestamps and the
+ * journal, level filtering, scrubbing of control characters, truncation.
+ * stderr is captured into a temp file.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -29,9 +33,9 @@ capture_begin(struct capture *cap)
 	cr_assert(dup2(cap->fd, STDERR_FILENO) >= 0);
 }
 
-/* Restores stderr and returns what was written (static buffer). */
+/* Restores stderr and returns what was written (static buffer), as is. */
 static const char *
-capture_end(struct capture *cap)
+capture_end_raw(struct capture *cap)
 {
 	static char buf[8192];
 	ssize_t n;
@@ -45,6 +49,42 @@ capture_end(struct capture *cap)
 	cr_assert(n >= 0);
 	buf[n] = '\0';
 	return buf;
+}
+
+#define STAMP_RE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}" \
+	"\\.[0-9]{3}[+-][0-9]{2}:[0-9]{2} "
+#define STAMP_LEN 30	/* "2026-12-01T16:22:35.123+00:00 " */
+
+/* Checks that every line starts with a timestamp and returns the text
+ * without them (static buffer). */
+static const char *
+strip_stamps(const char *text)
+{
+	static char out[8192];
+	regex_t re;
+	size_t o = 0;
+
+	cr_assert_eq(regcomp(&re, STAMP_RE, REG_EXTENDED | REG_NOSUB), 0);
+	while (*text != '\0') {
+		size_t len = strcspn(text, "\n") + (strchr(text, '\n') ? 1 : 0);
+
+		cr_assert_eq(regexec(&re, text, 0, NULL, 0), 0,
+		    "line without a timestamp: %.*s", (int)len, text);
+		cr_assert_lt(o + len - STAMP_LEN, sizeof out);
+		memcpy(out + o, text + STAMP_LEN, len - STAMP_LEN);
+		o += len - STAMP_LEN;
+		text += len;
+	}
+	out[o] = '\0';
+	regfree(&re);
+	return out;
+}
+
+/* What was written, every line's timestamp checked and removed. */
+static const char *
+capture_end(struct capture *cap)
+{
+	return strip_stamps(capture_end_raw(cap));
 }
 
 static const char *
@@ -153,8 +193,8 @@ Test(log, truncates_long_lines_in_one_write)
 	log_info(0, "after");
 	out = capture_end(&cap);
 	len = strcspn(out, "\n");
-	cr_assert_lt(len, 2048);
-	cr_assert_gt(len, 2000);
+	cr_assert_lt(len + STAMP_LEN, 2048);
+	cr_assert_gt(len + STAMP_LEN, 2000);
 	cr_assert_eq(strncmp(out + len - 4, "x...", 4), 0);
 	cr_assert_str_eq(out + len + 1, expect_line("t", "info: after"));
 }
@@ -168,9 +208,10 @@ Test(log, line_that_just_fits_is_not_truncated)
 	size_t room;
 
 	log_init("t", LOG_LEVEL_INFO, false);
-	/* the longest message that still fits: 2048 minus prefix, newline, NUL */
-	room = 2048 - (size_t)snprintf(prefix, sizeof prefix, "t[%ld]: info: ",
-	    (long)getpid()) - 2;
+	/* the longest message that still fits: 2048 minus timestamp, prefix,
+	 * newline, NUL */
+	room = 2048 - STAMP_LEN - (size_t)snprintf(prefix, sizeof prefix,
+	    "t[%ld]: info: ", (long)getpid()) - 2;
 	memset(msg, 'y', room);
 	msg[room] = '\0';
 	capture_begin(&cap);
@@ -204,5 +245,120 @@ Test(log, syslog_mode_leaves_stderr_alone)
 	capture_begin(&cap);
 	log_info(0, "to syslog (or nowhere, without a syslog daemon)");
 	cr_assert_str_eq(capture_end(&cap), "");
+	log_init("t", LOG_LEVEL_INFO, false);
+}
+
+Test(log, time_format_utc_and_offsets)
+{
+	struct timespec ts = { 1796142155, 123456789 };	/* 2026-12-01T16:22:35Z */
+	char buf[64];
+	char *old = getenv("TZ") != NULL ? strdup(getenv("TZ")) : NULL;
+
+	setenv("TZ", "UTC0", 1);
+	tzset();
+	cr_assert_eq(log_format_time(&ts, buf, sizeof buf), 29);
+	cr_assert_str_eq(buf, "2026-12-01T16:22:35.123+00:00");
+	/* POSIX TZ: the sign is the other way round */
+	setenv("TZ", "IST-5:30", 1);
+	tzset();
+	log_format_time(&ts, buf, sizeof buf);
+	cr_assert_str_eq(buf, "2026-12-01T21:52:35.123+05:30");
+	setenv("TZ", "NST3:30", 1);
+	tzset();
+	log_format_time(&ts, buf, sizeof buf);
+	cr_assert_str_eq(buf, "2026-12-01T12:52:35.123-03:30");
+	ts.tv_nsec = 999999999;	/* milliseconds are cut, never rounded up */
+	log_format_time(&ts, buf, sizeof buf);
+	cr_assert_str_eq(buf, "2026-12-01T12:52:35.999-03:30");
+	cr_assert_eq(log_format_time(&ts, buf, 29), -1, "29 bytes leave no room for the NUL");
+	if (old != NULL)
+		setenv("TZ", old, 1);
+	else
+		unsetenv("TZ");
+	tzset();
+	free(old);
+}
+
+Test(log, stderr_lines_carry_the_current_time)
+{
+	struct capture cap;
+	struct timespec before, after;
+	char lo[64], hi[64];
+	const char *out;
+
+	unsetenv("JOURNAL_STREAM");
+	log_init("t", LOG_LEVEL_INFO, false);
+	capture_begin(&cap);
+	clock_gettime(CLOCK_REALTIME, &before);
+	log_info(0, "now");
+	clock_gettime(CLOCK_REALTIME, &after);
+	out = capture_end_raw(&cap);
+	before.tv_nsec -= before.tv_nsec % 1000000;
+	log_format_time(&before, lo, sizeof lo);
+	log_format_time(&after, hi, sizeof hi);
+	/* same offset, so the strings order like the times */
+	cr_assert_geq(strncmp(out, lo, 29), 0, "%s before %s", out, lo);
+	cr_assert_leq(strncmp(out, hi, 29), 0, "%s after %s", out, hi);
+	cr_assert_str_eq(strip_stamps(out), expect_line("t", "info: now"));
+}
+
+/* JOURNAL_STREAM names the captured file: lines go out without a time. */
+static void
+set_journal_stream(int fd, long ino_delta)
+{
+	struct stat st;
+	char v[64];
+
+	cr_assert_eq(fstat(fd, &st), 0);
+	snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev,
+	    (unsigned long long)st.st_ino + (unsigned long long)ino_delta);
+	setenv("JOURNAL_STREAM", v, 1);
+}
+
+Test(log, no_timestamps_under_the_journal)
+{
+	struct capture cap;
+
+	capture_begin(&cap);
+	set_journal_stream(cap.fd, 0);
+	cr_assert(log_stderr_is_journal());
+	log_init("t", LOG_LEVEL_INFO, false);
+	log_info(0, "journal");
+	unsetenv("JOURNAL_STREAM");
+	log_init("t", LOG_LEVEL_INFO, false);
+	cr_assert_str_eq(capture_end_raw(&cap), expect_line("t", "info: journal"));
+}
+
+Test(log, journal_stream_of_another_file_is_ignored)
+{
+	struct capture cap;
+
+	/* a child of a journal-logged service whose stderr went elsewhere */
+	capture_begin(&cap);
+	set_journal_stream(cap.fd, 1);
+	cr_assert(!log_stderr_is_journal());
+	log_init("t", LOG_LEVEL_INFO, false);
+	log_info(0, "file");
+	setenv("JOURNAL_STREAM", "garbage", 1);
+	cr_assert(!log_stderr_is_journal());
+	setenv("JOURNAL_STREAM", "1:2:3", 1);
+	cr_assert(!log_stderr_is_journal());
+	unsetenv("JOURNAL_STREAM");
+	cr_assert_str_eq(capture_end(&cap), expect_line("t", "info: file"));
+}
+
+Test(log, syslog_and_stderr_while_starting)
+{
+	struct capture cap;
+
+	unsetenv("JOURNAL_STREAM");
+	log_init("mappend-test", LOG_LEVEL_INFO, true);
+	log_also_stderr(true);
+	capture_begin(&cap);
+	log_error(0, "listen 127.0.0.1:143: Address already in use");
+	log_also_stderr(false);
+	log_info(0, "detached: syslog only");
+	cr_assert_str_eq(capture_end(&cap), expect_line("mappend-test",
+	    "error: listen 127.0.0.1:143: Address already in use"));
 	log_init("t", LOG_LEVEL_INFO, false);
 }

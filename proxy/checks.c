@@ -1,0 +1,180 @@
+/*
+ * checks.c — "mappend -t": everything start would trip over, found without
+ * starting.  Each check asks the question start asks, as the process that
+ * will ask it: files read at start are checked as the user who starts
+ * mappend, what is used later (the spool, the pid file, the certificate
+ * reloaded on SIGHUP) as the user it switches to.  Listen lines given
+ * twice are refused by config.c already.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checks.h"
+#include "config.h"
+#include "log.h"
+#include "privileges.h"
+#include "tls.h"
+
+struct checker {
+	bool start;		/* at start: warnings only, to the log */
+	int errors;
+};
+
+static void
+report(struct checker *ck, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+report(struct checker *ck, bool fatal, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	if (ck->start && fatal)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (fatal)
+		ck->errors++;
+	if (ck->start)
+		log_warn(0, "%s", msg);
+	else
+		fprintf(stderr, "mappend: %s%s\n", fatal ? "" : "warning: ", msg);
+}
+
+static void
+parent_dir(const char *path, char *out, size_t len)
+{
+	char copy[4096];
+
+	snprintf(copy, sizeof copy, "%s", path);
+	snprintf(out, len, "%s", dirname(copy));
+}
+
+/*
+ * A certificate or key: read at start by whoever starts mappend, and again
+ * on SIGHUP by the user it switched to.  Returns false when start would
+ * fail.
+ */
+static bool
+check_reload_file(struct checker *ck, const struct run_as *ra, const char *key,
+    const char *path)
+{
+	int e;
+
+	if (access(path, R_OK) != 0) {
+		report(ck, true, "%s %s: %s", key, path, strerror(errno));
+		return false;
+	}
+	if (ra->switching && (e = priv_access(ra, path, R_OK)) != 0)
+		report(ck, false, "%s %s: user %s cannot read it (%s): it is read "
+		    "as root at start, but a reload on SIGHUP will fail; make it "
+		    "readable by a group of %s's, e.g. ssl-cert (see mappend(8))",
+		    key, path, ra->user, strerror(e), ra->user);
+	return true;
+}
+
+static void
+check_tls(struct checker *ck, const struct config *cfg, const struct run_as *ra)
+{
+	char err[1024];
+	bool readable = true;
+
+	if (cfg->tls_cert[0] != '\0') {
+		readable &= check_reload_file(ck, ra, "tls_cert", cfg->tls_cert);
+		readable &= check_reload_file(ck, ra, "tls_key", cfg->tls_key);
+	}
+	if (cfg->upstream_ca_file[0] != '\0' && access(cfg->upstream_ca_file, R_OK) != 0) {
+		report(ck, true, "upstream_ca_file %s: %s", cfg->upstream_ca_file,
+		    strerror(errno));
+		readable = false;
+	}
+	/* the files open: do they hold a matching pair, a usable CA? */
+	if (readable && !ck->start && tls_check(cfg, err, sizeof err) != 0)
+		report(ck, true, "%s", err);
+}
+
+/* mappend creates the spool directory (one level, as the user who starts
+ * it) and hands it to the run-as user; an existing one must be usable. */
+static void
+check_spool(struct checker *ck, const struct config *cfg, const struct run_as *ra)
+{
+	const char *dir = cfg->spool_dir;
+	char parent[4096];
+	struct stat st;
+	int e;
+
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode))
+			report(ck, true, "spool_dir %s: not a directory", dir);
+		else if ((e = priv_access(ra, dir, R_OK | W_OK | X_OK)) != 0)
+			report(ck, true, "spool_dir %s: user %s cannot create files "
+			    "there (%s; owner uid %ld, mode %04o): chown %s %s",
+			    dir, ra->user, strerror(e), (long)st.st_uid,
+			    (unsigned)(st.st_mode & 07777), ra->user, dir);
+		return;
+	}
+	if (errno != ENOENT) {
+		report(ck, true, "spool_dir %s: %s", dir, strerror(errno));
+		return;
+	}
+	parent_dir(dir, parent, sizeof parent);
+	if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		report(ck, true, "spool_dir %s: its parent directory %s does not "
+		    "exist: create it, or choose another spool_dir", dir, parent);
+		return;
+	}
+	if (access(parent, W_OK | X_OK) != 0)
+		report(ck, true, "spool_dir %s cannot be created: %s: %s", dir,
+		    parent, strerror(errno));
+	else if (ra->switching && (e = priv_access(ra, parent, X_OK)) != 0)
+		report(ck, true, "spool_dir %s: user %s cannot reach it through "
+		    "%s (%s)", dir, ra->user, parent, strerror(e));
+}
+
+/* Written after the switch and removed at exit, both by the run-as user. */
+static void
+check_pid_file(struct checker *ck, const struct config *cfg, const struct run_as *ra)
+{
+	char dir[4096];
+	struct stat st;
+	int e;
+
+	if (cfg->pid_file[0] == '\0')
+		return;
+	parent_dir(cfg->pid_file, dir, sizeof dir);
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		report(ck, true, "pid_file %s: directory %s does not exist (systemd "
+		    "creates one with RuntimeDirectory=)", cfg->pid_file, dir);
+	else if ((e = priv_access(ra, dir, W_OK | X_OK)) != 0)
+		report(ck, true, "pid_file %s: user %s cannot write in %s (%s), "
+		    "and mappend writes the file as that user and removes it at "
+		    "exit: use a directory of its own, e.g. /run/mappend/",
+		    cfg->pid_file, ra->user, dir, strerror(e));
+}
+
+int
+checks_run(const char *conf_path, const struct config *cfg, const struct run_as *ra,
+    bool start)
+{
+	struct checker ck = { start, 0 };
+	char msg[1024];
+
+	if (!start) {
+		check_spool(&ck, cfg, ra);
+		check_pid_file(&ck, cfg, ra);
+	}
+	check_tls(&ck, cfg, ra);
+	if (priv_secret_exposed(conf_path, cfg, ra, msg, sizeof msg))
+		report(&ck, false, "%s", msg);
+	if (geteuid() == 0 && !ra->switching)
+		report(&ck, false, "user is not set: mappend runs as root; set "
+		    "user = mappend (see mappend.conf(5))");
+	return ck.errors;
+}
