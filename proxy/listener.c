@@ -107,7 +107,9 @@ open_one(struct proxy *proxy, const struct listen_conf *lc)
 		    (cfg->require_tls == REQUIRE_TLS_AUTO && cfg->tls_cert[0] != '\0' &&
 		    !is_loopback(ai->ai_addr));
 		/* v6-only, so that "[::]:143" and "0.0.0.0:143" can both be listed */
+		/* bound now (as root), accepting once start-up is over */
 		l = evconnlistener_new_bind(proxy->base, accepted, li,
+		    LEV_OPT_DISABLED |
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
 		    (ai->ai_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0),
 		    128, ai->ai_addr, (int)ai->ai_addrlen);
@@ -130,6 +132,15 @@ open_one(struct proxy *proxy, const struct listen_conf *lc)
 	}
 	freeaddrinfo(res);
 	return opened > 0 ? 0 : -1;
+}
+
+void
+listener_accept_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++)
+		evconnlistener_enable(listeners[i]);
 }
 
 int

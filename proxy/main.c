@@ -27,6 +27,8 @@
 #include "log.h"
 #include "pidfile.h"
 #include "privileges.h"
+#include "recovery.h"
+#include "journal.h"
 #include "session.h"
 #include "spool.h"
 #include "tls.h"
@@ -48,10 +50,11 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: mappend [-fhtV] [-c config]\n"
+	    "usage: mappend [-fhRtV] [-c config]\n"
 	    "  -c FILE  configuration file (default " DEFAULT_CONFIG ")\n"
 	    "  -f       stay in the foreground (log to stderr unless log = syslog)\n"
 	    "  -h       print this help and exit\n"
+	    "  -R       list the uploads a crash left for recovery, and exit\n"
 	    "  -t       check the configuration and what start needs, and exit\n"
 	    "  -V       print the versions of mappend, OpenSSL and libevent\n");
 }
@@ -228,13 +231,13 @@ main(int argc, char **argv)
 	static struct config cfg;
 	struct run_as ra;
 	const char *path = DEFAULT_CONFIG;
-	bool foreground = false, test_only = false;
+	bool foreground = false, test_only = false, list_recovery = false;
 	struct event *signals[3];
 	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
 	char err[1024];
 	int ch, i, ready_fd = -1;
 
-	while ((ch = getopt(argc, argv, ":c:fhtV")) != -1) {
+	while ((ch = getopt(argc, argv, ":c:fhRtV")) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
@@ -244,6 +247,9 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			test_only = true;
+			break;
+		case 'R':
+			list_recovery = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -274,6 +280,8 @@ main(int argc, char **argv)
 	}
 	if (test_only)
 		return check_only(path, &cfg, &ra);
+	if (list_recovery)
+		return recovery_list(&cfg, stdout) == 0 ? 0 : 1;
 	if (cfg.pid_file[0] != '\0' && pidfile_check(cfg.pid_file, NULL, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "mappend: %s\n", err);
@@ -309,7 +317,8 @@ main(int argc, char **argv)
 		log_info(0, "running as user %s (uid %ld), group %s (gid %ld)", ra.user,
 		    (long)ra.uid, ra.group, (long)ra.gid);
 	/* as the run-as user: the spool is checked by the one who uses it */
-	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0)
+	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0 ||
+	    journal_init(cfg.spool_dir) != 0)
 		return 1;
 	if (!foreground && (daemonize(&ready_fd) != 0 || event_reinit(proxy.base) != 0)) {
 		log_error(0, "cannot become a daemon: %s", strerror(errno));
@@ -323,6 +332,10 @@ main(int argc, char **argv)
 		signals[i] = evsignal_new(proxy.base, signos[i], on_signal, NULL);
 		evsignal_add(signals[i], NULL);
 	}
+	/* uploads a crash left half-way are undone before any client comes */
+	if (recovery_run(&proxy) != 0)
+		return 1;
+	listener_accept_all();
 	log_info(0, "mappend started, upstream %s:%s (version %s)",
 	    cfg.upstream_host, cfg.upstream_port, MAPPEND_VERSION);
 	daemon_ready(ready_fd);
@@ -338,6 +351,7 @@ main(int argc, char **argv)
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	tls_free();
+	journal_close();
 	if (cfg.pid_file[0] != '\0' && pidfile_remove(cfg.pid_file) != 0)
 		log_warn(0, "pid_file %s: cannot remove it: %s", cfg.pid_file,
 		    strerror(errno));

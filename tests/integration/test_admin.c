@@ -234,9 +234,10 @@ Test(admin, help)
 
 	run_mappend(&r, false, "-h", NULL);
 	cr_assert_eq(r.status, 0);
-	cr_assert_eq(strncmp(r.out, "usage: mappend [-fhtV] [-c config]\n", 35), 0,
+	cr_assert_eq(strncmp(r.out, "usage: mappend [-fhRtV] [-c config]\n", 36), 0,
 	    "%s", r.out);
 	cr_assert_not_null(strstr(r.out, "  -V "), "%s", r.out);
+	cr_assert_not_null(strstr(r.out, "  -R "), "%s", r.out);
 	cr_assert_str_eq(r.err, "");
 	run_free(&r);
 }
