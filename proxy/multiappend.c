@@ -805,9 +805,9 @@ status_untagged(void *ctx, const char *buf, const struct imap_segment *seg)
 }
 
 /* Durable before upstream: the upload is in the journal before its first
- * byte goes up (a missing mailbox shows in the first APPEND's answer). */
-static void
-start_sending(struct append_job *job)
+ * byte goes up.  false (answered) when it cannot be recorded. */
+static bool
+record_upload(struct append_job *job)
 {
 	struct session *s = job->s;
 	const struct config *cfg = session_config(s);
@@ -831,13 +831,17 @@ start_sending(struct append_job *job)
 		free(msgs);
 		set_text(&job->failure, "NO [UNAVAILABLE] The proxy cannot record the "
 		    "upload safely, try again later");
-		if (job->staging_wire != NULL)
-			finish_staging(job);
-		else
-			fail(job);
-		return;
+		fail(job);
+		return false;
 	}
 	free(msgs);
+	return true;
+}
+
+/* A missing mailbox shows in the first APPEND's answer, passed on. */
+static void
+start_sending(struct append_job *job)
+{
 	enter_state(job, JOB_SENDING);
 	pump(job);
 }
@@ -854,13 +858,10 @@ staging_created(void *ctx, const char *error, const char *refusal)
 	if (failed) {
 		set_text(&job->failure, "NO [CANNOT] The proxy could not create its "
 		    "staging mailbox for this MULTIAPPEND");
-		journal_end(job->record, false);
-		job->record = NULL;
 		fail(job);
 		return;
 	}
-	enter_state(job, JOB_SENDING);
-	pump(job);
+	start_sending(job);
 }
 
 /* The name is known and recorded: the staging mailbox is created (a crash
@@ -883,10 +884,8 @@ staging_named(void *ctx, const char *error, const char *refusal)
 		fail(job);
 		return;
 	}
-	start_sending(job);
-	if (job->state != JOB_SENDING)
-		return;		/* not recorded: refused */
-	enter_state(job, JOB_PREPARING);
+	if (!record_upload(job))
+		return;
 	job->here = HERE_STAGING;
 	if ((job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
 	    STAGING_CREATE, job->staging_wire, NULL, NULL, 0, staging_created,
@@ -925,7 +924,7 @@ status_done(void *ctx, const struct answer *a)
 	job->here = HERE_NONE;
 	if (!response_caps(job->s)->uidplus)
 		start_staging(job);
-	else
+	else if (record_upload(job))
 		start_sending(job);
 }
 

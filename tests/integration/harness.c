@@ -167,6 +167,8 @@ proxy_log(const struct proxy_proc *p)
 	return read_file(p->log);
 }
 
+static void proxy_spawn(struct proxy_proc *, size_t starts);
+
 void
 proxy_start(struct proxy_proc *p, int upstream_port, const char *extra_conf)
 {
@@ -195,8 +197,6 @@ void
 proxy_start_spool_limited(struct proxy_proc *p, int upstream_port,
     const char *extra_conf, size_t spool_bytes)
 {
-	const char *argv[6];
-	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
 	size_t fsize_limit = 0;
 	FILE *f;
 
@@ -221,17 +221,37 @@ proxy_start_spool_limited(struct proxy_proc *p, int upstream_port,
 		if (spool_bytes > 0)
 			fsize_limit = limit_spool(p, spool, spool_bytes);
 	}
+	p->fsize_limit = fsize_limit;
+	proxy_spawn(p, 0);
+}
+
+/* Run mappend on p's configuration and wait until its starts-th start is
+ * logged (the log is appended to by every start). */
+static void
+proxy_spawn(struct proxy_proc *p, size_t starts)
+{
+	const char *argv[6];
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+
 	argv[0] = env_path("MAPPEND_BIN");
 	argv[1] = "-f";
 	argv[2] = "-c";
 	argv[3] = p->conf;
 	argv[4] = NULL;
-	p->pid = spawn_limited(argv, -1, p->log, fsize_limit);
+	p->port = p->tls_port = 0;
+	p->pid = spawn_limited(argv, -1, p->log, p->fsize_limit);
 	for (;;) {
-		char *log = proxy_log(p);
-		const char *at = strstr(log, "listening on 127.0.0.1:");
+		char *whole = proxy_log(p), *log = whole;
+		const char *at;
 		int status;
+		size_t k;
 
+		for (k = 0; k < starts && log != NULL; k++)
+			if ((log = strstr(log, "mappend started")) != NULL)
+				log++;
+		if (log == NULL)
+			log = whole + strlen(whole);
+		at = strstr(log, "listening on 127.0.0.1:");
 		if (at != NULL && strstr(log, "mappend started") != NULL) {
 			const char *l;
 
@@ -247,17 +267,40 @@ proxy_start_spool_limited(struct proxy_proc *p, int upstream_port,
 					p->port = port;
 				}
 			}
-			free(log);
+			free(whole);
 			break;
 		}
 		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
 			p->pid = 0;
-			cr_assert_fail("mappend exited at start:\n%s", log);
+			cr_assert_fail("mappend exited at start:\n%s", whole);
 		}
-		free(log);
+		free(whole);
 		cr_assert_lt(now_ms(), deadline, "mappend did not start listening");
 		usleep(10 * 1000);
 	}
+}
+
+void
+proxy_kill(struct proxy_proc *p)
+{
+	int status;
+
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, SIGKILL);
+	waitpid(p->pid, &status, 0);
+	p->pid = 0;
+}
+
+void
+proxy_restart(struct proxy_proc *p)
+{
+	char *log = proxy_log(p);
+	size_t starts = count_substr(log, strlen(log), "mappend started");
+
+	free(log);
+	cr_assert_eq(p->pid, 0, "restart a stopped or killed mappend");
+	proxy_spawn(p, starts);
 }
 
 void

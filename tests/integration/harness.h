@@ -29,6 +29,7 @@ struct proxy_proc {
 	char conf[300];
 	char log[300];
 	bool spool_mounted;	/* a tmpfs of ours is on dir/spool */
+	size_t fsize_limit;	/* RLIMIT_FSIZE for it, 0: none */
 };
 
 struct dovecot {
@@ -64,6 +65,11 @@ void proxy_start(struct proxy_proc *, int upstream_port, const char *extra_conf)
  * test output says which). */
 void proxy_start_spool_limited(struct proxy_proc *, int upstream_port,
     const char *extra_conf, size_t spool_bytes);
+/* SIGKILL: a crash, no questions asked. */
+void proxy_kill(struct proxy_proc *);
+/* Start a killed mappend again on the same configuration and spool; the
+ * port changes. */
+void proxy_restart(struct proxy_proc *);
 /* SIGTERM, wait, and check it exited 0 (sanitizer reports make it fail). */
 void proxy_stop(struct proxy_proc *);
 /* The proxy's log so far, malloc'ed. */
