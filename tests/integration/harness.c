@@ -612,6 +612,66 @@ imapc_wait_closed(struct imapc *c)
 	return true;
 }
 
+/* Send "tag command" and wait for the answer; the command's text, malloc'ed,
+ * in *text for the caller's messages. */
+static char *
+vcommand(struct imapc *c, const char *tag, char **text, const char *fmt, va_list ap)
+{
+	char *r;
+
+	cr_assert_geq(vasprintf(text, fmt, ap), 0);
+	imapc_send(c, "%s %s\r\n", tag, *text);
+	r = imapc_until_tagged(c, tag, NULL);
+	cr_assert_not_null(r, "no answer to %s", *text);
+	return r;
+}
+
+char *
+imapc_command(struct imapc *c, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	char *text = NULL, *r;
+
+	va_start(ap, fmt);
+	r = vcommand(c, tag, &text, fmt, ap);
+	va_end(ap);
+	free(text);
+	return r;
+}
+
+char *
+imapc_ok(struct imapc *c, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	char *text = NULL, *r;
+
+	va_start(ap, fmt);
+	r = vcommand(c, tag, &text, fmt, ap);
+	va_end(ap);
+	cr_assert(tagged_ok(r, tag), "%s: %s", text, r);
+	free(text);
+	return r;
+}
+
+bool
+tagged_ok(const char *response, const char *tag)
+{
+	const char *l = last_line(response);
+	size_t n = strlen(tag);
+
+	return strncmp(l, tag, n) == 0 && strncmp(l + n, " OK", 3) == 0;
+}
+
+void
+imapc_expect_plus(struct imapc *c)
+{
+	char *line = imapc_line(c);
+
+	cr_assert_not_null(line, "no continuation request");
+	cr_assert_eq(line[0], '+', "not a continuation request: %s", line);
+	free(line);
+}
+
 void
 imapc_login(struct imapc *c, const char *user, const char *password)
 {

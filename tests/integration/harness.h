@@ -100,6 +100,21 @@ char *imapc_until_tagged(struct imapc *, const char *tag, size_t *len);
 bool imapc_wait_closed(struct imapc *);
 /* Log in through c as user/password and check the OK. */
 void imapc_login(struct imapc *, const char *user, const char *password);
+/*
+ * Send "tag command" (command from fmt) and return everything up to and
+ * including the tagged answer, malloc'ed; the test fails with the command's
+ * text when no answer comes.
+ */
+char *imapc_command(struct imapc *, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same, and the tagged answer must be OK (the test fails showing the
+ * whole answer). */
+char *imapc_ok(struct imapc *, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Whether the last line of response is "tag OK ...". */
+bool tagged_ok(const char *response, const char *tag);
+/* Read one line: it must be a continuation request ("+ ..."). */
+void imapc_expect_plus(struct imapc *);
 
 /* The tagged line (last line) of a response text. */
 const char *last_line(const char *text);

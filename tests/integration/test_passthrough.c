@@ -45,29 +45,6 @@ connect_proxy(struct imapc *c)
 	free(greeting);
 }
 
-/* Send a command and return the whole answer; fails when it is not OK. */
-static char *
-ok(struct imapc *c, const char *tag, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static char *
-ok(struct imapc *c, const char *tag, const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd = NULL, *r;
-	size_t ml;
-
-	va_start(ap, fmt);
-	cr_assert_geq(vasprintf(&cmd, fmt, ap), 0);
-	va_end(ap);
-	imapc_send(c, "%s %s\r\n", tag, cmd);
-	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", cmd);
-	ml = strlen(tag);
-	cr_assert(strncmp(last_line(r) + ml, " OK", 3) == 0, "%s: %s", cmd, r);
-	free(cmd);
-	return r;
-}
-
 /* The capability atoms of a line, with a space before and after each. */
 static bool
 has_cap(const char *line, const char *cap)
@@ -105,16 +82,14 @@ Test(passthrough, capabilities_rewritten_in_all_three_places)
 	cr_assert(has_cap(greeting, "APPENDLIMIT=67108864"), "%s", greeting);
 	cr_assert(has_cap(greeting, "AUTH=PLAIN"), "%s", greeting);
 
-	r = ok(&c, "a", "CAPABILITY");
+	r = imapc_ok(&c, "a", "CAPABILITY");
 	cr_assert(strncmp(r, "* CAPABILITY IMAP4rev1", 22) == 0, "%s", r);
 	cr_assert(has_cap(r, "LITERAL+"), "%s", r);
 	cr_assert(has_cap(r, "MULTIAPPEND"), "%s", r);
 	cr_assert_eq(count_substr(r, strlen(r), "LITERAL+"), 1, "%s", r);
 	free(r);
 
-	imapc_send(&c, "b LOGIN test secret\r\n");
-	r = imapc_until_tagged(&c, "b", NULL);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "b", "LOGIN test secret");
 	cr_assert(strstr(r, "b OK [CAPABILITY IMAP4rev1") != NULL, "%s", r);
 	cr_assert(has_cap(strstr(r, "b OK"), "LITERAL+"), "%s", r);
 	cr_assert(has_cap(strstr(r, "b OK"), "MULTIAPPEND"), "%s", r);
@@ -136,7 +111,7 @@ Test(passthrough, hidden_capabilities_are_removed)
 	imapc_connect(&c, px.port);
 	greeting = imapc_line(&c);
 	cr_assert_not_null(greeting);
-	r = ok(&c, "a", "CAPABILITY");
+	r = imapc_ok(&c, "a", "CAPABILITY");
 	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
 		cr_assert(!has_cap(greeting, gone[i]), "%s in %s", gone[i], greeting);
 		cr_assert(!has_cap(r, gone[i]), "%s in %s", gone[i], r);
@@ -146,11 +121,10 @@ Test(passthrough, hidden_capabilities_are_removed)
 	free(r);
 	free(greeting);
 	/* COMPRESS is never relayed, even when asked for */
-	imapc_send(&c, "c COMPRESS DEFLATE\r\n");
-	r = imapc_until_tagged(&c, "c", NULL);
+	r = imapc_command(&c, "c", "COMPRESS DEFLATE");
 	cr_assert(strncmp(last_line(r), "c NO", 4) == 0, "%s", r);
 	free(r);
-	r = ok(&c, "d", "NOOP");
+	r = imapc_ok(&c, "d", "NOOP");
 	free(r);
 	imapc_close(&c);
 }
@@ -160,7 +134,6 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 	struct imapc direct, c;
 	const size_t size = 6 * 1024 * 1024 + 17;
 	char *msg = make_message(size, 7), *r, *body;
-	size_t len;
 
 	start(NULL, NULL);
 	/* the message goes in directly, and comes back out through the proxy */
@@ -176,12 +149,10 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	r = ok(&c, "s", "SELECT INBOX");
+	r = imapc_ok(&c, "s", "SELECT INBOX");
 	cr_assert(strstr(r, "* 1 EXISTS") != NULL, "%s", r);
 	free(r);
-	imapc_send(&c, "f UID FETCH 1 (FLAGS BODY.PEEK[])\r\n");
-	r = imapc_until_tagged(&c, "f", &len);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "f", "UID FETCH 1 (FLAGS BODY.PEEK[])");
 	body = strstr(r, "BODY[] {");
 	cr_assert_not_null(body, "%.200s", r);
 	body = strstr(body, "}\r\n") + 3;
@@ -196,17 +167,14 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 Test(passthrough, append_literal_kinds)
 {
 	struct imapc c;
-	char *r, *line;
+	char *r;
 
 	start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	/* synchronizing: the upstream's "+" reaches the client */
 	imapc_send(&c, "a APPEND INBOX {5}\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "hello\r\n");
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a OK [APPENDUID ", 16) == 0, "%s", r);
@@ -252,14 +220,14 @@ Test(passthrough, nonsync_literal_made_synchronizing_for_old_upstream)
 		cr_assert_geq(asprintf(&tag, "p%zu", i), 0);
 		r = imapc_until_tagged(&c, tag, NULL);
 		cr_assert_not_null(r, "no answer for %s", tag);
-		cr_assert(strncmp(last_line(r) + strlen(tag), " OK", 3) == 0, "%s", r);
+		cr_assert(tagged_ok(r, tag), "%s", r);
 		free(r);
 		free(tag);
 	}
-	r = ok(&c, "s", "SELECT INBOX");
+	r = imapc_ok(&c, "s", "SELECT INBOX");
 	cr_assert(strstr(r, "* 20 EXISTS") != NULL, "%s", r);
 	free(r);
-	r = ok(&c, "f", "FETCH 20 BODY.PEEK[]");
+	r = imapc_ok(&c, "f", "FETCH 20 BODY.PEEK[]");
 	cr_assert(strstr(r, "message 019") != NULL, "%s", r);
 	free(r);
 	free(batch);
@@ -302,10 +270,7 @@ Test(passthrough, refused_literal_is_not_taken_for_commands)
 	/* synchronizing: mappend spools, so the "+" is its own; the upstream
 	 * refuses the replayed {n} before its "+", and the client hears why */
 	imapc_send(&c, "a APPEND nosuchbox {20}\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "a NOOP\r\nb NOOP\r\nxx\r\n\r\n");
 	line = imapc_line(&c);
 	cr_assert_not_null(line);
@@ -317,7 +282,7 @@ Test(passthrough, refused_literal_is_not_taken_for_commands)
 	cr_assert_not_null(r);
 	cr_assert(strncmp(last_line(r), "b NO [TRYCREATE]", 16) == 0, "%s", r);
 	free(r);
-	r = ok(&c, "e", "NOOP");
+	r = imapc_ok(&c, "e", "NOOP");
 	free(r);
 	imapc_close(&c);
 }
@@ -387,8 +352,8 @@ Test(passthrough, response_line_longer_than_a_read_buffer)
 	/* "* SEARCH 1 2 ... 60000" is about 340 KB: one line, no literal */
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	free(ok(&c, "s", "SELECT INBOX"));
-	r = ok(&c, "u", "UID SEARCH ALL");
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
+	r = imapc_ok(&c, "u", "UID SEARCH ALL");
 	cr_assert_gt(strlen(r), 300000);
 	cr_assert(strstr(r, " 59999 60000\r\n") != NULL);
 	free(r);
@@ -404,12 +369,9 @@ Test(passthrough, idle_receives_exists_from_another_session)
 	start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	free(ok(&c, "s", "SELECT INBOX"));
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
 	imapc_send(&c, "i IDLE\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 
 	imapc_connect(&other, mock.port);
 	free(imapc_line(&other));
@@ -436,27 +398,24 @@ Test(passthrough, authenticate_plain_with_continuation)
 {
 	const char *args[] = { "--sasl-ir", NULL };
 	struct imapc c;
-	char *r, *line;
+	char *r;
 	/* "\0test\0secret" */
 	const char *creds = "AHRlc3QAc2VjcmV0";
 
 	start(args, NULL);
 	connect_proxy(&c);
 	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "%s\r\n", creds);
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
 	free(r);
-	free(ok(&c, "b", "SELECT INBOX"));
+	free(imapc_ok(&c, "b", "SELECT INBOX"));
 	imapc_close(&c);
 
 	/* SASL-IR: no continuation at all */
 	connect_proxy(&c);
-	r = ok(&c, "a", "AUTHENTICATE PLAIN %s", creds);
+	r = imapc_ok(&c, "a", "AUTHENTICATE PLAIN %s", creds);
 	free(r);
 	imapc_close(&c);
 
@@ -468,7 +427,7 @@ Test(passthrough, authenticate_plain_with_continuation)
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a BAD", 5) == 0, "%s", r);
 	free(r);
-	free(ok(&c, "b", "NOOP"));
+	free(imapc_ok(&c, "b", "NOOP"));
 	imapc_close(&c);
 }
 
@@ -485,7 +444,7 @@ Test(passthrough, client_disconnect_leaves_others_working)
 	imapc_close(&a);
 	connect_proxy(&b);
 	imapc_login(&b, "test", "secret");
-	free(ok(&b, "s", "STATUS INBOX (MESSAGES)"));
+	free(imapc_ok(&b, "s", "STATUS INBOX (MESSAGES)"));
 	imapc_close(&b);
 	usleep(200 * 1000);
 	log = proxy_log(&px);
@@ -501,7 +460,7 @@ Test(passthrough, upstream_disconnect_ends_session_with_bye)
 	start(NULL, NULL);
 	imapc_connect(&direct, mock.port);
 	free(imapc_line(&direct));
-	free(ok(&direct, "f", "XMOCK FAULT APPEND-DROP 1"));
+	free(imapc_ok(&direct, "f", "XMOCK FAULT APPEND-DROP 1"));
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	imapc_send(&c, "a APPEND INBOX {5+}\r\nhello\r\n");
@@ -514,7 +473,7 @@ Test(passthrough, upstream_disconnect_ends_session_with_bye)
 	/* the proxy itself goes on */
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	r = ok(&c, "n", "NOOP");
+	r = imapc_ok(&c, "n", "NOOP");
 	free(r);
 	imapc_close(&c);
 	imapc_close(&direct);
@@ -580,7 +539,7 @@ Test(passthrough, bad_input_gets_bad_or_bye)
 		if (cases[i].closes) {
 			cr_assert(imapc_wait_closed(&c), "case %zu: not closed", i);
 		} else {
-			free(ok(&c, "n", "NOOP"));
+			free(imapc_ok(&c, "n", "NOOP"));
 		}
 		imapc_close(&c);
 	}
@@ -606,7 +565,7 @@ Test(passthrough, tag_without_command_name_gets_bad)
 	cr_assert_not_null(line);
 	cr_assert_str_eq(line, "a BAD missing command");
 	free(line);
-	free(ok(&c, "n1", "NOOP"));
+	free(imapc_ok(&c, "n1", "NOOP"));
 
 	/* a long tag line and the short one in one write */
 	input = malloc(taglen + 64);
@@ -624,7 +583,7 @@ Test(passthrough, tag_without_command_name_gets_bad)
 	cr_assert_not_null(line, "the daemon died");
 	cr_assert_str_eq(line, "b BAD missing command");
 	free(line);
-	free(ok(&c, "n2", "NOOP"));
+	free(imapc_ok(&c, "n2", "NOOP"));
 	imapc_close(&c);
 
 	/* nobody else noticed */
@@ -672,11 +631,11 @@ Test(passthrough, nul_and_overlong_lines)
 	cr_assert(strncmp(line, "* BAD Tag longer", 16) == 0, "%s", line);
 	free(line);
 	free(big);
-	free(ok(&c, "n", "NOOP"));
+	free(imapc_ok(&c, "n", "NOOP"));
 	imapc_close(&c);
 
 	/* the other session never noticed */
-	free(ok(&other, "n", "NOOP"));
+	free(imapc_ok(&other, "n", "NOOP"));
 	imapc_close(&other);
 }
 
@@ -687,8 +646,7 @@ Test(passthrough, starttls_is_not_relayed)
 
 	start(NULL, NULL);
 	connect_proxy(&c);
-	imapc_send(&c, "a STARTTLS\r\n");
-	r = imapc_until_tagged(&c, "a", NULL);
+	r = imapc_command(&c, "a", "STARTTLS");
 	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
 	free(r);
 	imapc_login(&c, "test", "secret");
@@ -703,13 +661,11 @@ Test(passthrough, capabilities_asked_when_not_told)
 
 	start(args, NULL);
 	connect_proxy(&c);
-	imapc_send(&c, "a LOGIN test secret\r\n");
-	r = imapc_until_tagged(&c, "a", NULL);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "a", "LOGIN test secret");
 	/* the proxy's own CAPABILITY after login is not shown to the client */
 	cr_assert(strstr(r, "CAPABILITY") == NULL, "%s", r);
 	free(r);
-	r = ok(&c, "b", "CAPABILITY");
+	r = imapc_ok(&c, "b", "CAPABILITY");
 	cr_assert(has_cap(r, "LITERAL+"), "%s", r);
 	free(r);
 	imapc_close(&c);
@@ -738,7 +694,7 @@ Test(passthrough, silent_upstream_times_out)
 	start(NULL, "upstream_idle_timeout = 1");
 	imapc_connect(&direct, mock.port);
 	free(imapc_line(&direct));
-	free(ok(&direct, "d", "XMOCK DELAY 5000"));
+	free(imapc_ok(&direct, "d", "XMOCK DELAY 5000"));
 	imapc_close(&direct);
 	connect_proxy(&c);
 	imapc_send(&c, "a NOOP\r\n");
