@@ -612,17 +612,20 @@ imapc_wait_closed(struct imapc *c)
 	return true;
 }
 
-/* Send "tag command" and wait for the answer; the command's text, malloc'ed,
- * in *text for the caller's messages. */
+/* Send "tag command" and wait for the answer; with must_be_ok the tagged
+ * status must be OK. */
 static char *
-vcommand(struct imapc *c, const char *tag, char **text, const char *fmt, va_list ap)
+vcommand(struct imapc *c, const char *tag, bool must_be_ok, const char *fmt, va_list ap)
 {
-	char *r;
+	char *text = NULL, *r;
 
-	cr_assert_geq(vasprintf(text, fmt, ap), 0);
-	imapc_send(c, "%s %s\r\n", tag, *text);
+	cr_assert_geq(vasprintf(&text, fmt, ap), 0);
+	imapc_send(c, "%s %s\r\n", tag, text);
 	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", *text);
+	cr_assert_not_null(r, "no answer to %s", text);
+	if (must_be_ok)
+		cr_assert(tagged_ok(r, tag), "%s: %s", text, r);
+	free(text);
 	return r;
 }
 
@@ -630,12 +633,11 @@ char *
 imapc_command(struct imapc *c, const char *tag, const char *fmt, ...)
 {
 	va_list ap;
-	char *text = NULL, *r;
+	char *r;
 
 	va_start(ap, fmt);
-	r = vcommand(c, tag, &text, fmt, ap);
+	r = vcommand(c, tag, false, fmt, ap);
 	va_end(ap);
-	free(text);
 	return r;
 }
 
@@ -643,13 +645,11 @@ char *
 imapc_ok(struct imapc *c, const char *tag, const char *fmt, ...)
 {
 	va_list ap;
-	char *text = NULL, *r;
+	char *r;
 
 	va_start(ap, fmt);
-	r = vcommand(c, tag, &text, fmt, ap);
+	r = vcommand(c, tag, true, fmt, ap);
 	va_end(ap);
-	cr_assert(tagged_ok(r, tag), "%s: %s", text, r);
-	free(text);
 	return r;
 }
 

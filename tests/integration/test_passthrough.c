@@ -187,10 +187,7 @@ Test(passthrough, append_literal_kinds)
 	cr_assert_not_null(r);
 	free(r);
 	/* literals in LOGIN-style arguments and a mailbox literal */
-	imapc_send(&c, "c SELECT {5+}\r\nINBOX\r\n");
-	r = imapc_until_tagged(&c, "c", NULL);
-	cr_assert(strncmp(last_line(r), "c OK", 4) == 0, "%s", r);
-	free(r);
+	free(imapc_ok(&c, "c", "SELECT {5+}\r\nINBOX"));
 	imapc_close(&c);
 }
 
@@ -205,11 +202,7 @@ Test(passthrough, nonsync_literal_made_synchronizing_for_old_upstream)
 
 	start(args, NULL);
 	connect_proxy(&c);
-	imapc_send(&c, "a LOGIN {4+}\r\ntest {6+}\r\nsecret\r\n");
-	r = imapc_until_tagged(&c, "a", NULL);
-	cr_assert_not_null(r);
-	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
-	free(r);
+	free(imapc_ok(&c, "a", "LOGIN {4+}\r\ntest {6+}\r\nsecret"));
 	/* a burst of 20 appends in one write, as a LITERAL+ client sends it */
 	f = open_memstream(&batch, &blen);
 	for (i = 0; i < 20; i++)
@@ -277,9 +270,7 @@ Test(passthrough, refused_literal_is_not_taken_for_commands)
 	cr_assert(strncmp(line, "a NO [TRYCREATE]", 16) == 0, "%s", line);
 	free(line);
 	/* non-synchronizing: the data must never be read as commands */
-	imapc_send(&c, "b APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\nxx\r\n\r\n");
-	r = imapc_until_tagged(&c, "b", NULL);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "b", "APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\nxx\r\n");
 	cr_assert(strncmp(last_line(r), "b NO [TRYCREATE]", 16) == 0, "%s", r);
 	free(r);
 	r = imapc_ok(&c, "e", "NOOP");
