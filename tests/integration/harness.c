@@ -295,6 +295,23 @@ proxy_stop(struct proxy_proc *p)
 	}
 }
 
+struct mock mock;
+struct proxy_proc px;
+
+void
+harness_start(const char *const *mock_args, const char *conf)
+{
+	mock_start(&mock, mock_args);
+	proxy_start(&px, mock.port, conf);
+}
+
+void
+harness_teardown(void)
+{
+	proxy_stop(&px);
+	mock_stop(&mock);
+}
+
 void
 dovecot_start(struct dovecot *d, const char *opts)
 {
@@ -682,6 +699,26 @@ imapc_login(struct imapc *c, const char *user, const char *password)
 	cr_assert_not_null(r, "no answer to LOGIN");
 	cr_assert(strncmp(last_line(r), "L1 OK", 5) == 0, "LOGIN failed: %s", r);
 	free(r);
+}
+
+void
+imapc_connect_login(struct imapc *c, int port, const char *user, const char *password)
+{
+	imapc_connect(c, port);
+	free(imapc_line(c));
+	imapc_login(c, user, password);
+}
+
+void
+proxy_connect(struct imapc *c)
+{
+	imapc_connect_login(c, px.port, "test", "secret");
+}
+
+void
+direct_connect(struct imapc *c)
+{
+	imapc_connect_login(c, mock.port, "test", "secret");
 }
 
 const char *

@@ -13,12 +13,11 @@
 #include "harness.h"
 
 static struct dovecot dc;
-static struct proxy_proc px;
 
 static void
 teardown(void)
 {
-	proxy_stop(&px);
+	harness_teardown();
 	dovecot_stop(&dc);
 }
 
@@ -277,9 +276,7 @@ Test(dovecot, idle_and_authenticate_through_the_proxy)
 	imapc_send(&c, "i IDLE\r\n");
 	imapc_expect_plus(&c);
 	/* another session delivers: the idling client hears of it */
-	imapc_connect(&other, dc.port);
-	free(imapc_line(&other));
-	imapc_login(&other, dc.user, dc.password);
+	imapc_connect_login(&other, dc.port, dc.user, dc.password);
 	imapc_send(&other, "x APPEND INBOX {5+}\r\nhello\r\n");
 	free(imapc_until_tagged(&other, "x", NULL));
 	for (;;) {
@@ -379,9 +376,7 @@ Test(dovecot, multiappend_of_100_is_byte_identical_upstream)
 
 	dovecot_start(&dc, "--legacy --rawlog");
 	proxy_start(&px, dc.port, NULL);
-	imapc_connect(&c, px.port);
-	free(imapc_line(&c));
-	imapc_login(&c, dc.user, dc.password);
+	imapc_connect_login(&c, px.port, dc.user, dc.password);
 	command = build_multiappend("A", 100, &len);
 	imapc_send_raw(&c, command, len);
 	free(command);
@@ -392,9 +387,7 @@ Test(dovecot, multiappend_of_100_is_byte_identical_upstream)
 	free(r);
 	imapc_close(&c);
 
-	imapc_connect(&d, dc.port);
-	free(imapc_line(&d));
-	imapc_login(&d, dc.user, dc.password);
+	imapc_connect_login(&d, dc.port, dc.user, dc.password);
 	r = imapc_command(&d, "s", "EXAMINE INBOX");
 	cr_assert(strstr(r, "* 100 EXISTS") != NULL, "%s", r);
 	free(r);
@@ -435,17 +428,13 @@ Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before)
 	/* 10 messages of about 11.5 KB each: the quota is crossed half-way */
 	dovecot_start(&dc, "--legacy --rawlog --quota 80k");
 	proxy_start(&px, dc.port, NULL);
-	imapc_connect(&d, dc.port);
-	free(imapc_line(&d));
-	imapc_login(&d, dc.user, dc.password);
+	imapc_connect_login(&d, dc.port, dc.user, dc.password);
 	/* the user's own messages, one marked \Deleted */
 	imapc_send(&d, "a APPEND INBOX {5+}\r\nuser1\r\nb APPEND INBOX (\\Deleted) {5+}\r\nuser2\r\n");
 	free(imapc_until_tagged(&d, "b", NULL));
 	before = mailbox_state(&d);
 
-	imapc_connect(&c, px.port);
-	free(imapc_line(&c));
-	imapc_login(&c, dc.user, dc.password);
+	imapc_connect_login(&c, px.port, dc.user, dc.password);
 	/* not selected: the rollback runs on the proxy's second connection */
 	command = build_multiappend("Q", 10, &len);
 	imapc_send_raw(&c, command, len);

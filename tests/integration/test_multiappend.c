@@ -16,44 +16,11 @@
 
 #include "harness.h"
 
-static struct mock mock;
-static struct proxy_proc px;
-
-static void
-teardown(void)
-{
-	proxy_stop(&px);
-	mock_stop(&mock);
-}
-
-TestSuite(multiappend, .fini = teardown, .timeout = 120);
+TestSuite(multiappend, .fini = harness_teardown, .timeout = 120);
 
 struct stats {
 	unsigned long appends, messages, multi, maxmsgs, expunge, uidexpunge, close;
 };
-
-static void
-start(const char *const *mock_args, const char *conf)
-{
-	mock_start(&mock, mock_args);
-	proxy_start(&px, mock.port, conf);
-}
-
-static void
-direct_connect(struct imapc *d)
-{
-	imapc_connect(d, mock.port);
-	free(imapc_line(d));
-	imapc_login(d, "test", "secret");
-}
-
-static void
-proxy_connect(struct imapc *c)
-{
-	imapc_connect(c, px.port);
-	free(imapc_line(c));
-	imapc_login(c, "test", "secret");
-}
 
 static struct stats
 stats(struct imapc *d)
@@ -188,19 +155,19 @@ check_success(unsigned n)
 
 Test(multiappend, success_1)
 {
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_success(1);
 }
 
 Test(multiappend, success_2)
 {
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_success(2);
 }
 
 Test(multiappend, success_50)
 {
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_success(50);
 }
 
@@ -209,7 +176,7 @@ Test(multiappend, appenduid_covers_all_new_uids)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	r = multiappend(&c, "a", "INBOX", 3);
 	cr_assert(strncmp(last_line(r), "a OK [APPENDUID 1000 1:3]", 25) == 0, "%s", r);
@@ -229,7 +196,7 @@ Test(multiappend, synchronizing_literals_get_plus_from_the_proxy)
 	/* the upstream itself wants a "+" for each literal too */
 	const char *args[] = { "--profile", "noliteralplus", NULL };
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	imapc_send(&c, "a APPEND INBOX");
@@ -257,7 +224,7 @@ Test(multiappend, literal_minus_upstream)
 	struct imapc c, d;
 	char *r, *big = make_message(6000, 1);
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	imapc_send(&c, "a APPEND INBOX {6000+}\r\n");
@@ -280,7 +247,7 @@ Test(multiappend, upstream_with_multiappend_gets_one_command)
 	struct stats st;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	r = multiappend(&c, "a", "INBOX", 5);
@@ -337,7 +304,7 @@ Test(multiappend, zero_length_literal_cancels)
 	struct imapc c;
 	char *line;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_cancel(0, 4);
 	check_cancel(2, 4);
 	check_cancel(3, 4);
@@ -371,7 +338,7 @@ Test(multiappend, missing_mailbox_gives_trycreate)
 	struct imapc c, d;
 	struct stats st;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	check_trycreate(&c, &d);
@@ -465,7 +432,7 @@ Test(multiappend, refusal_at_every_position_selected)
 {
 	unsigned k;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 5; k++)
 		check_refusal_at(k, 5, true);
@@ -475,7 +442,7 @@ Test(multiappend, refusal_at_every_position_not_selected)
 {
 	unsigned k;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 5; k++)
 		check_refusal_at(k, 5, false);
@@ -486,7 +453,7 @@ Test(multiappend, refusal_without_literal_plus_upstream)
 	const char *args[] = { "--profile", "noliteralplus", NULL };
 	unsigned k;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	seed_inbox();
 	for (k = 1; k <= 4; k++)
 		check_refusal_at(k, 4, k % 2 == 0);
@@ -540,7 +507,7 @@ Test(multiappend, upstream_drop_at_every_position)
 {
 	unsigned k;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 4; k++)
 		check_drop_at("APPEND-DROP", k, 4);
@@ -552,7 +519,7 @@ Test(multiappend, upstream_drop_after_storing_at_every_position)
 
 	/* the upstream stores message k and drops before answering: its UID
 	 * is found by UIDNEXT, size and content on a new connection */
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 4; k++)
 		check_drop_at("APPEND-DROP-AFTER", k, 4);
@@ -564,7 +531,7 @@ Test(multiappend, client_leaves_while_spooling)
 	size_t len;
 	char *command = multiappend_command("a", "INBOX", 5, false, &len);
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	imapc_send_raw(&c, command, len / 2);
@@ -584,7 +551,7 @@ Test(multiappend, client_leaves_during_replay)
 	char *command = multiappend_command("a", "INBOX", 5, false, &len), *before, *after;
 	unsigned i;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -622,7 +589,7 @@ Test(multiappend, limits)
 	struct imapc c, d;
 	char *r, *line, *m = make_message(1000, 1);
 
-	start(NULL, conf);
+	harness_start(NULL, conf);
 	proxy_connect(&c);
 	direct_connect(&d);
 	r = imapc_command(&c, "cap", "CAPABILITY");
@@ -669,7 +636,7 @@ Test(multiappend, upstream_appendlimit_is_respected)
 	struct imapc c, d;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	r = imapc_command(&c, "cap", "CAPABILITY");
@@ -692,7 +659,7 @@ Test(multiappend, pipelined_commands_wait_their_turn)
 	char *command = multiappend_command("b", "INBOX", 3, false, &len), *r, *pa, *pb,
 	    *pc, *pd;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	imapc_send(&c, "a SELECT INBOX\r\n");
 	imapc_send_raw(&c, command, len);
@@ -715,7 +682,7 @@ Test(multiappend, selected_mailbox_sees_exists)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	free(imapc_command(&c, "s", "SELECT INBOX"));
 	r = multiappend(&c, "a", "INBOX", 3);
@@ -730,7 +697,7 @@ Test(multiappend, rollback_with_authenticate_plain_credentials)
 	struct imapc c, d;
 	char *r, *before, *after;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* "\0test\0secret" */
@@ -757,7 +724,7 @@ Test(multiappend, rollback_with_master_user)
 	struct imapc c, d;
 	char *r, *before, *after, *log;
 
-	start(args, "master_user = boss\nmaster_password = bosspw\n");
+	harness_start(args, "master_user = boss\nmaster_password = bosspw\n");
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -795,7 +762,7 @@ Test(multiappend, nouidplus_success)
 	struct stats st;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	free(imapc_command(&c, "s", "SELECT INBOX"));
@@ -824,7 +791,7 @@ Test(multiappend, nouidplus_refusal_at_every_position)
 	char *before, *after, *r, spec[64];
 	unsigned k;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -851,7 +818,7 @@ Test(multiappend, nouidplus_missing_mailbox)
 	const char *args[] = { "--profile", "nouidplus", NULL };
 	struct imapc c, d;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	check_trycreate(&c, &d);
@@ -866,7 +833,7 @@ Test(multiappend, nouidplus_upstream_drop)
 	struct imapc c, d;
 	char *before, *after, *r, *line;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -892,7 +859,7 @@ Test(multiappend, read_only_selection_sees_the_expunges_too)
 	struct imapc c, d;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -915,7 +882,7 @@ Test(multiappend, upstream_drop_after_many_stored)
 	/* 60 messages, the connection drops right after the upstream stored
 	 * the 55th: the UID search answer is longer than the lexer's token
 	 * table, and message 55 must still be found by its bytes */
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	check_drop_at("APPEND-DROP-AFTER", 55, 60);
 }
@@ -927,7 +894,7 @@ Test(multiappend, sigterm_waits_for_the_multiappend_in_progress)
 	char *command = multiappend_command("a", "INBOX", 5, false, &len), *r, *line;
 	int status;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	free(imapc_command(&d, "dl", "XMOCK DELAY 300"));
@@ -967,7 +934,7 @@ Test(multiappend, success_in_every_profile)
 		unsigned seq = 1;
 		struct imapc c, d;
 
-		start(args, NULL);
+		harness_start(args, NULL);
 		proxy_connect(&c);
 		direct_connect(&d);
 		for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
@@ -994,8 +961,7 @@ Test(multiappend, success_in_every_profile)
 		    "%s", profiles[p]);
 		imapc_close(&c);
 		imapc_close(&d);
-		proxy_stop(&px);
-		mock_stop(&mock);
+		harness_teardown();
 	}
 }
 

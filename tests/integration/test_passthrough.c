@@ -15,24 +15,6 @@
 
 #include "harness.h"
 
-static struct mock mock;
-static struct proxy_proc px;
-
-static void
-teardown(void)
-{
-	proxy_stop(&px);
-	mock_stop(&mock);
-}
-
-/* Mock with these arguments (NULL-terminated) and mappend in front. */
-static void
-start(const char *const *mock_args, const char *conf)
-{
-	mock_start(&mock, mock_args);
-	proxy_start(&px, mock.port, conf);
-}
-
 static void
 connect_proxy(struct imapc *c)
 {
@@ -63,7 +45,7 @@ has_cap(const char *line, const char *cap)
 	return false;
 }
 
-TestSuite(passthrough, .fini = teardown, .timeout = 60);
+TestSuite(passthrough, .fini = harness_teardown, .timeout = 60);
 
 Test(passthrough, capabilities_rewritten_in_all_three_places)
 {
@@ -71,7 +53,7 @@ Test(passthrough, capabilities_rewritten_in_all_three_places)
 	struct imapc c;
 	char *greeting, *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	imapc_connect(&c, px.port);
 	greeting = imapc_line(&c);
 	cr_assert_not_null(greeting);
@@ -107,7 +89,7 @@ Test(passthrough, hidden_capabilities_are_removed)
 	const char *gone[] = { "COMPRESS=DEFLATE", "STARTTLS", "LOGINDISABLED", "LITERAL-" };
 	size_t i;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	imapc_connect(&c, px.port);
 	greeting = imapc_line(&c);
 	cr_assert_not_null(greeting);
@@ -135,11 +117,9 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 	const size_t size = 6 * 1024 * 1024 + 17;
 	char *msg = make_message(size, 7), *r, *body;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	/* the message goes in directly, and comes back out through the proxy */
-	imapc_connect(&direct, mock.port);
-	free(imapc_line(&direct));
-	imapc_login(&direct, "test", "secret");
+	direct_connect(&direct);
 	imapc_send(&direct, "a APPEND INBOX (\\Seen) {%zu+}\r\n", size);
 	imapc_send_raw(&direct, msg, size);
 	imapc_send(&direct, "\r\n");
@@ -169,7 +149,7 @@ Test(passthrough, append_literal_kinds)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	/* synchronizing: the upstream's "+" reaches the client */
@@ -200,7 +180,7 @@ Test(passthrough, nonsync_literal_made_synchronizing_for_old_upstream)
 	size_t i, blen = 0;
 	FILE *f;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	free(imapc_ok(&c, "a", "LOGIN {4+}\r\ntest {6+}\r\nsecret"));
 	/* a burst of 20 appends in one write, as a LITERAL+ client sends it */
@@ -233,7 +213,7 @@ Test(passthrough, literal_minus_upstream)
 	struct imapc c;
 	char *small = make_message(100, 1), *big = make_message(5000, 2), *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	imapc_send(&c, "a APPEND INBOX {100+}\r\n");
@@ -257,7 +237,7 @@ Test(passthrough, refused_literal_is_not_taken_for_commands)
 	struct imapc c;
 	char *r, *line;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	/* synchronizing: mappend spools, so the "+" is its own; the upstream
@@ -285,7 +265,7 @@ Test(passthrough, pipelined_commands_keep_their_order)
 	size_t blen = 0, i;
 	FILE *f;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	f = open_memstream(&batch, &blen);
 	fprintf(f, "t0 LOGIN test secret\r\n");
@@ -325,10 +305,8 @@ Test(passthrough, response_line_longer_than_a_read_buffer)
 	size_t blen = 0, i, n = 60000;
 	FILE *f;
 
-	start(NULL, NULL);
-	imapc_connect(&direct, mock.port);
-	free(imapc_line(&direct));
-	imapc_login(&direct, "test", "secret");
+	harness_start(NULL, NULL);
+	direct_connect(&direct);
 	f = open_memstream(&batch, &blen);
 	for (i = 0; i < n; i++)
 		fprintf(f, "a%zu APPEND INBOX {1+}\r\nx\r\n", i);
@@ -357,16 +335,14 @@ Test(passthrough, idle_receives_exists_from_another_session)
 	struct imapc c, other;
 	char *r, *line;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	free(imapc_ok(&c, "s", "SELECT INBOX"));
 	imapc_send(&c, "i IDLE\r\n");
 	imapc_expect_plus(&c);
 
-	imapc_connect(&other, mock.port);
-	free(imapc_line(&other));
-	imapc_login(&other, "test", "secret");
+	direct_connect(&other);
 	imapc_send(&other, "a APPEND INBOX {5+}\r\nhello\r\n");
 	free(imapc_until_tagged(&other, "a", NULL));
 
@@ -393,7 +369,7 @@ Test(passthrough, authenticate_plain_with_continuation)
 	/* "\0test\0secret" */
 	const char *creds = "AHRlc3QAc2VjcmV0";
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
 	imapc_expect_plus(&c);
@@ -427,7 +403,7 @@ Test(passthrough, client_disconnect_leaves_others_working)
 	struct imapc a, b;
 	char *log;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&a);
 	imapc_login(&a, "test", "secret");
 	/* half a command, then gone */
@@ -448,7 +424,7 @@ Test(passthrough, upstream_disconnect_ends_session_with_bye)
 	struct imapc direct, c;
 	char *r, *line;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	imapc_connect(&direct, mock.port);
 	free(imapc_line(&direct));
 	free(imapc_ok(&direct, "f", "XMOCK FAULT APPEND-DROP 1"));
@@ -514,7 +490,7 @@ Test(passthrough, bad_input_gets_bad_or_bye)
 	};
 	size_t i;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct imapc c;
 		char *line;
@@ -547,7 +523,7 @@ Test(passthrough, tag_without_command_name_gets_bad)
 	char *line, *input;
 	size_t taglen = 2 * 1024 * 1024, n;
 
-	start(NULL, "max_line_length = 16M\n");
+	harness_start(NULL, "max_line_length = 16M\n");
 	connect_proxy(&other);
 
 	connect_proxy(&c);
@@ -588,7 +564,7 @@ Test(passthrough, nul_and_overlong_lines)
 	char *line, *big;
 	size_t n = 70000;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&other);
 	imapc_login(&other, "test", "secret");
 
@@ -635,7 +611,7 @@ Test(passthrough, starttls_is_not_relayed)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	r = imapc_command(&c, "a", "STARTTLS");
 	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
@@ -650,7 +626,7 @@ Test(passthrough, capabilities_asked_when_not_told)
 	struct imapc c;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	r = imapc_command(&c, "a", "LOGIN test secret");
 	/* the proxy's own CAPABILITY after login is not shown to the client */
@@ -667,7 +643,7 @@ Test(passthrough, client_idle_timeout)
 	struct imapc c;
 	char *line;
 
-	start(NULL, "client_idle_timeout = 1");
+	harness_start(NULL, "client_idle_timeout = 1");
 	connect_proxy(&c);
 	line = imapc_line(&c);
 	cr_assert_not_null(line);
@@ -682,7 +658,7 @@ Test(passthrough, silent_upstream_times_out)
 	struct imapc direct, c;
 	char *line;
 
-	start(NULL, "upstream_idle_timeout = 1");
+	harness_start(NULL, "upstream_idle_timeout = 1");
 	imapc_connect(&direct, mock.port);
 	free(imapc_line(&direct));
 	free(imapc_ok(&direct, "d", "XMOCK DELAY 5000"));
@@ -703,7 +679,7 @@ Test(passthrough, sigterm_says_bye_and_exits_cleanly)
 	char *line;
 	int status;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	kill(px.pid, SIGTERM);

@@ -17,8 +17,6 @@
 
 #include "harness.h"
 
-static struct mock mock;
-static struct proxy_proc px;
 static char certs[64];
 
 static void
@@ -34,8 +32,7 @@ teardown(void)
 {
 	char cmd[128];
 
-	proxy_stop(&px);
-	mock_stop(&mock);
+	harness_teardown();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", certs);
 	if (system(cmd) != 0)
 		cr_log_warn("could not remove %s", certs);
@@ -98,8 +95,7 @@ Test(tls, implicit_tls_listener)
 	struct imapc c;
 	char *conf = server_conf(NULL), *line;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	cr_assert_gt(px.tls_port, 0);
 	imapc_connect(&c, px.tls_port);
 	cr_assert(imapc_tls(&c, cert("ca.pem")), "TLS handshake failed");
@@ -118,8 +114,7 @@ Test(tls, starttls_on_the_plain_listener)
 	struct imapc c;
 	char *conf = server_conf("require_tls = no\n"), *line, *r;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	cr_assert(strstr(line, " STARTTLS") != NULL, "%s", line);
@@ -146,8 +141,7 @@ Test(tls, starttls_injection_is_not_executed)
 	struct imapc c;
 	char *conf = server_conf("require_tls = no\n"), *line, *r;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* a man in the middle appends a command to the client's STARTTLS */
@@ -173,8 +167,7 @@ Test(tls, plaintext_login_refused_before_tls)
 	struct imapc c;
 	char *conf = server_conf("require_tls = yes\n"), *line, *r;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	cr_assert(strstr(line, " LOGINDISABLED") != NULL, "%s", line);
@@ -205,8 +198,7 @@ Test(tls, loopback_listener_allows_plaintext_by_default)
 	struct imapc c;
 	char *conf = server_conf(NULL), *line;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	cr_assert(strstr(line, "LOGINDISABLED") == NULL, "%s", line);
@@ -306,10 +298,9 @@ Test(tls, upstream_starttls)
 
 	args[1] = cert("server.pem");
 	args[3] = cert("server.key");
-	mock_start(&mock, args);
 	cr_assert_geq(asprintf(&conf, "upstream_tls = starttls\nupstream_ca_file = %s\n"
 	    "upstream_tls_name = localhost\n", cert("ca.pem")), 0);
-	proxy_start(&px, mock.port, conf);
+	harness_start(args, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	/* the upstream's list before TLS is not passed on */
@@ -408,8 +399,7 @@ Test(tls, certificate_reload_on_sighup)
 	copy_file(cert("server.key"), cert("live.key"));
 	cr_assert_geq(asprintf(&conf, "listen = 127.0.0.1:0 tls\ntls_cert = %s\n"
 	    "tls_key = %s\n", cert("live.pem"), cert("live.key")), 0);
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	cr_assert_eq(served_serial(), file_serial(cert("server.pem")));
 	/* a session that stays open across the reloads */
 	imapc_connect(&old, px.tls_port);
@@ -453,8 +443,7 @@ Test(tls, xoauth2_through_the_proxy)
 	/* user=test^Aauth=Bearer wrong^A^A */
 	const char *bad = "dXNlcj10ZXN0AWF1dGg9QmVhcmVyIHdyb25nAQE=";
 
-	mock_start(&mock, args);
-	proxy_start(&px, mock.port, NULL);
+	harness_start(args, NULL);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* a refused token: the server's error comes as a continuation, the
@@ -480,9 +469,8 @@ Test(tls, id_carries_the_client_address)
 	size_t n = 0;
 
 	snprintf(logfile, sizeof(logfile), "%s/mock.log", certs);
-	mock_start(&mock, args);
 	conf = strdup("id_forward_address = yes\n");
-	proxy_start(&px, mock.port, conf);
+	harness_start(args, conf);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* the client's own ID passes through too, and the answer to ours
