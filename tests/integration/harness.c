@@ -338,6 +338,23 @@ proxy_stop(struct proxy_proc *p)
 	}
 }
 
+struct mock mock;
+struct proxy_proc px;
+
+void
+harness_start(const char *const *mock_args, const char *conf)
+{
+	mock_start(&mock, mock_args);
+	proxy_start(&px, mock.port, conf);
+}
+
+void
+harness_teardown(void)
+{
+	proxy_stop(&px);
+	mock_stop(&mock);
+}
+
 void
 dovecot_start(struct dovecot *d, const char *opts)
 {
@@ -655,6 +672,66 @@ imapc_wait_closed(struct imapc *c)
 	return true;
 }
 
+/* Send "tag command" and wait for the answer; with must_be_ok the tagged
+ * status must be OK. */
+static char *
+vcommand(struct imapc *c, const char *tag, bool must_be_ok, const char *fmt, va_list ap)
+{
+	char *text = NULL, *r;
+
+	cr_assert_geq(vasprintf(&text, fmt, ap), 0);
+	imapc_send(c, "%s %s\r\n", tag, text);
+	r = imapc_until_tagged(c, tag, NULL);
+	cr_assert_not_null(r, "no answer to %s", text);
+	if (must_be_ok)
+		cr_assert(tagged_ok(r, tag), "%s: %s", text, r);
+	free(text);
+	return r;
+}
+
+char *
+imapc_command(struct imapc *c, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	char *r;
+
+	va_start(ap, fmt);
+	r = vcommand(c, tag, false, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+char *
+imapc_ok(struct imapc *c, const char *tag, const char *fmt, ...)
+{
+	va_list ap;
+	char *r;
+
+	va_start(ap, fmt);
+	r = vcommand(c, tag, true, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+bool
+tagged_ok(const char *response, const char *tag)
+{
+	const char *l = last_line(response);
+	size_t n = strlen(tag);
+
+	return strncmp(l, tag, n) == 0 && strncmp(l + n, " OK", 3) == 0;
+}
+
+void
+imapc_expect_plus(struct imapc *c)
+{
+	char *line = imapc_line(c);
+
+	cr_assert_not_null(line, "no continuation request");
+	cr_assert_eq(line[0], '+', "not a continuation request: %s", line);
+	free(line);
+}
+
 void
 imapc_login(struct imapc *c, const char *user, const char *password)
 {
@@ -665,6 +742,26 @@ imapc_login(struct imapc *c, const char *user, const char *password)
 	cr_assert_not_null(r, "no answer to LOGIN");
 	cr_assert(strncmp(last_line(r), "L1 OK", 5) == 0, "LOGIN failed: %s", r);
 	free(r);
+}
+
+void
+imapc_connect_login(struct imapc *c, int port, const char *user, const char *password)
+{
+	imapc_connect(c, port);
+	free(imapc_line(c));
+	imapc_login(c, user, password);
+}
+
+void
+proxy_connect(struct imapc *c)
+{
+	imapc_connect_login(c, px.port, "test", "secret");
+}
+
+void
+direct_connect(struct imapc *c)
+{
+	imapc_connect_login(c, mock.port, "test", "secret");
 }
 
 const char *

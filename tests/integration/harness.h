@@ -52,6 +52,20 @@ struct imapc {
 	bool eof;
 };
 
+/*
+ * The test's own mock and mappend: every test runs in a process of its own,
+ * so one of each per test.  harness_start starts both, harness_teardown
+ * stops both (the suites' .fini, or called from a suite's own).
+ */
+extern struct mock mock;
+extern struct proxy_proc px;
+
+/* The mock with mock_args (NULL-terminated, may be NULL), then mappend in
+ * front of it with conf appended to its config (may be NULL). */
+void harness_start(const char *const *mock_args, const char *conf);
+/* proxy_stop (exit status and sanitizer output checked), then mock_stop. */
+void harness_teardown(void);
+
 /* Start the mock with these arguments (NULL-terminated); --listen is added. */
 void mock_start(struct mock *, const char *const *args);
 void mock_stop(struct mock *);
@@ -106,6 +120,28 @@ char *imapc_until_tagged(struct imapc *, const char *tag, size_t *len);
 bool imapc_wait_closed(struct imapc *);
 /* Log in through c as user/password and check the OK. */
 void imapc_login(struct imapc *, const char *user, const char *password);
+/* Connect to port, read past the greeting (unchecked), log in. */
+void imapc_connect_login(struct imapc *, int port, const char *user,
+    const char *password);
+/* The same as the mock's user test/secret, through px or to the mock. */
+void proxy_connect(struct imapc *);
+void direct_connect(struct imapc *);
+
+/*
+ * Send "tag command" (command from fmt) and return everything up to and
+ * including the tagged answer, malloc'ed; the test fails with the command's
+ * text when no answer comes.
+ */
+char *imapc_command(struct imapc *, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same, and the tagged answer must be OK (the test fails showing the
+ * whole answer). */
+char *imapc_ok(struct imapc *, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Whether the last line of response is "tag OK ...". */
+bool tagged_ok(const char *response, const char *tag);
+/* Read one line: it must be a continuation request ("+ ..."). */
+void imapc_expect_plus(struct imapc *);
 
 /* The tagged line (last line) of a response text. */
 const char *last_line(const char *text);

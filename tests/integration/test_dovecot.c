@@ -13,12 +13,11 @@
 #include "harness.h"
 
 static struct dovecot dc;
-static struct proxy_proc px;
 
 static void
 teardown(void)
 {
-	proxy_stop(&px);
+	harness_teardown();
 	dovecot_stop(&dc);
 }
 
@@ -54,12 +53,13 @@ step(FILE *log, struct imapc *c, const char *tag, const char *cmd)
 	char *r;
 
 	/* an empty cmd ends a command already begun: its tag is sent */
-	if (*cmd == '\0')
+	if (*cmd == '\0') {
 		imapc_send(c, "\r\n");
-	else
-		imapc_send(c, "%s %s\r\n", tag, cmd);
-	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", cmd);
+		r = imapc_until_tagged(c, tag, NULL);
+		cr_assert_not_null(r, "no answer to %s", cmd);
+	} else {
+		r = imapc_command(c, tag, "%s", cmd);
+	}
 	fputs(r, log);
 	free(r);
 }
@@ -127,8 +127,7 @@ capabilities(int port, const char *user, const char *password, char **greeting)
 	imapc_connect(&c, port);
 	*greeting = imapc_line(&c);
 	imapc_login(&c, user, password);
-	imapc_send(&c, "c CAPABILITY\r\n");
-	r = imapc_until_tagged(&c, "c", NULL);
+	r = imapc_command(&c, "c", "CAPABILITY");
 	imapc_close(&c);
 	return r;
 }
@@ -267,10 +266,7 @@ Test(dovecot, idle_and_authenticate_through_the_proxy)
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "%s\r\n", b64);
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
@@ -278,14 +274,9 @@ Test(dovecot, idle_and_authenticate_through_the_proxy)
 	imapc_send(&c, "b SELECT INBOX\r\n");
 	free(imapc_until_tagged(&c, "b", NULL));
 	imapc_send(&c, "i IDLE\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	/* another session delivers: the idling client hears of it */
-	imapc_connect(&other, dc.port);
-	free(imapc_line(&other));
-	imapc_login(&other, dc.user, dc.password);
+	imapc_connect_login(&other, dc.port, dc.user, dc.password);
 	imapc_send(&other, "x APPEND INBOX {5+}\r\nhello\r\n");
 	free(imapc_until_tagged(&other, "x", NULL));
 	for (;;) {
@@ -367,8 +358,7 @@ mailbox_state(struct imapc *d)
 
 	imapc_send(d, "x EXAMINE INBOX\r\n");
 	free(imapc_until_tagged(d, "x", NULL));
-	imapc_send(d, "y UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)\r\n");
-	r = imapc_until_tagged(d, "y", NULL);
+	r = imapc_command(d, "y", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)");
 	imapc_send(d, "z UNSELECT\r\n");
 	free(imapc_until_tagged(d, "z", NULL));
 	/* \Recent belongs to a session, not to the mailbox */
@@ -386,9 +376,7 @@ Test(dovecot, multiappend_of_100_is_byte_identical_upstream)
 
 	dovecot_start(&dc, "--legacy --rawlog");
 	proxy_start(&px, dc.port, NULL);
-	imapc_connect(&c, px.port);
-	free(imapc_line(&c));
-	imapc_login(&c, dc.user, dc.password);
+	imapc_connect_login(&c, px.port, dc.user, dc.password);
 	command = build_multiappend("A", 100, &len);
 	imapc_send_raw(&c, command, len);
 	free(command);
@@ -399,20 +387,15 @@ Test(dovecot, multiappend_of_100_is_byte_identical_upstream)
 	free(r);
 	imapc_close(&c);
 
-	imapc_connect(&d, dc.port);
-	free(imapc_line(&d));
-	imapc_login(&d, dc.user, dc.password);
-	imapc_send(&d, "s EXAMINE INBOX\r\n");
-	r = imapc_until_tagged(&d, "s", NULL);
+	imapc_connect_login(&d, dc.port, dc.user, dc.password);
+	r = imapc_command(&d, "s", "EXAMINE INBOX");
 	cr_assert(strstr(r, "* 100 EXISTS") != NULL, "%s", r);
 	free(r);
 	for (i = 0; i < 100; i++) {
 		char *m = make_message(message_size(i), 1000 + i), *body, want[96];
 
-		imapc_send(&d, "f%u FETCH %u (FLAGS INTERNALDATE BODY.PEEK[])\r\n", i, i + 1);
 		snprintf(want, sizeof(want), "f%u", i);
-		r = imapc_until_tagged(&d, want, NULL);
-		cr_assert_not_null(r);
+		r = imapc_command(&d, want, "FETCH %u (FLAGS INTERNALDATE BODY.PEEK[])", i + 1);
 		snprintf(want, sizeof(want), "$m%u", i);
 		cr_assert(strstr(r, want) != NULL && strstr(r, "\\Flagged") != NULL,
 		    "flags of %u: %.300s", i, r);
@@ -445,17 +428,13 @@ Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before)
 	/* 10 messages of about 11.5 KB each: the quota is crossed half-way */
 	dovecot_start(&dc, "--legacy --rawlog --quota 80k");
 	proxy_start(&px, dc.port, NULL);
-	imapc_connect(&d, dc.port);
-	free(imapc_line(&d));
-	imapc_login(&d, dc.user, dc.password);
+	imapc_connect_login(&d, dc.port, dc.user, dc.password);
 	/* the user's own messages, one marked \Deleted */
 	imapc_send(&d, "a APPEND INBOX {5+}\r\nuser1\r\nb APPEND INBOX (\\Deleted) {5+}\r\nuser2\r\n");
 	free(imapc_until_tagged(&d, "b", NULL));
 	before = mailbox_state(&d);
 
-	imapc_connect(&c, px.port);
-	free(imapc_line(&c));
-	imapc_login(&c, dc.user, dc.password);
+	imapc_connect_login(&c, px.port, dc.user, dc.password);
 	/* not selected: the rollback runs on the proxy's second connection */
 	command = build_multiappend("Q", 10, &len);
 	imapc_send_raw(&c, command, len);
@@ -480,8 +459,7 @@ Test(dovecot, multiappend_over_quota_leaves_mailbox_as_before)
 	cr_assert(strstr(r, " EXISTS\r\n") != NULL, "%s", r);
 	cr_assert(strstr(r, " EXPUNGE\r\n") != NULL, "%s", r);
 	free(r);
-	imapc_send(&c, "n FETCH 1:* (FLAGS)\r\n");
-	r = imapc_until_tagged(&c, "n", NULL);
+	r = imapc_command(&c, "n", "FETCH 1:* (FLAGS)");
 	cr_assert(strstr(r, "* 2 FETCH") != NULL && strstr(r, "* 3 FETCH") == NULL, "%s", r);
 	cr_assert(strstr(r, "\\Deleted") != NULL, "the user's \\Deleted message is gone: %s", r);
 	free(r);
@@ -559,13 +537,10 @@ login_through_proxy(void)
 	line = imapc_line(&c);
 	cr_assert_not_null(line);
 	free(line);
-	imapc_send(&c, "a LOGIN %s %s\r\n", dc.user, dc.password);
-	r = imapc_until_tagged(&c, "a", NULL);
-	cr_assert_not_null(r);
-	if (strncmp(last_line(r), "a OK", 4) == 0) {
+	r = imapc_command(&c, "a", "LOGIN %s %s", dc.user, dc.password);
+	if (tagged_ok(r, "a")) {
 		free(r);
-		imapc_send(&c, "b SELECT INBOX\r\n");
-		r = imapc_until_tagged(&c, "b", NULL);
+		r = imapc_command(&c, "b", "SELECT INBOX");
 	}
 	imapc_close(&c);
 	return r;
@@ -625,10 +600,7 @@ Test(dovecot, client_tls_to_a_tls_only_dovecot)
 	cr_assert(imapc_tls(&c, strcat(strcpy((char[128]){0}, certdir), "/ca.pem")));
 	line = imapc_line(&c);
 	free(line);
-	imapc_send(&c, "a LOGIN %s %s\r\n", dc.user, dc.password);
-	r = imapc_until_tagged(&c, "a", NULL);
-	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
-	free(r);
+	free(imapc_ok(&c, "a", "LOGIN %s %s", dc.user, dc.password));
 	/* a MULTIAPPEND whose rollback needs the second connection (TLS
 	 * too, as the master user) */
 	imapc_send(&c, "b APPEND INBOX {5+}\r\nhello {5+}\r\nworld\r\n");
@@ -645,8 +617,7 @@ Test(dovecot, client_tls_to_a_tls_only_dovecot)
 	r = imapc_until_tagged(&c, "c", NULL);
 	cr_assert(strncmp(last_line(r), "c NO [OVERQUOTA]", 16) == 0, "%s", r);
 	free(r);
-	imapc_send(&c, "d STATUS INBOX (MESSAGES)\r\n");
-	r = imapc_until_tagged(&c, "d", NULL);
+	r = imapc_command(&c, "d", "STATUS INBOX (MESSAGES)");
 	cr_assert(strstr(r, "MESSAGES 2)") != NULL, "the rollback left messages: %s", r);
 	free(r);
 	imapc_close(&c);

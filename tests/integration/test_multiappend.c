@@ -7,7 +7,6 @@
  * read from the mock's own statistics (XMOCK STATS).
  */
 #include <criterion/criterion.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,78 +16,17 @@
 
 #include "harness.h"
 
-static struct mock mock;
-static struct proxy_proc px;
-
-static void
-teardown(void)
-{
-	proxy_stop(&px);
-	mock_stop(&mock);
-}
-
-TestSuite(multiappend, .fini = teardown, .timeout = 120);
+TestSuite(multiappend, .fini = harness_teardown, .timeout = 120);
 
 struct stats {
 	unsigned long appends, messages, multi, maxmsgs, expunge, uidexpunge, close;
 };
 
-static void
-start(const char *const *mock_args, const char *conf)
-{
-	mock_start(&mock, mock_args);
-	proxy_start(&px, mock.port, conf);
-}
-
-static char *
-cmd(struct imapc *c, const char *tag, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static char *
-cmd(struct imapc *c, const char *tag, const char *fmt, ...)
-{
-	va_list ap;
-	char *text = NULL, *r;
-
-	va_start(ap, fmt);
-	cr_assert_geq(vasprintf(&text, fmt, ap), 0);
-	va_end(ap);
-	imapc_send(c, "%s %s\r\n", tag, text);
-	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", text);
-	free(text);
-	return r;
-}
-
-static bool
-tagged_ok(const char *r, const char *tag)
-{
-	const char *l = last_line(r);
-	size_t n = strlen(tag);
-
-	return strncmp(l, tag, n) == 0 && strncmp(l + n, " OK", 3) == 0;
-}
-
-static void
-direct_connect(struct imapc *d)
-{
-	imapc_connect(d, mock.port);
-	free(imapc_line(d));
-	imapc_login(d, "test", "secret");
-}
-
-static void
-proxy_connect(struct imapc *c)
-{
-	imapc_connect(c, px.port);
-	free(imapc_line(c));
-	imapc_login(c, "test", "secret");
-}
-
 static struct stats
 stats(struct imapc *d)
 {
 	struct stats st;
-	char *r = cmd(d, "st", "XMOCK STATS"), *p = strstr(r, "* XMOCK STATS");
+	char *r = imapc_command(d, "st", "XMOCK STATS"), *p = strstr(r, "* XMOCK STATS");
 
 	memset(&st, 0, sizeof(st));
 	cr_assert_not_null(p, "%s", r);
@@ -103,23 +41,18 @@ stats(struct imapc *d)
 static void
 fault(struct imapc *d, const char *what)
 {
-	char *r = cmd(d, "f", "XMOCK FAULT %s", what);
-
-	cr_assert(tagged_ok(r, "f"), "%s", r);
-	free(r);
+	free(imapc_ok(d, "f", "XMOCK FAULT %s", what));
 }
 
 /* UIDs, flags and sizes of a mailbox, seen directly at the mock. */
 static char *
 snapshot(struct imapc *d, const char *mailbox)
 {
-	char *r = cmd(d, "x", "EXAMINE %s", mailbox), *out;
+	char *out;
 
-	cr_assert(tagged_ok(r, "x"), "%s", r);
-	free(r);
-	out = cmd(d, "y", "UID FETCH 1:* (UID FLAGS RFC822.SIZE)");
-	r = cmd(d, "z", "UNSELECT");
-	free(r);
+	free(imapc_ok(d, "x", "EXAMINE %s", mailbox));
+	out = imapc_command(d, "y", "UID FETCH 1:* (UID FLAGS RFC822.SIZE)");
+	free(imapc_command(d, "z", "UNSELECT"));
 	return out;
 }
 
@@ -169,15 +102,14 @@ multiappend(struct imapc *c, const char *tag, const char *mailbox, unsigned n)
 static void
 check_stored(struct imapc *d, const char *mailbox, unsigned first_seq, unsigned n)
 {
-	char *r = cmd(d, "x", "EXAMINE %s", mailbox);
+	char *r = imapc_command(d, "x", "EXAMINE %s", mailbox);
 	unsigned i;
 
 	free(r);
 	for (i = 0; i < n; i++) {
 		char *m = make_message(msg_size(i), i), *body, want[128];
 
-		r = cmd(d, "f", "FETCH %u (FLAGS INTERNALDATE BODY.PEEK[])", first_seq + i);
-		cr_assert(tagged_ok(r, "f"), "%s", r);
+		r = imapc_ok(d, "f", "FETCH %u (FLAGS INTERNALDATE BODY.PEEK[])", first_seq + i);
 		snprintf(want, sizeof(want), "$k%u", i);
 		cr_assert(strstr(r, want) != NULL && strstr(r, "\\Flagged") != NULL,
 		    "message %u flags: %.300s", i, r);
@@ -190,7 +122,7 @@ check_stored(struct imapc *d, const char *mailbox, unsigned first_seq, unsigned 
 		free(m);
 		free(r);
 	}
-	free(cmd(d, "c", "UNSELECT"));
+	free(imapc_command(d, "c", "UNSELECT"));
 }
 
 static void
@@ -223,19 +155,19 @@ check_success(unsigned n)
 
 Test(multiappend, success_1)
 {
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_success(1);
 }
 
 Test(multiappend, success_2)
 {
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_success(2);
 }
 
 Test(multiappend, success_50)
 {
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_success(50);
 }
 
@@ -244,7 +176,7 @@ Test(multiappend, appenduid_covers_all_new_uids)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	r = multiappend(&c, "a", "INBOX", 3);
 	cr_assert(strncmp(last_line(r), "a OK [APPENDUID 1000 1:3]", 25) == 0, "%s", r);
@@ -258,23 +190,20 @@ Test(multiappend, appenduid_covers_all_new_uids)
 Test(multiappend, synchronizing_literals_get_plus_from_the_proxy)
 {
 	struct imapc c, d;
-	char *line, *r, *m;
+	char *r, *m;
 	unsigned i;
 
 	/* the upstream itself wants a "+" for each literal too */
 	const char *args[] = { "--profile", "noliteralplus", NULL };
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	imapc_send(&c, "a APPEND INBOX");
 	for (i = 0; i < 3; i++) {
 		imapc_send(&c, " (\\Flagged $k%u) \"0%u-Mar-2023 10:%02u:00 +0000\" {%zu}\r\n",
 		    i, 1 + i % 9, i % 60, msg_size(i));
-		line = imapc_line(&c);
-		cr_assert_not_null(line);
-		cr_assert_eq(line[0], '+', "%s", line);
-		free(line);
+		imapc_expect_plus(&c);
 		m = make_message(msg_size(i), i);
 		imapc_send_raw(&c, m, msg_size(i));
 		free(m);
@@ -295,7 +224,7 @@ Test(multiappend, literal_minus_upstream)
 	struct imapc c, d;
 	char *r, *big = make_message(6000, 1);
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	imapc_send(&c, "a APPEND INBOX {6000+}\r\n");
@@ -318,7 +247,7 @@ Test(multiappend, upstream_with_multiappend_gets_one_command)
 	struct stats st;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	r = multiappend(&c, "a", "INBOX", 5);
@@ -375,7 +304,7 @@ Test(multiappend, zero_length_literal_cancels)
 	struct imapc c;
 	char *line;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	check_cancel(0, 4);
 	check_cancel(2, 4);
 	check_cancel(3, 4);
@@ -386,7 +315,7 @@ Test(multiappend, zero_length_literal_cancels)
 	cr_assert_not_null(line);
 	cr_assert(strncmp(line, "a NO ", 5) == 0, "%s", line);
 	free(line);
-	free(cmd(&c, "b", "NOOP"));
+	free(imapc_command(&c, "b", "NOOP"));
 	imapc_close(&c);
 }
 
@@ -399,7 +328,7 @@ check_trycreate(struct imapc *c, struct imapc *d)
 
 	cr_assert(strncmp(last_line(r), "a NO [TRYCREATE]", 16) == 0, "%s", r);
 	free(r);
-	r = cmd(d, "l", "LIST \"\" \"*\"");
+	r = imapc_command(d, "l", "LIST \"\" \"*\"");
 	cr_assert(strstr(r, "nosuchbox") == NULL, "the mailbox was created: %s", r);
 	free(r);
 }
@@ -409,7 +338,7 @@ Test(multiappend, missing_mailbox_gives_trycreate)
 	struct imapc c, d;
 	struct stats st;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	check_trycreate(&c, &d);
@@ -423,13 +352,11 @@ Test(multiappend, missing_mailbox_gives_trycreate)
 static void
 seed_one(struct imapc *d, const char *tag, const char *flags, const char *body)
 {
-	char *line, *r;
+	char *r;
 
 	/* synchronizing, so that every profile takes it */
 	imapc_send(d, "%s APPEND INBOX %s {%zu}\r\n", tag, flags, strlen(body));
-	line = imapc_line(d);
-	cr_assert(line != NULL && line[0] == '+', "%s", line);
-	free(line);
+	imapc_expect_plus(d);
 	imapc_send(d, "%s\r\n", body);
 	r = imapc_until_tagged(d, tag, NULL);
 	cr_assert(tagged_ok(r, tag), "%s", r);
@@ -465,7 +392,7 @@ check_refusal_at(unsigned k, unsigned n, bool selected)
 	direct_connect(&d);
 	before = snapshot(&d, "INBOX");
 	if (selected)
-		free(cmd(&c, "s", "SELECT INBOX"));
+		free(imapc_command(&c, "s", "SELECT INBOX"));
 	snprintf(spec, sizeof(spec), "APPEND-NO %u [OVERQUOTA] Quota exceeded (mock)", k);
 	fault(&d, spec);
 	r = multiappend(&c, "a", "INBOX", n);
@@ -487,9 +414,9 @@ check_refusal_at(unsigned k, unsigned n, bool selected)
 		cr_assert_geq(st.uidexpunge, 1);
 	if (selected) {
 		/* the client's view: 2 messages, as before */
-		r = cmd(&c, "n", "NOOP");
+		r = imapc_command(&c, "n", "NOOP");
 		free(r);
-		r = cmd(&c, "f", "FETCH 1:* (FLAGS)");
+		r = imapc_command(&c, "f", "FETCH 1:* (FLAGS)");
 		cr_assert(strstr(r, "* 2 FETCH") != NULL && strstr(r, "* 3 FETCH") == NULL,
 		    "k=%u: %s", k, r);
 		free(r);
@@ -505,7 +432,7 @@ Test(multiappend, refusal_at_every_position_selected)
 {
 	unsigned k;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 5; k++)
 		check_refusal_at(k, 5, true);
@@ -515,7 +442,7 @@ Test(multiappend, refusal_at_every_position_not_selected)
 {
 	unsigned k;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 5; k++)
 		check_refusal_at(k, 5, false);
@@ -526,7 +453,7 @@ Test(multiappend, refusal_without_literal_plus_upstream)
 	const char *args[] = { "--profile", "noliteralplus", NULL };
 	unsigned k;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	seed_inbox();
 	for (k = 1; k <= 4; k++)
 		check_refusal_at(k, 4, k % 2 == 0);
@@ -580,7 +507,7 @@ Test(multiappend, upstream_drop_at_every_position)
 {
 	unsigned k;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 4; k++)
 		check_drop_at("APPEND-DROP", k, 4);
@@ -592,7 +519,7 @@ Test(multiappend, upstream_drop_after_storing_at_every_position)
 
 	/* the upstream stores message k and drops before answering: its UID
 	 * is found by UIDNEXT, size and content on a new connection */
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	for (k = 1; k <= 4; k++)
 		check_drop_at("APPEND-DROP-AFTER", k, 4);
@@ -604,7 +531,7 @@ Test(multiappend, client_leaves_while_spooling)
 	size_t len;
 	char *command = multiappend_command("a", "INBOX", 5, false, &len);
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	imapc_send_raw(&c, command, len / 2);
@@ -624,13 +551,13 @@ Test(multiappend, client_leaves_during_replay)
 	char *command = multiappend_command("a", "INBOX", 5, false, &len), *before, *after;
 	unsigned i;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
 	before = snapshot(&d, "INBOX");
 	/* slow answers: the replay is under way when the client leaves */
-	free(cmd(&d, "dl", "XMOCK DELAY 200"));
+	free(imapc_command(&d, "dl", "XMOCK DELAY 200"));
 	imapc_send_raw(&c, command, len);
 	usleep(300 * 1000);
 	imapc_close(&c);
@@ -641,7 +568,7 @@ Test(multiappend, client_leaves_during_replay)
 		if (st.uidexpunge > 0)
 			break;
 	}
-	free(cmd(&d, "dl", "XMOCK DELAY 0"));
+	free(imapc_command(&d, "dl", "XMOCK DELAY 0"));
 	usleep(300 * 1000);
 	st = stats(&d);
 	cr_assert_gt(st.appends, 0, "the replay had not started");
@@ -662,10 +589,10 @@ Test(multiappend, limits)
 	struct imapc c, d;
 	char *r, *line, *m = make_message(1000, 1);
 
-	start(NULL, conf);
+	harness_start(NULL, conf);
 	proxy_connect(&c);
 	direct_connect(&d);
-	r = cmd(&c, "cap", "CAPABILITY");
+	r = imapc_command(&c, "cap", "CAPABILITY");
 	cr_assert(strstr(r, " APPENDLIMIT=1000") != NULL, "%s", r);
 	free(r);
 	/* too big, non-synchronizing: read, dropped, refused */
@@ -697,7 +624,7 @@ Test(multiappend, limits)
 	cr_assert(strncmp(last_line(r), "e NO [LIMIT]", 12) == 0, "%s", r);
 	free(r);
 	cr_assert_eq(stats(&d).appends, 0, "nothing may reach the upstream");
-	free(cmd(&c, "n", "NOOP"));
+	free(imapc_command(&c, "n", "NOOP"));
 	free(m);
 	imapc_close(&c);
 	imapc_close(&d);
@@ -709,10 +636,10 @@ Test(multiappend, upstream_appendlimit_is_respected)
 	struct imapc c, d;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
-	r = cmd(&c, "cap", "CAPABILITY");
+	r = imapc_command(&c, "cap", "CAPABILITY");
 	cr_assert(strstr(r, " APPENDLIMIT=500") != NULL, "%s", r);
 	cr_assert_eq(count_substr(r, strlen(r), "APPENDLIMIT"), 1, "%s", r);
 	free(r);
@@ -732,7 +659,7 @@ Test(multiappend, pipelined_commands_wait_their_turn)
 	char *command = multiappend_command("b", "INBOX", 3, false, &len), *r, *pa, *pb,
 	    *pc, *pd;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	imapc_send(&c, "a SELECT INBOX\r\n");
 	imapc_send_raw(&c, command, len);
@@ -755,9 +682,9 @@ Test(multiappend, selected_mailbox_sees_exists)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
-	free(cmd(&c, "s", "SELECT INBOX"));
+	free(imapc_command(&c, "s", "SELECT INBOX"));
 	r = multiappend(&c, "a", "INBOX", 3);
 	cr_assert(tagged_ok(r, "a"), "%s", r);
 	cr_assert(strstr(r, "* 3 EXISTS\r\n") != NULL, "%s", r);
@@ -770,13 +697,11 @@ Test(multiappend, rollback_with_authenticate_plain_credentials)
 	struct imapc c, d;
 	char *r, *before, *after;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* "\0test\0secret" */
-	r = cmd(&c, "l", "AUTHENTICATE PLAIN AHRlc3QAc2VjcmV0");
-	cr_assert(tagged_ok(r, "l"), "%s", r);
-	free(r);
+	free(imapc_ok(&c, "l", "AUTHENTICATE PLAIN AHRlc3QAc2VjcmV0"));
 	direct_connect(&d);
 	seed(&d);
 	before = snapshot(&d, "INBOX");
@@ -799,7 +724,7 @@ Test(multiappend, rollback_with_master_user)
 	struct imapc c, d;
 	char *r, *before, *after, *log;
 
-	start(args, "master_user = boss\nmaster_password = bosspw\n");
+	harness_start(args, "master_user = boss\nmaster_password = bosspw\n");
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -824,7 +749,7 @@ Test(multiappend, rollback_with_master_user)
 static void
 check_no_staging_left(struct imapc *d)
 {
-	char *r = cmd(d, "l", "LIST \"\" \"*\"");
+	char *r = imapc_command(d, "l", "LIST \"\" \"*\"");
 
 	cr_assert(strstr(r, "mappend-staging") == NULL, "staging mailbox left: %s", r);
 	free(r);
@@ -837,10 +762,10 @@ Test(multiappend, nouidplus_success)
 	struct stats st;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
-	free(cmd(&c, "s", "SELECT INBOX"));
+	free(imapc_command(&c, "s", "SELECT INBOX"));
 	r = multiappend(&c, "a", "INBOX", 20);
 	cr_assert(strncmp(last_line(r), "a OK Append completed", 21) == 0, "%s", r);
 	/* the client has the target open: it hears of the new messages first */
@@ -866,7 +791,7 @@ Test(multiappend, nouidplus_refusal_at_every_position)
 	char *before, *after, *r, spec[64];
 	unsigned k;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -893,7 +818,7 @@ Test(multiappend, nouidplus_missing_mailbox)
 	const char *args[] = { "--profile", "nouidplus", NULL };
 	struct imapc c, d;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	check_trycreate(&c, &d);
@@ -908,7 +833,7 @@ Test(multiappend, nouidplus_upstream_drop)
 	struct imapc c, d;
 	char *before, *after, *r, *line;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
@@ -934,13 +859,13 @@ Test(multiappend, read_only_selection_sees_the_expunges_too)
 	struct imapc c, d;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
 	seed(&d);
 	/* EXAMINE: the rollback cannot run here, it runs on a second
 	 * connection; a NOOP brings the client the EXPUNGEs */
-	free(cmd(&c, "e", "EXAMINE INBOX"));
+	free(imapc_command(&c, "e", "EXAMINE INBOX"));
 	fault(&d, "APPEND-NO 3");
 	r = multiappend(&c, "a", "INBOX", 3);
 	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
@@ -957,7 +882,7 @@ Test(multiappend, upstream_drop_after_many_stored)
 	/* 60 messages, the connection drops right after the upstream stored
 	 * the 55th: the UID search answer is longer than the lexer's token
 	 * table, and message 55 must still be found by its bytes */
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	seed_inbox();
 	check_drop_at("APPEND-DROP-AFTER", 55, 60);
 }
@@ -969,10 +894,10 @@ Test(multiappend, sigterm_waits_for_the_multiappend_in_progress)
 	char *command = multiappend_command("a", "INBOX", 5, false, &len), *r, *line;
 	int status;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	proxy_connect(&c);
 	direct_connect(&d);
-	free(cmd(&d, "dl", "XMOCK DELAY 300"));
+	free(imapc_command(&d, "dl", "XMOCK DELAY 300"));
 	imapc_send_raw(&c, command, len);
 	free(command);
 	usleep(400 * 1000);
@@ -988,8 +913,8 @@ Test(multiappend, sigterm_waits_for_the_multiappend_in_progress)
 	cr_assert_eq(waitpid(px.pid, &status, 0), px.pid);
 	px.pid = 0;
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	free(cmd(&d, "dl", "XMOCK DELAY 0"));
-	r = cmd(&d, "s", "STATUS INBOX (MESSAGES)");
+	free(imapc_command(&d, "dl", "XMOCK DELAY 0"));
+	r = imapc_command(&d, "s", "STATUS INBOX (MESSAGES)");
 	cr_assert(strstr(r, "MESSAGES 5)") != NULL, "%s", r);
 	free(r);
 	imapc_close(&c);
@@ -1009,7 +934,7 @@ Test(multiappend, success_in_every_profile)
 		unsigned seq = 1;
 		struct imapc c, d;
 
-		start(args, NULL);
+		harness_start(args, NULL);
 		proxy_connect(&c);
 		direct_connect(&d);
 		for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
@@ -1036,8 +961,7 @@ Test(multiappend, success_in_every_profile)
 		    "%s", profiles[p]);
 		imapc_close(&c);
 		imapc_close(&d);
-		proxy_stop(&px);
-		mock_stop(&mock);
+		harness_teardown();
 	}
 }
 
@@ -1073,7 +997,7 @@ Test(multiappend, spool_full_never_executes_message_content)
 	mock_start(&mock, NULL);
 	proxy_start_spool_limited(&px, mock.port, NULL, 1024 * 1024);
 	direct_connect(&d);
-	free(cmd(&d, "c", "CREATE victim"));
+	free(imapc_command(&d, "c", "CREATE victim"));
 	proxy_connect(&c);
 	imapc_send(&c, "A APPEND INBOX");
 	for (i = 0; i < 3; i++) {
@@ -1088,11 +1012,10 @@ Test(multiappend, spool_full_never_executes_message_content)
 	cr_assert_null(strstr(r, "x2 "), "a body line was answered: %.300s", r);
 	free(r);
 	/* in step: the next command is the next command */
-	r = cmd(&c, "n", "NOOP");
-	cr_assert(tagged_ok(r, "n"), "%s", r);
+	r = imapc_ok(&c, "n", "NOOP");
 	cr_assert_null(strstr(r, "x1 "), "%.300s", r);
 	free(r);
-	r = cmd(&d, "l", "LIST \"\" *");
+	r = imapc_command(&d, "l", "LIST \"\" *");
 	cr_assert_not_null(strstr(r, "victim"), "victim was deleted: %s", r);
 	cr_assert_null(strstr(r, "injected"), "injected was created: %s", r);
 	free(r);

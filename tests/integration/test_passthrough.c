@@ -15,24 +15,6 @@
 
 #include "harness.h"
 
-static struct mock mock;
-static struct proxy_proc px;
-
-static void
-teardown(void)
-{
-	proxy_stop(&px);
-	mock_stop(&mock);
-}
-
-/* Mock with these arguments (NULL-terminated) and mappend in front. */
-static void
-start(const char *const *mock_args, const char *conf)
-{
-	mock_start(&mock, mock_args);
-	proxy_start(&px, mock.port, conf);
-}
-
 static void
 connect_proxy(struct imapc *c)
 {
@@ -43,29 +25,6 @@ connect_proxy(struct imapc *c)
 	cr_assert_not_null(greeting, "no greeting");
 	cr_assert(strncmp(greeting, "* OK", 4) == 0, "greeting: %s", greeting);
 	free(greeting);
-}
-
-/* Send a command and return the whole answer; fails when it is not OK. */
-static char *
-ok(struct imapc *c, const char *tag, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static char *
-ok(struct imapc *c, const char *tag, const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd = NULL, *r;
-	size_t ml;
-
-	va_start(ap, fmt);
-	cr_assert_geq(vasprintf(&cmd, fmt, ap), 0);
-	va_end(ap);
-	imapc_send(c, "%s %s\r\n", tag, cmd);
-	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", cmd);
-	ml = strlen(tag);
-	cr_assert(strncmp(last_line(r) + ml, " OK", 3) == 0, "%s: %s", cmd, r);
-	free(cmd);
-	return r;
 }
 
 /* The capability atoms of a line, with a space before and after each. */
@@ -86,7 +45,7 @@ has_cap(const char *line, const char *cap)
 	return false;
 }
 
-TestSuite(passthrough, .fini = teardown, .timeout = 60);
+TestSuite(passthrough, .fini = harness_teardown, .timeout = 60);
 
 Test(passthrough, capabilities_rewritten_in_all_three_places)
 {
@@ -94,7 +53,7 @@ Test(passthrough, capabilities_rewritten_in_all_three_places)
 	struct imapc c;
 	char *greeting, *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	imapc_connect(&c, px.port);
 	greeting = imapc_line(&c);
 	cr_assert_not_null(greeting);
@@ -105,16 +64,14 @@ Test(passthrough, capabilities_rewritten_in_all_three_places)
 	cr_assert(has_cap(greeting, "APPENDLIMIT=67108864"), "%s", greeting);
 	cr_assert(has_cap(greeting, "AUTH=PLAIN"), "%s", greeting);
 
-	r = ok(&c, "a", "CAPABILITY");
+	r = imapc_ok(&c, "a", "CAPABILITY");
 	cr_assert(strncmp(r, "* CAPABILITY IMAP4rev1", 22) == 0, "%s", r);
 	cr_assert(has_cap(r, "LITERAL+"), "%s", r);
 	cr_assert(has_cap(r, "MULTIAPPEND"), "%s", r);
 	cr_assert_eq(count_substr(r, strlen(r), "LITERAL+"), 1, "%s", r);
 	free(r);
 
-	imapc_send(&c, "b LOGIN test secret\r\n");
-	r = imapc_until_tagged(&c, "b", NULL);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "b", "LOGIN test secret");
 	cr_assert(strstr(r, "b OK [CAPABILITY IMAP4rev1") != NULL, "%s", r);
 	cr_assert(has_cap(strstr(r, "b OK"), "LITERAL+"), "%s", r);
 	cr_assert(has_cap(strstr(r, "b OK"), "MULTIAPPEND"), "%s", r);
@@ -132,11 +89,11 @@ Test(passthrough, hidden_capabilities_are_removed)
 	const char *gone[] = { "COMPRESS=DEFLATE", "STARTTLS", "LOGINDISABLED", "LITERAL-" };
 	size_t i;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	imapc_connect(&c, px.port);
 	greeting = imapc_line(&c);
 	cr_assert_not_null(greeting);
-	r = ok(&c, "a", "CAPABILITY");
+	r = imapc_ok(&c, "a", "CAPABILITY");
 	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
 		cr_assert(!has_cap(greeting, gone[i]), "%s in %s", gone[i], greeting);
 		cr_assert(!has_cap(r, gone[i]), "%s in %s", gone[i], r);
@@ -146,11 +103,10 @@ Test(passthrough, hidden_capabilities_are_removed)
 	free(r);
 	free(greeting);
 	/* COMPRESS is never relayed, even when asked for */
-	imapc_send(&c, "c COMPRESS DEFLATE\r\n");
-	r = imapc_until_tagged(&c, "c", NULL);
+	r = imapc_command(&c, "c", "COMPRESS DEFLATE");
 	cr_assert(strncmp(last_line(r), "c NO", 4) == 0, "%s", r);
 	free(r);
-	r = ok(&c, "d", "NOOP");
+	r = imapc_ok(&c, "d", "NOOP");
 	free(r);
 	imapc_close(&c);
 }
@@ -160,13 +116,10 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 	struct imapc direct, c;
 	const size_t size = 6 * 1024 * 1024 + 17;
 	char *msg = make_message(size, 7), *r, *body;
-	size_t len;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	/* the message goes in directly, and comes back out through the proxy */
-	imapc_connect(&direct, mock.port);
-	free(imapc_line(&direct));
-	imapc_login(&direct, "test", "secret");
+	direct_connect(&direct);
 	imapc_send(&direct, "a APPEND INBOX (\\Seen) {%zu+}\r\n", size);
 	imapc_send_raw(&direct, msg, size);
 	imapc_send(&direct, "\r\n");
@@ -176,12 +129,10 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	r = ok(&c, "s", "SELECT INBOX");
+	r = imapc_ok(&c, "s", "SELECT INBOX");
 	cr_assert(strstr(r, "* 1 EXISTS") != NULL, "%s", r);
 	free(r);
-	imapc_send(&c, "f UID FETCH 1 (FLAGS BODY.PEEK[])\r\n");
-	r = imapc_until_tagged(&c, "f", &len);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "f", "UID FETCH 1 (FLAGS BODY.PEEK[])");
 	body = strstr(r, "BODY[] {");
 	cr_assert_not_null(body, "%.200s", r);
 	body = strstr(body, "}\r\n") + 3;
@@ -196,17 +147,14 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 Test(passthrough, append_literal_kinds)
 {
 	struct imapc c;
-	char *r, *line;
+	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	/* synchronizing: the upstream's "+" reaches the client */
 	imapc_send(&c, "a APPEND INBOX {5}\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "hello\r\n");
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a OK [APPENDUID ", 16) == 0, "%s", r);
@@ -219,10 +167,7 @@ Test(passthrough, append_literal_kinds)
 	cr_assert_not_null(r);
 	free(r);
 	/* literals in LOGIN-style arguments and a mailbox literal */
-	imapc_send(&c, "c SELECT {5+}\r\nINBOX\r\n");
-	r = imapc_until_tagged(&c, "c", NULL);
-	cr_assert(strncmp(last_line(r), "c OK", 4) == 0, "%s", r);
-	free(r);
+	free(imapc_ok(&c, "c", "SELECT {5+}\r\nINBOX"));
 	imapc_close(&c);
 }
 
@@ -235,13 +180,9 @@ Test(passthrough, nonsync_literal_made_synchronizing_for_old_upstream)
 	size_t i, blen = 0;
 	FILE *f;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
-	imapc_send(&c, "a LOGIN {4+}\r\ntest {6+}\r\nsecret\r\n");
-	r = imapc_until_tagged(&c, "a", NULL);
-	cr_assert_not_null(r);
-	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
-	free(r);
+	free(imapc_ok(&c, "a", "LOGIN {4+}\r\ntest {6+}\r\nsecret"));
 	/* a burst of 20 appends in one write, as a LITERAL+ client sends it */
 	f = open_memstream(&batch, &blen);
 	for (i = 0; i < 20; i++)
@@ -252,14 +193,14 @@ Test(passthrough, nonsync_literal_made_synchronizing_for_old_upstream)
 		cr_assert_geq(asprintf(&tag, "p%zu", i), 0);
 		r = imapc_until_tagged(&c, tag, NULL);
 		cr_assert_not_null(r, "no answer for %s", tag);
-		cr_assert(strncmp(last_line(r) + strlen(tag), " OK", 3) == 0, "%s", r);
+		cr_assert(tagged_ok(r, tag), "%s", r);
 		free(r);
 		free(tag);
 	}
-	r = ok(&c, "s", "SELECT INBOX");
+	r = imapc_ok(&c, "s", "SELECT INBOX");
 	cr_assert(strstr(r, "* 20 EXISTS") != NULL, "%s", r);
 	free(r);
-	r = ok(&c, "f", "FETCH 20 BODY.PEEK[]");
+	r = imapc_ok(&c, "f", "FETCH 20 BODY.PEEK[]");
 	cr_assert(strstr(r, "message 019") != NULL, "%s", r);
 	free(r);
 	free(batch);
@@ -272,7 +213,7 @@ Test(passthrough, literal_minus_upstream)
 	struct imapc c;
 	char *small = make_message(100, 1), *big = make_message(5000, 2), *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	imapc_send(&c, "a APPEND INBOX {100+}\r\n");
@@ -296,28 +237,23 @@ Test(passthrough, refused_literal_is_not_taken_for_commands)
 	struct imapc c;
 	char *r, *line;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	/* synchronizing: mappend spools, so the "+" is its own; the upstream
 	 * refuses the replayed {n} before its "+", and the client hears why */
 	imapc_send(&c, "a APPEND nosuchbox {20}\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "a NOOP\r\nb NOOP\r\nxx\r\n\r\n");
 	line = imapc_line(&c);
 	cr_assert_not_null(line);
 	cr_assert(strncmp(line, "a NO [TRYCREATE]", 16) == 0, "%s", line);
 	free(line);
 	/* non-synchronizing: the data must never be read as commands */
-	imapc_send(&c, "b APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\nxx\r\n\r\n");
-	r = imapc_until_tagged(&c, "b", NULL);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "b", "APPEND nosuchbox {24+}\r\nc LOGOUT\r\nd LOGOUT\r\nxx\r\n");
 	cr_assert(strncmp(last_line(r), "b NO [TRYCREATE]", 16) == 0, "%s", r);
 	free(r);
-	r = ok(&c, "e", "NOOP");
+	r = imapc_ok(&c, "e", "NOOP");
 	free(r);
 	imapc_close(&c);
 }
@@ -329,7 +265,7 @@ Test(passthrough, pipelined_commands_keep_their_order)
 	size_t blen = 0, i;
 	FILE *f;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	f = open_memstream(&batch, &blen);
 	fprintf(f, "t0 LOGIN test secret\r\n");
@@ -369,10 +305,8 @@ Test(passthrough, response_line_longer_than_a_read_buffer)
 	size_t blen = 0, i, n = 60000;
 	FILE *f;
 
-	start(NULL, NULL);
-	imapc_connect(&direct, mock.port);
-	free(imapc_line(&direct));
-	imapc_login(&direct, "test", "secret");
+	harness_start(NULL, NULL);
+	direct_connect(&direct);
 	f = open_memstream(&batch, &blen);
 	for (i = 0; i < n; i++)
 		fprintf(f, "a%zu APPEND INBOX {1+}\r\nx\r\n", i);
@@ -387,8 +321,8 @@ Test(passthrough, response_line_longer_than_a_read_buffer)
 	/* "* SEARCH 1 2 ... 60000" is about 340 KB: one line, no literal */
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	free(ok(&c, "s", "SELECT INBOX"));
-	r = ok(&c, "u", "UID SEARCH ALL");
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
+	r = imapc_ok(&c, "u", "UID SEARCH ALL");
 	cr_assert_gt(strlen(r), 300000);
 	cr_assert(strstr(r, " 59999 60000\r\n") != NULL);
 	free(r);
@@ -401,19 +335,14 @@ Test(passthrough, idle_receives_exists_from_another_session)
 	struct imapc c, other;
 	char *r, *line;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	free(ok(&c, "s", "SELECT INBOX"));
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
 	imapc_send(&c, "i IDLE\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 
-	imapc_connect(&other, mock.port);
-	free(imapc_line(&other));
-	imapc_login(&other, "test", "secret");
+	direct_connect(&other);
 	imapc_send(&other, "a APPEND INBOX {5+}\r\nhello\r\n");
 	free(imapc_until_tagged(&other, "a", NULL));
 
@@ -436,27 +365,24 @@ Test(passthrough, authenticate_plain_with_continuation)
 {
 	const char *args[] = { "--sasl-ir", NULL };
 	struct imapc c;
-	char *r, *line;
+	char *r;
 	/* "\0test\0secret" */
 	const char *creds = "AHRlc3QAc2VjcmV0";
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
 	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
-	line = imapc_line(&c);
-	cr_assert_not_null(line);
-	cr_assert_eq(line[0], '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "%s\r\n", creds);
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
 	free(r);
-	free(ok(&c, "b", "SELECT INBOX"));
+	free(imapc_ok(&c, "b", "SELECT INBOX"));
 	imapc_close(&c);
 
 	/* SASL-IR: no continuation at all */
 	connect_proxy(&c);
-	r = ok(&c, "a", "AUTHENTICATE PLAIN %s", creds);
+	r = imapc_ok(&c, "a", "AUTHENTICATE PLAIN %s", creds);
 	free(r);
 	imapc_close(&c);
 
@@ -468,7 +394,7 @@ Test(passthrough, authenticate_plain_with_continuation)
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a BAD", 5) == 0, "%s", r);
 	free(r);
-	free(ok(&c, "b", "NOOP"));
+	free(imapc_ok(&c, "b", "NOOP"));
 	imapc_close(&c);
 }
 
@@ -477,7 +403,7 @@ Test(passthrough, client_disconnect_leaves_others_working)
 	struct imapc a, b;
 	char *log;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&a);
 	imapc_login(&a, "test", "secret");
 	/* half a command, then gone */
@@ -485,7 +411,7 @@ Test(passthrough, client_disconnect_leaves_others_working)
 	imapc_close(&a);
 	connect_proxy(&b);
 	imapc_login(&b, "test", "secret");
-	free(ok(&b, "s", "STATUS INBOX (MESSAGES)"));
+	free(imapc_ok(&b, "s", "STATUS INBOX (MESSAGES)"));
 	imapc_close(&b);
 	usleep(200 * 1000);
 	log = proxy_log(&px);
@@ -498,10 +424,10 @@ Test(passthrough, upstream_disconnect_ends_session_with_bye)
 	struct imapc direct, c;
 	char *r, *line;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	imapc_connect(&direct, mock.port);
 	free(imapc_line(&direct));
-	free(ok(&direct, "f", "XMOCK FAULT APPEND-DROP 1"));
+	free(imapc_ok(&direct, "f", "XMOCK FAULT APPEND-DROP 1"));
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	imapc_send(&c, "a APPEND INBOX {5+}\r\nhello\r\n");
@@ -514,7 +440,7 @@ Test(passthrough, upstream_disconnect_ends_session_with_bye)
 	/* the proxy itself goes on */
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
-	r = ok(&c, "n", "NOOP");
+	r = imapc_ok(&c, "n", "NOOP");
 	free(r);
 	imapc_close(&c);
 	imapc_close(&direct);
@@ -564,7 +490,7 @@ Test(passthrough, bad_input_gets_bad_or_bye)
 	};
 	size_t i;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct imapc c;
 		char *line;
@@ -580,7 +506,7 @@ Test(passthrough, bad_input_gets_bad_or_bye)
 		if (cases[i].closes) {
 			cr_assert(imapc_wait_closed(&c), "case %zu: not closed", i);
 		} else {
-			free(ok(&c, "n", "NOOP"));
+			free(imapc_ok(&c, "n", "NOOP"));
 		}
 		imapc_close(&c);
 	}
@@ -597,7 +523,7 @@ Test(passthrough, tag_without_command_name_gets_bad)
 	char *line, *input;
 	size_t taglen = 2 * 1024 * 1024, n;
 
-	start(NULL, "max_line_length = 16M\n");
+	harness_start(NULL, "max_line_length = 16M\n");
 	connect_proxy(&other);
 
 	connect_proxy(&c);
@@ -606,7 +532,7 @@ Test(passthrough, tag_without_command_name_gets_bad)
 	cr_assert_not_null(line);
 	cr_assert_str_eq(line, "a BAD missing command");
 	free(line);
-	free(ok(&c, "n1", "NOOP"));
+	free(imapc_ok(&c, "n1", "NOOP"));
 
 	/* a long tag line and the short one in one write */
 	input = malloc(taglen + 64);
@@ -624,7 +550,7 @@ Test(passthrough, tag_without_command_name_gets_bad)
 	cr_assert_not_null(line, "the daemon died");
 	cr_assert_str_eq(line, "b BAD missing command");
 	free(line);
-	free(ok(&c, "n2", "NOOP"));
+	free(imapc_ok(&c, "n2", "NOOP"));
 	imapc_close(&c);
 
 	/* nobody else noticed */
@@ -638,7 +564,7 @@ Test(passthrough, nul_and_overlong_lines)
 	char *line, *big;
 	size_t n = 70000;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&other);
 	imapc_login(&other, "test", "secret");
 
@@ -672,11 +598,11 @@ Test(passthrough, nul_and_overlong_lines)
 	cr_assert(strncmp(line, "* BAD Tag longer", 16) == 0, "%s", line);
 	free(line);
 	free(big);
-	free(ok(&c, "n", "NOOP"));
+	free(imapc_ok(&c, "n", "NOOP"));
 	imapc_close(&c);
 
 	/* the other session never noticed */
-	free(ok(&other, "n", "NOOP"));
+	free(imapc_ok(&other, "n", "NOOP"));
 	imapc_close(&other);
 }
 
@@ -685,10 +611,9 @@ Test(passthrough, starttls_is_not_relayed)
 	struct imapc c;
 	char *r;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
-	imapc_send(&c, "a STARTTLS\r\n");
-	r = imapc_until_tagged(&c, "a", NULL);
+	r = imapc_command(&c, "a", "STARTTLS");
 	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
 	free(r);
 	imapc_login(&c, "test", "secret");
@@ -701,15 +626,13 @@ Test(passthrough, capabilities_asked_when_not_told)
 	struct imapc c;
 	char *r;
 
-	start(args, NULL);
+	harness_start(args, NULL);
 	connect_proxy(&c);
-	imapc_send(&c, "a LOGIN test secret\r\n");
-	r = imapc_until_tagged(&c, "a", NULL);
-	cr_assert_not_null(r);
+	r = imapc_command(&c, "a", "LOGIN test secret");
 	/* the proxy's own CAPABILITY after login is not shown to the client */
 	cr_assert(strstr(r, "CAPABILITY") == NULL, "%s", r);
 	free(r);
-	r = ok(&c, "b", "CAPABILITY");
+	r = imapc_ok(&c, "b", "CAPABILITY");
 	cr_assert(has_cap(r, "LITERAL+"), "%s", r);
 	free(r);
 	imapc_close(&c);
@@ -720,7 +643,7 @@ Test(passthrough, client_idle_timeout)
 	struct imapc c;
 	char *line;
 
-	start(NULL, "client_idle_timeout = 1");
+	harness_start(NULL, "client_idle_timeout = 1");
 	connect_proxy(&c);
 	line = imapc_line(&c);
 	cr_assert_not_null(line);
@@ -735,10 +658,10 @@ Test(passthrough, silent_upstream_times_out)
 	struct imapc direct, c;
 	char *line;
 
-	start(NULL, "upstream_idle_timeout = 1");
+	harness_start(NULL, "upstream_idle_timeout = 1");
 	imapc_connect(&direct, mock.port);
 	free(imapc_line(&direct));
-	free(ok(&direct, "d", "XMOCK DELAY 5000"));
+	free(imapc_ok(&direct, "d", "XMOCK DELAY 5000"));
 	imapc_close(&direct);
 	connect_proxy(&c);
 	imapc_send(&c, "a NOOP\r\n");
@@ -756,7 +679,7 @@ Test(passthrough, sigterm_says_bye_and_exits_cleanly)
 	char *line;
 	int status;
 
-	start(NULL, NULL);
+	harness_start(NULL, NULL);
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
 	kill(px.pid, SIGTERM);

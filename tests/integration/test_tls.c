@@ -17,8 +17,6 @@
 
 #include "harness.h"
 
-static struct mock mock;
-static struct proxy_proc px;
 static char certs[64];
 
 static void
@@ -34,8 +32,7 @@ teardown(void)
 {
 	char cmd[128];
 
-	proxy_stop(&px);
-	mock_stop(&mock);
+	harness_teardown();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", certs);
 	if (system(cmd) != 0)
 		cr_log_warn("could not remove %s", certs);
@@ -66,36 +63,11 @@ server_conf(const char *more)
 	return conf;
 }
 
-static char *
-cmd(struct imapc *c, const char *tag, const char *text)
-{
-	char *r;
-
-	imapc_send(c, "%s %s\r\n", tag, text);
-	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", text);
-	return r;
-}
-
-static bool
-is_ok(const char *r, const char *tag)
-{
-	const char *l = last_line(r);
-
-	return strncmp(l, tag, strlen(tag)) == 0 && strncmp(l + strlen(tag), " OK", 3) == 0;
-}
-
 static void
 login_and_select(struct imapc *c)
 {
-	char *r;
-
-	r = cmd(c, "L", "LOGIN test secret");
-	cr_assert(is_ok(r, "L"), "%s", r);
-	free(r);
-	r = cmd(c, "S", "SELECT INBOX");
-	cr_assert(is_ok(r, "S"), "%s", r);
-	free(r);
+	free(imapc_ok(c, "L", "LOGIN test secret"));
+	free(imapc_ok(c, "S", "SELECT INBOX"));
 }
 
 /* "XMOCK STATS" field by name */
@@ -108,7 +80,7 @@ stat_of(const char *name)
 
 	imapc_connect(&d, mock.port);
 	free(imapc_line(&d));
-	r = cmd(&d, "st", "XMOCK STATS");
+	r = imapc_command(&d, "st", "XMOCK STATS");
 	snprintf(key, sizeof(key), " %s=", name);
 	p = strstr(r, key);
 	cr_assert_not_null(p, "no %s in %s", name, r);
@@ -123,8 +95,7 @@ Test(tls, implicit_tls_listener)
 	struct imapc c;
 	char *conf = server_conf(NULL), *line;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	cr_assert_gt(px.tls_port, 0);
 	imapc_connect(&c, px.tls_port);
 	cr_assert(imapc_tls(&c, cert("ca.pem")), "TLS handshake failed");
@@ -143,22 +114,19 @@ Test(tls, starttls_on_the_plain_listener)
 	struct imapc c;
 	char *conf = server_conf("require_tls = no\n"), *line, *r;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	cr_assert(strstr(line, " STARTTLS") != NULL, "%s", line);
 	free(line);
-	r = cmd(&c, "a", "STARTTLS");
-	cr_assert(is_ok(r, "a"), "%s", r);
-	free(r);
+	free(imapc_ok(&c, "a", "STARTTLS"));
 	cr_assert(imapc_tls(&c, cert("ca.pem")), "TLS handshake failed");
 	/* RFC 3501: the client asks again; STARTTLS is gone */
-	r = cmd(&c, "b", "CAPABILITY");
+	r = imapc_command(&c, "b", "CAPABILITY");
 	cr_assert(strstr(r, "STARTTLS") == NULL, "%s", r);
 	cr_assert(strstr(r, " MULTIAPPEND") != NULL, "%s", r);
 	free(r);
-	r = cmd(&c, "c", "STARTTLS");
+	r = imapc_command(&c, "c", "STARTTLS");
 	cr_assert(strncmp(last_line(r), "c BAD", 5) == 0, "%s", r);
 	free(r);
 	login_and_select(&c);
@@ -173,8 +141,7 @@ Test(tls, starttls_injection_is_not_executed)
 	struct imapc c;
 	char *conf = server_conf("require_tls = no\n"), *line, *r;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* a man in the middle appends a command to the client's STARTTLS */
@@ -183,13 +150,12 @@ Test(tls, starttls_injection_is_not_executed)
 	cr_assert_str_eq(line, "a OK Begin TLS negotiation now");
 	free(line);
 	cr_assert(imapc_tls(&c, cert("ca.pem")), "TLS handshake failed");
-	r = cmd(&c, "c", "NOOP");
+	r = imapc_ok(&c, "c", "NOOP");
 	cr_assert(strstr(r, "b OK") == NULL && strstr(r, "x OK") == NULL, "%s", r);
-	cr_assert(is_ok(r, "c"), "%s", r);
 	free(r);
-	r = cmd(&c, "d", "SELECT INBOX");
+	r = imapc_command(&c, "d", "SELECT INBOX");
 	/* still not logged in: the injected LOGIN never ran */
-	cr_assert(!is_ok(r, "d"), "%s", r);
+	cr_assert(!tagged_ok(r, "d"), "%s", r);
 	free(r);
 	imapc_close(&c);
 	cr_assert_eq(stat_of("logins"), 0);
@@ -201,24 +167,23 @@ Test(tls, plaintext_login_refused_before_tls)
 	struct imapc c;
 	char *conf = server_conf("require_tls = yes\n"), *line, *r;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	cr_assert(strstr(line, " LOGINDISABLED") != NULL, "%s", line);
 	cr_assert(strstr(line, " STARTTLS") != NULL, "%s", line);
 	cr_assert(strstr(line, "AUTH=PLAIN") == NULL, "%s", line);
 	free(line);
-	r = cmd(&c, "a", "LOGIN test secret");
+	r = imapc_command(&c, "a", "LOGIN test secret");
 	cr_assert(strncmp(last_line(r), "a NO [PRIVACYREQUIRED]", 22) == 0, "%s", r);
 	free(r);
-	r = cmd(&c, "b", "AUTHENTICATE PLAIN AHRlc3QAc2VjcmV0");
+	r = imapc_command(&c, "b", "AUTHENTICATE PLAIN AHRlc3QAc2VjcmV0");
 	cr_assert(strncmp(last_line(r), "b NO [PRIVACYREQUIRED]", 22) == 0, "%s", r);
 	free(r);
-	r = cmd(&c, "c", "STARTTLS");
+	r = imapc_command(&c, "c", "STARTTLS");
 	free(r);
 	cr_assert(imapc_tls(&c, cert("ca.pem")));
-	r = cmd(&c, "d", "CAPABILITY");
+	r = imapc_command(&c, "d", "CAPABILITY");
 	cr_assert(strstr(r, "LOGINDISABLED") == NULL, "%s", r);
 	cr_assert(strstr(r, "AUTH=PLAIN") != NULL, "%s", r);
 	free(r);
@@ -233,8 +198,7 @@ Test(tls, loopback_listener_allows_plaintext_by_default)
 	struct imapc c;
 	char *conf = server_conf(NULL), *line;
 
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	cr_assert(strstr(line, "LOGINDISABLED") == NULL, "%s", line);
@@ -334,17 +298,16 @@ Test(tls, upstream_starttls)
 
 	args[1] = cert("server.pem");
 	args[3] = cert("server.key");
-	mock_start(&mock, args);
 	cr_assert_geq(asprintf(&conf, "upstream_tls = starttls\nupstream_ca_file = %s\n"
 	    "upstream_tls_name = localhost\n", cert("ca.pem")), 0);
-	proxy_start(&px, mock.port, conf);
+	harness_start(args, conf);
 	imapc_connect(&c, px.port);
 	line = imapc_line(&c);
 	/* the upstream's list before TLS is not passed on */
 	cr_assert(strncmp(line, "* OK", 4) == 0 && strstr(line, "LOGINDISABLED") == NULL,
 	    "%s", line);
 	free(line);
-	r = cmd(&c, "a", "CAPABILITY");
+	r = imapc_command(&c, "a", "CAPABILITY");
 	cr_assert(strstr(r, "LOGINDISABLED") == NULL && strstr(r, "AUTH=PLAIN") != NULL,
 	    "%s", r);
 	free(r);
@@ -362,19 +325,19 @@ Test(tls, rollback_over_a_tls_upstream)
 	start_tls_upstream("server.pem", "");
 	imapc_connect(&d, mock.port);
 	free(imapc_line(&d));
-	free(cmd(&d, "f", "XMOCK FAULT APPEND-NO 2"));
+	free(imapc_command(&d, "f", "XMOCK FAULT APPEND-NO 2"));
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
-	r = cmd(&c, "L", "LOGIN test secret");
+	r = imapc_command(&c, "L", "LOGIN test secret");
 	free(r);
 	imapc_send(&c, "a APPEND INBOX {3+}\r\none {3+}\r\ntwo {5+}\r\nthree\r\n");
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
 	free(r);
 	/* the second connection removed message 1 over TLS */
-	r = cmd(&d, "l", "LOGIN test secret");
+	r = imapc_command(&d, "l", "LOGIN test secret");
 	free(r);
-	r = cmd(&d, "s", "STATUS INBOX (MESSAGES)");
+	r = imapc_command(&d, "s", "STATUS INBOX (MESSAGES)");
 	cr_assert(strstr(r, "MESSAGES 0") != NULL, "%s", r);
 	free(r);
 	cr_assert_eq(stat_of("uidexpunge"), 1);
@@ -428,7 +391,7 @@ copy_file(const char *from, const char *to)
 Test(tls, certificate_reload_on_sighup)
 {
 	struct imapc old;
-	char *conf = NULL, *r, *log;
+	char *conf = NULL, *log;
 	unsigned i;
 
 	/* the configured paths hold server.pem first */
@@ -436,8 +399,7 @@ Test(tls, certificate_reload_on_sighup)
 	copy_file(cert("server.key"), cert("live.key"));
 	cr_assert_geq(asprintf(&conf, "listen = 127.0.0.1:0 tls\ntls_cert = %s\n"
 	    "tls_key = %s\n", cert("live.pem"), cert("live.key")), 0);
-	mock_start(&mock, NULL);
-	proxy_start(&px, mock.port, conf);
+	harness_start(NULL, conf);
 	cr_assert_eq(served_serial(), file_serial(cert("server.pem")));
 	/* a session that stays open across the reloads */
 	imapc_connect(&old, px.tls_port);
@@ -466,9 +428,7 @@ Test(tls, certificate_reload_on_sighup)
 	free(log);
 	cr_assert_eq(served_serial(), file_serial(cert("server2.pem")));
 
-	r = cmd(&old, "n", "NOOP");
-	cr_assert(is_ok(r, "n"), "%s", r);
-	free(r);
+	free(imapc_ok(&old, "n", "NOOP"));
 	imapc_close(&old);
 	free(conf);
 }
@@ -477,34 +437,26 @@ Test(tls, xoauth2_through_the_proxy)
 {
 	const char *args[] = { "--sasl-ir", NULL };
 	struct imapc c;
-	char *r, *line;
+	char *r;
 	/* user=test^Aauth=Bearer mock-token^A^A */
 	const char *good = "dXNlcj10ZXN0AWF1dGg9QmVhcmVyIG1vY2stdG9rZW4BAQ==";
 	/* user=test^Aauth=Bearer wrong^A^A */
 	const char *bad = "dXNlcj10ZXN0AWF1dGg9QmVhcmVyIHdyb25nAQE=";
 
-	mock_start(&mock, args);
-	proxy_start(&px, mock.port, NULL);
+	harness_start(args, NULL);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* a refused token: the server's error comes as a continuation, the
 	 * client answers with an empty line */
 	imapc_send(&c, "a AUTHENTICATE XOAUTH2 %s\r\n", bad);
-	line = imapc_line(&c);
-	cr_assert(line != NULL && line[0] == '+', "%s", line);
-	free(line);
+	imapc_expect_plus(&c);
 	imapc_send(&c, "\r\n");
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a NO", 4) == 0, "%s", r);
 	free(r);
 	/* and a good one */
-	r = cmd(&c, "b", "AUTHENTICATE XOAUTH2 dXNlcj10ZXN0AWF1dGg9QmVhcmVyIG1vY2stdG9rZW4BAQ==");
-	cr_assert(is_ok(r, "b"), "%s", r);
-	free(r);
-	(void)good;
-	r = cmd(&c, "s", "SELECT INBOX");
-	cr_assert(is_ok(r, "s"), "%s", r);
-	free(r);
+	free(imapc_ok(&c, "b", "AUTHENTICATE XOAUTH2 %s", good));
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
 	imapc_close(&c);
 }
 
@@ -517,15 +469,13 @@ Test(tls, id_carries_the_client_address)
 	size_t n = 0;
 
 	snprintf(logfile, sizeof(logfile), "%s/mock.log", certs);
-	mock_start(&mock, args);
 	conf = strdup("id_forward_address = yes\n");
-	proxy_start(&px, mock.port, conf);
+	harness_start(args, conf);
 	imapc_connect(&c, px.port);
 	free(imapc_line(&c));
 	/* the client's own ID passes through too, and the answer to ours
 	 * never reaches it */
-	r = cmd(&c, "i", "ID (\"name\" \"test-client\")");
-	cr_assert(is_ok(r, "i"), "%s", r);
+	r = imapc_ok(&c, "i", "ID (\"name\" \"test-client\")");
 	cr_assert_eq(count_substr(r, strlen(r), "* ID "), 1, "%s", r);
 	free(r);
 	imapc_close(&c);
