@@ -29,7 +29,6 @@
 
 /* A temp dir others may pass through (nobody needs to reach files in it). */
 static char dir[64];
-static struct mock mock;
 static pid_t daemon_pid;	/* a mappend left running by a failed test */
 
 static void

@@ -21,45 +21,21 @@
 
 #define N 10
 
-static struct mock mock;
-static struct proxy_proc px;
 static struct dovecot dc;
 
 static void
 teardown(void)
 {
-	proxy_stop(&px);
-	mock_stop(&mock);
+	harness_teardown();
 	dovecot_stop(&dc);
 }
 
 TestSuite(crash, .fini = teardown, .timeout = 240);
 
-static char *
-cmd(struct imapc *c, const char *tag, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static char *
-cmd(struct imapc *c, const char *tag, const char *fmt, ...)
-{
-	va_list ap;
-	char *text = NULL, *r;
-
-	va_start(ap, fmt);
-	cr_assert_geq(vasprintf(&text, fmt, ap), 0);
-	va_end(ap);
-	imapc_send(c, "%s %s\r\n", tag, text);
-	r = imapc_until_tagged(c, tag, NULL);
-	cr_assert_not_null(r, "no answer to %s", text);
-	free(text);
-	return r;
-}
-
 static void
 login(struct imapc *c, int port, const char *user, const char *password)
 {
-	imapc_connect(c, port);
-	free(imapc_line(c));
-	imapc_login(c, user, password);
+	imapc_connect_login(c, port, user, password);
 }
 
 static size_t body_size(unsigned i) { return 4000 + 111 * i; }
@@ -88,9 +64,9 @@ snapshot(struct imapc *d)
 {
 	char *r;
 
-	free(cmd(d, "x", "EXAMINE INBOX"));
-	r = cmd(d, "y", "UID FETCH 1:* (UID FLAGS RFC822.SIZE)");
-	free(cmd(d, "z", "CLOSE"));
+	free(imapc_command(d, "x", "EXAMINE INBOX"));
+	r = imapc_command(d, "y", "UID FETCH 1:* (UID FLAGS RFC822.SIZE)");
+	free(imapc_command(d, "z", "CLOSE"));
 	return r;
 }
 
@@ -116,7 +92,7 @@ records(void)
 static unsigned long
 mock_appends(struct imapc *d)
 {
-	char *r = cmd(d, "st", "XMOCK STATS"), *p = strstr(r, "appends=");
+	char *r = imapc_command(d, "st", "XMOCK STATS"), *p = strstr(r, "appends=");
 	unsigned long n;
 
 	cr_assert_not_null(p, "%s", r);
@@ -137,7 +113,7 @@ crash_at(unsigned k, bool staging)
 	login(&d, mock.port, "test", "secret");
 	before = snapshot(&d);
 	appends = mock_appends(&d);
-	free(cmd(&d, "f", "XMOCK FAULT APPEND-STALL-AFTER %u", k));
+	free(imapc_command(&d, "f", "XMOCK FAULT APPEND-STALL-AFTER %u", k));
 	login(&c, px.port, "test", "secret");
 	send_multiappend(&c, N, 1);
 	for (i = 0; i < 200 && mock_appends(&d) < appends + k; i++)
@@ -148,7 +124,7 @@ crash_at(unsigned k, bool staging)
 	cr_assert_eq(records(), 1, "k=%u: the upload is in the journal", k);
 	proxy_kill(&px);
 	imapc_close(&c);
-	free(cmd(&d, "f", "XMOCK FAULT CLEAR"));
+	free(imapc_command(&d, "f", "XMOCK FAULT CLEAR"));
 
 	proxy_restart(&px);
 	log = proxy_log(&px);
@@ -159,7 +135,7 @@ crash_at(unsigned k, bool staging)
 	after = snapshot(&d);
 	cr_assert_str_eq(after, before, "k=%u: the upload is not undone", k);
 	if (staging) {
-		r = cmd(&d, "l", "LIST \"\" *");
+		r = imapc_command(&d, "l", "LIST \"\" *");
 		cr_assert_null(strstr(r, "mappend-staging"), "k=%u: %s", k, r);
 		free(r);
 	}
@@ -169,7 +145,7 @@ crash_at(unsigned k, bool staging)
 
 	/* and it serves again */
 	login(&c, px.port, "test", "secret");
-	r = cmd(&c, "n", "NOOP");
+	r = imapc_command(&c, "n", "NOOP");
 	cr_assert_not_null(strstr(last_line(r), "n OK"), "%s", r);
 	free(r);
 	imapc_close(&c);
@@ -216,7 +192,7 @@ Test(crash, without_master_user_the_record_waits)
 	start_mock("legacy", NULL);
 	login(&d, mock.port, "test", "secret");
 	before = snapshot(&d);
-	free(cmd(&d, "f", "XMOCK FAULT APPEND-STALL-AFTER 4"));
+	free(imapc_command(&d, "f", "XMOCK FAULT APPEND-STALL-AFTER 4"));
 	login(&c, px.port, "test", "secret");
 	send_multiappend(&c, N, 1);
 	while (mock_appends(&d) < 4)
@@ -224,7 +200,7 @@ Test(crash, without_master_user_the_record_waits)
 	usleep(50 * 1000);
 	proxy_kill(&px);
 	imapc_close(&c);
-	free(cmd(&d, "f", "XMOCK FAULT CLEAR"));
+	free(imapc_command(&d, "f", "XMOCK FAULT CLEAR"));
 
 	proxy_restart(&px);
 	log = proxy_log(&px);
@@ -272,7 +248,7 @@ Test(crash, dovecot_killed_during_the_replay)
 	/* large enough that the kill lands in the middle */
 	send_multiappend(&c, N, 64);
 	for (i = 0; i < 500; i++) {
-		r = cmd(&d, "s", "STATUS INBOX (MESSAGES)");
+		r = imapc_command(&d, "s", "STATUS INBOX (MESSAGES)");
 		if (strstr(r, "MESSAGES 0") == NULL) {
 			free(r);
 			break;
@@ -282,7 +258,7 @@ Test(crash, dovecot_killed_during_the_replay)
 	}
 	proxy_kill(&px);
 	imapc_close(&c);
-	r = cmd(&d, "s", "STATUS INBOX (MESSAGES)");
+	r = imapc_command(&d, "s", "STATUS INBOX (MESSAGES)");
 	cr_log_info("killed with %s", strstr(r, "MESSAGES"));
 	free(r);
 	proxy_restart(&px);
