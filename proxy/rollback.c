@@ -574,9 +574,11 @@ rollback_new(struct proxy *proxy, uint64_t log_id, const struct rollback_plan *p
 		rollback_free(rb);
 		return NULL;
 	}
-	memcpy(rb->remove, plan->uids, plan->nuids * sizeof(*rb->remove));
+	if (plan->nuids > 0)
+		memcpy(rb->remove, plan->uids, plan->nuids * sizeof(*rb->remove));
 	rb->nremove = plan->nuids;
-	memcpy(rb->unknown, plan->unknown, plan->nunknown * sizeof(*rb->unknown));
+	if (plan->nunknown > 0)
+		memcpy(rb->unknown, plan->unknown, plan->nunknown * sizeof(*rb->unknown));
 	rb->nunknown = plan->nunknown;
 	return rb;
 }

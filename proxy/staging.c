@@ -138,6 +138,25 @@ keep_refusal(struct staging *st, const struct answer *a)
 	st->refusal = strndup(a->line + off, a->len - off);
 }
 
+/* A command with arguments of its own shape. */
+static int
+session_command_text(struct staging *st, const struct reply_ops *ops,
+    const char *fmt, const char *arg)
+{
+	char *text = NULL;
+
+	if (asprintf(&text, fmt, arg) < 0)
+		return -1;
+	if (st->bc != NULL)
+		backchannel_command(st->bc, ops, st, "%s", text);
+	else if (session_command(st->s, ops, st, "%s", text) == NULL) {
+		free(text);
+		return -1;
+	}
+	free(text);
+	return 0;
+}
+
 static void
 send_command(struct staging *st, const struct reply_ops *ops, const char *verb,
     const char *arg)
@@ -246,7 +265,9 @@ selected(void *ctx, const struct answer *a)
 		delete_again(st, why);
 		return;
 	}
-	send_command(st, &status_ops, "STATUS", st->target_wire);
+	if (session_command_text(st, &status_ops, "STATUS %s (UIDNEXT)",
+	    st->target_wire) != 0)
+		finish(st, "out of memory");
 }
 
 static const struct reply_ops select_ops = { .tagged = selected };
@@ -396,12 +417,15 @@ found_in_target(void *ctx, const char *error, const uint32_t *uids, size_t n)
 	log_info(st->id, "the COPY whose answer was lost %s (%zu of %zu messages "
 	    "found in %s)", st->copied ? "ran" : "did not run", n, st->nmsgs,
 	    st->target_wire);
+	if (error != NULL)
+		log_error(st->id, "looking for the COPY's messages in %s: %s",
+		    st->target_wire, error);
 	if (error == NULL && n > 0 && !st->copied)
 		st->look = rollback_start(st->proxy, st->id, NULL, &st->login, &plan, &t,
 		    partial_removed, st);
-	rollback_free(look);	/* uids were its: used above */
+	rollback_free(look);	/* uids and error were its: not used below */
 	if (st->look == NULL)
-		delete_again(st, error != NULL ? error : "the COPY's connection broke");
+		delete_again(st, "the COPY's connection broke");
 }
 
 static void
