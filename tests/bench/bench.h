@@ -141,6 +141,7 @@ struct opts {
 	int sessions;
 	int logins, login_clients;
 	unsigned small_n, big_n, fetch_mib;
+	const char *perf_out;	/* perf record of mappend during the FETCHes */
 	size_t small_size, big_size;
 };
 

@@ -67,13 +67,17 @@ usage(const char *argv0, int status)
 "  --runs N           rounds of each FETCH and logins path (default 9)\n"
 "  --fetch-mib N      size of the FETCH in MiB, as N x 4 messages of 256 KiB\n"
 "                     (default 50)\n"
-"  --sessions N       idle sessions per set (default 1000)\n"
+"  --sessions N       idle sessions per set (default and most: 1000, what\n"
+"                     the private Dovecot takes at once)\n"
 "  --logins N         logins per round and path (default 200)\n"
 "  --login-clients N  of them in parallel (default 8)\n"
 "  --upload-runs N    runs of each upload without delay (default 3)\n"
 "  --delay-runs N     runs of each upload with delay (default 3)\n"
 "  --delay-ms MS      the delay each way for the delay cases (default 10)\n"
 "  --big-kib N        size of the 100 messages of the big upload (default 256)\n"
+"  --perf FILE        perf record -g of mappend during the timed FETCHes into\n"
+"                     FILE (FILE.tls for fetch-tls); perf's own CPU disturbs\n"
+"                     the figures: for profiles only\n"
 "  --help             this text\n"
 "\n"
 "Quick run: --only fetch,idle,logins --runs 3 --sessions 100 --fetch-mib 10\n"
@@ -445,7 +449,7 @@ main(int argc, char **argv)
 		O_MTLS, O_MPID, O_IPORT, O_IPID, O_ITPORT, O_ITPID, O_NPID,
 		O_NPORT, O_NTLS, O_NDPORT, O_NDTLS, O_ONLY, O_RUNS, O_FETCH_MIB,
 		O_SESSIONS, O_LOGINS, O_LCLIENTS, O_URUNS, O_DRUNS, O_DELAY,
-		O_BIG_KIB, O_HELP,
+		O_BIG_KIB, O_PERF, O_HELP,
 	};
 	static const struct option longopts[] = {
 		{ "dovecot-port", required_argument, NULL, O_DOVECOT },
@@ -476,6 +480,7 @@ main(int argc, char **argv)
 		{ "delay-runs", required_argument, NULL, O_DRUNS },
 		{ "delay-ms", required_argument, NULL, O_DELAY },
 		{ "big-kib", required_argument, NULL, O_BIG_KIB },
+		{ "perf", required_argument, NULL, O_PERF },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -523,13 +528,14 @@ main(int argc, char **argv)
 		case O_ONLY: phases = parse_phases(optarg); break;
 		case O_RUNS: o.runs = num(optarg, 1, MAX_RUNS, "--runs", argv[0]); break;
 		case O_FETCH_MIB: o.fetch_mib = (unsigned)num(optarg, 1, 2000, "--fetch-mib", argv[0]); break;
-		case O_SESSIONS: o.sessions = num(optarg, 1, 9000, "--sessions", argv[0]); break;
+		case O_SESSIONS: o.sessions = num(optarg, 1, 1000, "--sessions", argv[0]); break;
 		case O_LOGINS: o.logins = num(optarg, 1, 100000, "--logins", argv[0]); break;
 		case O_LCLIENTS: o.login_clients = num(optarg, 1, 500, "--login-clients", argv[0]); break;
 		case O_URUNS: o.upload_runs = num(optarg, 1, MAX_RUNS, "--upload-runs", argv[0]); break;
 		case O_DRUNS: o.delay_runs = num(optarg, 1, MAX_RUNS, "--delay-runs", argv[0]); break;
 		case O_DELAY: o.delay_ms = (unsigned)num(optarg, 1, 10000, "--delay-ms", argv[0]); break;
 		case O_BIG_KIB: o.big_size = (size_t)num(optarg, 1, 65536, "--big-kib", argv[0]) * KiB; break;
+		case O_PERF: o.perf_out = optarg; break;
 		case O_HELP: case 'h': usage(argv[0], 0); break;
 		default: usage(argv[0], 2);
 		}

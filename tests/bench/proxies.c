@@ -9,10 +9,14 @@
  * an order rotated from round to round, so that drift of the machine's
  * speed (other work, frequency, caches) hits every path alike.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -73,6 +77,49 @@ fetch_once(struct conn *c, bool crc, uint32_t *crc_out)
 	return c->stream_bytes;
 }
 
+/*
+ * --perf FILE: `perf record -g` of mappend while the timed FETCHes run
+ * (mappend idles while the other paths take their turn, so the samples
+ * are its FETCHes).  perf costs CPU too: a profiling run, not one for the
+ * figures.
+ */
+static pid_t
+perf_start(pid_t target, bool tls)
+{
+	char out[1024], pidarg[32];
+	pid_t pid;
+
+	if (o.perf_out == NULL)
+		return 0;
+	snprintf(out, sizeof(out), "%s%s", o.perf_out, tls ? ".tls" : "");
+	snprintf(pidarg, sizeof(pidarg), "%ld", (long)target);
+	if ((pid = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execlp("perf", "perf", "record", "-q", "-g", "-o", out, "-p", pidarg,
+		    (char *)NULL);
+		fprintf(stderr, "bench: perf: %s\n", strerror(errno));
+		_exit(127);
+	}
+	progress("perf record of mappend (pid %s) into %s", pidarg, out);
+	sleep_ms(1000);	/* perf attaches */
+	return pid;
+}
+
+static void
+perf_stop(pid_t pid)
+{
+	int st;
+
+	if (pid == 0)
+		return;
+	kill(pid, SIGINT);
+	/* perf writes its file and ends by the same signal */
+	if (waitpid(pid, &st, 0) == -1 || (WIFEXITED(st) && WEXITSTATUS(st) != 0) ||
+	    (WIFSIGNALED(st) && WTERMSIG(st) != SIGINT))
+		progress("perf record did not end cleanly (status %d)", st);
+}
+
 /* The mailbox box with n messages of size bytes, appended directly. */
 static void
 fill_mailbox(const char *box, size_t n, size_t size)
@@ -117,7 +164,7 @@ fetch_bench(struct fetch_result *res, bool tls)
 	const char *box = tls ? "bench-fetch-tls" : "bench-fetch";
 	struct conn *c[NPATHS] = { NULL };
 	char login_answer[NPATHS][512];
-	pid_t pid[NPATHS];
+	pid_t pid[NPATHS], perf;
 	int i, k, r;
 
 	memset(res, 0, sizeof(*res));
@@ -181,6 +228,7 @@ fetch_bench(struct fetch_result *res, bool tls)
 			reset_hwm(pid[p]);
 		}
 	}
+	perf = perf_start(pid[P_MAPPEND], tls);
 	for (r = 0; r < res->runs; r++) {
 		for (k = 0; k < res->npaths; k++) {
 			int p = res->path[(k + r) % res->npaths];
@@ -208,6 +256,7 @@ fetch_bench(struct fetch_result *res, bool tls)
 			    res->cpu[p][r], res->minflt[p][r]);
 		}
 	}
+	perf_stop(perf);
 	for (k = 0; k < res->npaths; k++) {
 		int p = res->path[k];
 
