@@ -60,8 +60,11 @@ ITEST_LIB_OBJS := $(ITEST_LIB_SRCS:%.c=$(BUILD)/%.o)
 ITEST_SRCS := $(wildcard tests/integration/test_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
+# one benchmark program, from every source in tests/bench
 BENCH_SRCS := $(wildcard tests/bench/*.c)
-BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/tests/%)
+BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
+BENCH_BINS := $(BUILD)/tests/bench_mappend
+BENCH_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 
 DAEMON := $(BUILD)/mappend
 MOCK := $(BUILD)/tests/mock_imapd
@@ -101,10 +104,10 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/integration/test_%.o $(ITEST_LIB_OBJS) $(P
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CRITERION_LIBS)
 
-# the benchmark programs use libc (and its threads) only
-$(BUILD)/tests/bench_%: $(BUILD)/tests/bench/bench_%.o
+# the benchmark program uses libc, its threads and OpenSSL (a TLS client)
+$(BENCH_BINS): $(BENCH_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^
+	$(CC) $(ALL_LDFLAGS) -pthread -o $@ $^ $(BENCH_LIBS)
 
 test-binaries: $(DAEMON) $(MOCK) $(UNIT) $(ITEST_BINS)
 
@@ -140,9 +143,14 @@ demo: deps
 	$(MAKE) all
 	tests/demo.sh
 
-bench: deps
+# nginx's mail proxy runs beside mappend; BENCH_ARGS go to the benchmark
+# program (tests/bench/run.sh --help), e.g. BENCH_ARGS='--only fetch --runs 3'
+BENCH_DEB_PKGS := nginx-light libnginx-mod-mail
+BENCH_ARGS ?=
+bench:
+	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) $(BENCH_DEB_PKGS)"
 	$(MAKE) all $(BENCH_BINS)
-	tests/bench/run.sh $(abspath $(BUILD))
+	tests/bench/run.sh $(abspath $(BUILD)) $(BENCH_ARGS)
 
 # The sample configuration is 0640: the real one may hold master_password.
 # On the running system (DESTDIR empty) the user and the spool directory

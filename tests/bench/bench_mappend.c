@@ -1,1348 +1,94 @@
 /*
- * bench_mappend.c — the benchmarks of BENCHMARKS.md (`make bench`).
+ * bench_mappend.c — the benchmarks of BENCHMARKS.md (`make bench`): options,
+ * the order of the phases, and the report.
  *
- * Run by tests/bench/run.sh, which starts a private legacy-mode Dovecot and
- * mappend in front of it and passes their ports, the test users and
- * mappend's pid.  Measured against that Dovecot, in this order:
+ * Run by tests/bench/run.sh, which starts a private legacy-mode Dovecot,
+ * mappend in front of it (plain and TLS listeners), two fresh mappend
+ * instances for the idle sessions, and nginx's mail proxy (one worker; mail
+ * servers with proxy_buffer 256k and with the default, plain and TLS), and
+ * passes their ports and pids.  Phases, in this order:
  *
- *   sessions (VmRSS after - VmRSS before) / N for N logged-in idle sessions
- *            through mappend, first, while mappend's heap is fresh;
- *   upload   1000 x 4 KiB and 100 x 1 MiB into a fresh mailbox, three ways:
- *            (a) one MULTIAPPEND with {n+} literals through mappend,
- *            (b) one APPEND {n+} at a time directly to Dovecot, each
- *                waiting for its tagged OK (a synchronous client),
- *            (c) all APPENDs {n+} pipelined directly to Dovecot;
- *            without and with a delay in front of whatever the client
- *            talks to (an in-process relay thread holding every chunk for
- *            --delay-ms in each direction).  For (a) also mappend's VmHWM
- *            (peak RSS, reset through /proc/PID/clear_refs first), its CPU
- *            time, and when it had read the whole command (spooling done);
- *   fetch    FETCH 1 BODY.PEEK[] of one 200 MiB message through mappend and
- *            directly, and mappend's VmHWM and CPU time meanwhile.
- *
- * Everything the client sends is built before the clock starts; the clock
- * runs from the first byte written to the last tagged answer read.  The
- * client writes and reads at once (poll on both directions), so a pipelined
- * upload never deadlocks on full socket buffers.  Every upload goes into a
- * mailbox of its own (CREATEd before, its message count checked with STATUS
- * and DELETEd after, all outside the clock); the modes take turns, in an
- * order rotated from run to run.
+ *   idle       memory per logged-in idle session, plain and TLS, of mappend
+ *              and nginx (each set on a fresh process)
+ *   fetch      FETCH 1:* (BODY.PEEK[]) of 50 MiB in 256 KiB messages:
+ *              direct, mappend, nginx 256k, nginx default in rounds; the
+ *              proxy's CPU time and page faults, the wall time
+ *   fetch-tls  the same through the proxies' TLS listeners
+ *   logins     connect, greeting, LOGIN, LOGOUT: logins per second
+ *   small, big, small-delay, big-delay
+ *              uploads (upload.c): one MULTIAPPEND through mappend against
+ *              direct APPENDs, one at a time and pipelined
  *
  * Exit status: 0 when every benchmark ran (targets are reported, never
  * asserted), 1 on an error (a refused command, a lost connection, a wrong
- * message count, ...), 2 on bad usage.
+ * message count or FETCH stream, a proxy gone), 2 on bad usage.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
-#define KiB 1024UL
-#define MiB (1024UL * 1024UL)
+#include "bench.h"
 
-#define IO_TIMEOUT_MS 120000		/* no progress for this long: error */
-#define READ_CHUNK (256 * KiB)
-#define MAX_RESPONSE_LINE (16 * MiB)
+struct opts o;
 
-/* ------------------------------------------------------------ utilities */
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fprintf(stderr, "bench_mappend: error: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-progress(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-
-	if (p == NULL)
-		die("out of memory (%zu bytes)", n);
-	return p;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double
-median(const double *v, int n)
-{
-	double s[64];
-
-	if (n <= 0 || n > 64)
-		return 0;
-	memcpy(s, v, (size_t)n * sizeof(*s));
-	qsort(s, (size_t)n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
-/* A growable byte buffer. */
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void
-buf_reserve(struct buf *b, size_t more)
-{
-	size_t cap = b->cap ? b->cap : 4096;
-
-	if (b->len + more <= b->cap)
-		return;
-	while (cap < b->len + more)
-		cap *= 2;
-	b->p = realloc(b->p, cap);
-	if (b->p == NULL)
-		die("out of memory (%zu bytes)", cap);
-	b->cap = cap;
-}
-
-static void
-buf_add(struct buf *b, const void *data, size_t n)
-{
-	buf_reserve(b, n);
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-buf_printf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	buf_reserve(b, 256);
-	va_start(ap, fmt);
-	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		die("vsnprintf failed");
-	if ((size_t)n >= b->cap - b->len) {
-		buf_reserve(b, (size_t)n + 1);
-		va_start(ap, fmt);
-		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-	}
-	b->len += (size_t)n;
-}
-
-static void
-buf_free(struct buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-/* ------------------------------------------------------------- messages */
-
-/*
- * Append one RFC 5322 message of exactly size bytes to b: a few headers
- * (the subject and Message-ID carry id and idx, so every message differs)
- * and lines of up to 72 pseudo-random letters and spaces, CRLF-terminated.
- */
-static void
-add_message(struct buf *b, size_t size, const char *id, unsigned idx)
-{
-	char hdr[512];
-	int hn;
-	size_t left, start = b->len;
-	uint32_t x = 2463534242u ^ (idx * 2654435761u);
-	char *p;
-
-	hn = snprintf(hdr, sizeof(hdr),
-	    "From: Bench Sender <sender@example.org>\r\n"
-	    "To: Bench Recipient <recipient@example.org>\r\n"
-	    "Subject: mappend benchmark %s message %u\r\n"
-	    "Date: Mon, 01 Jan 2024 12:00:00 +0000\r\n"
-	    "Message-ID: <bench.%s.%u@example.org>\r\n"
-	    "MIME-Version: 1.0\r\n"
-	    "Content-Type: text/plain; charset=us-ascii\r\n"
-	    "\r\n", id, idx, id, idx);
-	if (hn < 0 || (size_t)hn + 2 > size)
-		die("message size %zu too small", size);
-	buf_reserve(b, size);
-	memcpy(b->p + b->len, hdr, (size_t)hn);
-	b->len += (size_t)hn;
-	p = b->p + b->len;
-	left = size - (size_t)hn;
-	while (left > 0) {
-		size_t line = 72, i;
-
-		if (left <= 74)
-			line = left - 2;	/* the last line */
-		else if (left - 74 < 2)
-			line = 60;		/* never leave a single byte */
-		for (i = 0; i < line; i++) {
-			x ^= x << 13;
-			x ^= x >> 17;
-			x ^= x << 5;
-			p[i] = (x & 7) == 0 ? ' ' : (char)('a' + (x >> 8) % 26);
-		}
-		if (line > 0)
-			p[0] = p[0] == ' ' ? 'x' : p[0];
-		p[line] = '\r';
-		p[line + 1] = '\n';
-		p += line + 2;
-		left -= line + 2;
-	}
-	b->len = start + size;
-}
-
-/* ----------------------------------------------------------- IMAP client */
-
-/*
- * A client connection with an incremental response reader: responses are
- * cut at LF, a line ending in {n} is followed by n bytes of literal data
- * (counted, not kept), and only each response's first line is looked at.
- */
-struct conn {
-	int fd;
-	char *in;			/* read buffer, READ_CHUNK bytes */
-	struct buf line;		/* the current line so far */
-	uint64_t lit_left;		/* literal bytes still to come */
-	bool cont;			/* inside a response, after a literal */
-	char first[512];		/* first line of the current response */
-	/* counters */
-	uint64_t lit_bytes;		/* literal data received */
-	unsigned long responses, tagged, tagged_ok;
-	long status_messages;		/* MESSAGES of the last STATUS, or -1 */
-	char last_bad[512];		/* the last tagged answer that was not OK */
-	char label[64];
-};
-
-static int
-tcp_connect(int port)
-{
-	struct sockaddr_in sin;
-	int fd, on = 1;
-
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		die("socket: %s", strerror(errno));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
-		die("connect 127.0.0.1:%d: %s", port, strerror(errno));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	return fd;
-}
-
-static void
-set_nonblock(int fd)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-		die("fcntl: %s", strerror(errno));
-}
-
-static void
-handle_response(struct conn *c)
-{
-	const char *r = c->first, *sp;
-
-	c->responses++;
-	if (r[0] == '*' || r[0] == '+') {
-		if (strncmp(r, "* STATUS ", 9) == 0) {
-			const char *m = strstr(r, "MESSAGES ");
-
-			if (m != NULL)
-				c->status_messages = strtol(m + 9, NULL, 10);
-		}
-		return;
-	}
-	c->tagged++;
-	sp = strchr(r, ' ');
-	if (sp != NULL && strncmp(sp + 1, "OK", 2) == 0 &&
-	    (sp[3] == ' ' || sp[3] == '\r' || sp[3] == '\n' || sp[3] == '\0'))
-		c->tagged_ok++;
-	else
-		snprintf(c->last_bad, sizeof(c->last_bad), "%s", r);
-}
-
-/* A complete line (with its LF) of the current response. */
-static void
-handle_line(struct conn *c, const char *l, size_t n)
-{
-	size_t e = n, d;
-
-	if (!c->cont) {
-		size_t k = n < sizeof(c->first) - 1 ? n : sizeof(c->first) - 1;
-
-		memcpy(c->first, l, k);
-		c->first[k] = '\0';
-		/* no CR/LF in what is printed */
-		c->first[strcspn(c->first, "\r\n")] = '\0';
-	}
-	/* a literal header at the end: {digits} (or ~{digits}) CRLF */
-	while (e > 0 && (l[e - 1] == '\n' || l[e - 1] == '\r'))
-		e--;
-	if (e >= 3 && l[e - 1] == '}') {
-		d = e - 1;
-		while (d > 0 && l[d - 1] >= '0' && l[d - 1] <= '9')
-			d--;
-		if (d > 0 && d < e - 1 && l[d - 1] == '{') {
-			c->lit_left = strtoull(l + d, NULL, 10);
-			c->cont = true;
-			return;
-		}
-	}
-	c->cont = false;
-	handle_response(c);
-}
-
-static void
-feed(struct conn *c, const char *p, size_t n)
-{
-	while (n > 0) {
-		const char *lf;
-		size_t k;
-
-		if (c->lit_left > 0) {
-			k = n < c->lit_left ? n : (size_t)c->lit_left;
-			c->lit_left -= k;
-			c->lit_bytes += k;
-			p += k;
-			n -= k;
-			continue;
-		}
-		lf = memchr(p, '\n', n);
-		k = lf != NULL ? (size_t)(lf - p) + 1 : n;
-		if (c->line.len + k > MAX_RESPONSE_LINE)
-			die("%s: response line over %lu bytes", c->label, MAX_RESPONSE_LINE);
-		if (lf == NULL) {
-			buf_add(&c->line, p, k);
-		} else if (c->line.len == 0) {
-			handle_line(c, p, k);
-		} else {
-			buf_add(&c->line, p, k);
-			handle_line(c, c->line.p, c->line.len);
-			c->line.len = 0;
-		}
-		p += k;
-		n -= k;
-	}
-}
-
-/*
- * While (a) runs: when has mappend read the whole command?  rchar of
- * /proc/PID/io counts the bytes a process read (sockets and files alike);
- * mappend reads nothing else of note until it has spooled the command (it
- * writes each chunk to the spool as it reads it, and replays only then),
- * so the moment rchar has grown by the command's length is the moment the
- * spooling ended, give or take a millisecond of polling.
- */
-struct rchar_watch {
-	bool active;
-	pid_t pid;
-	uint64_t start, target;	/* rchar at the start; bytes to wait for */
-	uint64_t done_ns;	/* 0 until reached */
-};
-
-static struct rchar_watch watch;
-static bool rchar_readable = true;
-
-/* rchar of /proc/pid/io, or -1 (e.g. no ptrace rights). */
-static int64_t
-proc_rchar(pid_t pid)
-{
-	char path[64], line[128];
-	int64_t v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/io", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "rchar:", 6) == 0) {
-			v = strtoll(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
-static void
-watch_start(pid_t pid, uint64_t bytes)
-{
-	int64_t v;
-
-	memset(&watch, 0, sizeof(watch));
-	if (!rchar_readable)
-		return;
-	if ((v = proc_rchar(pid)) < 0) {
-		progress("cannot read /proc/%ld/io: no spooling times", (long)pid);
-		rchar_readable = false;
-		return;
-	}
-	watch.active = true;
-	watch.pid = pid;
-	watch.start = (uint64_t)v;
-	watch.target = bytes;
-}
-
-static void
-watch_check(void)
-{
-	int64_t v;
-
-	if (!watch.active || watch.done_ns != 0)
-		return;
-	v = proc_rchar(watch.pid);
-	if (v >= 0 && (uint64_t)v - watch.start >= watch.target)
-		watch.done_ns = now_ns();
-}
-
-/*
- * Write out[0..len) while reading responses, until all of it is written and
- * want_tagged more tagged answers and want_responses more responses (of any
- * kind) have arrived.  Returns the number of tagged answers that were OK.
- */
-static unsigned long
-exchange(struct conn *c, const char *out, size_t len, unsigned long want_tagged,
-    unsigned long want_responses)
-{
-	unsigned long t0 = c->tagged, ok0 = c->tagged_ok, r0 = c->responses;
-	size_t off = 0;
-	uint64_t progress_ns = now_ns();
-
-	while (off < len || c->tagged - t0 < want_tagged ||
-	    c->responses - r0 < want_responses) {
-		struct pollfd pfd = { c->fd, POLLIN, 0 };
-		int n;
-
-		if (off < len)
-			pfd.events |= POLLOUT;
-		if (watch.active && watch.done_ns == 0) {
-			/* look at mappend's progress every millisecond */
-			n = poll(&pfd, 1, 1);
-			watch_check();
-			if (n == 0 && now_ns() - progress_ns <
-			    (uint64_t)IO_TIMEOUT_MS * 1000000u)
-				continue;
-		} else {
-			n = poll(&pfd, 1, IO_TIMEOUT_MS);
-		}
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			die("poll: %s", strerror(errno));
-		}
-		if (n == 0)
-			die("%s: no progress for %d s (%zu of %zu bytes written, "
-			    "%lu of %lu answers)", c->label, IO_TIMEOUT_MS / 1000,
-			    off, len, c->tagged - t0, want_tagged);
-		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-			ssize_t r = read(c->fd, c->in, READ_CHUNK);
-
-			if (r == 0)
-				die("%s: connection closed by the server (last "
-				    "response: %s)", c->label, c->first);
-			if (r < 0 && errno != EAGAIN && errno != EINTR)
-				die("%s: read: %s", c->label, strerror(errno));
-			if (r > 0) {
-				feed(c, c->in, (size_t)r);
-				progress_ns = now_ns();
-			}
-		}
-		if ((pfd.revents & POLLOUT) && off < len) {
-			ssize_t w = send(c->fd, out + off, len - off, MSG_NOSIGNAL);
-
-			if (w < 0 && errno != EAGAIN && errno != EINTR)
-				die("%s: write: %s", c->label, strerror(errno));
-			if (w > 0) {
-				off += (size_t)w;
-				progress_ns = now_ns();
-			}
-		}
-	}
-	return c->tagged_ok - ok0;
-}
-
-/* One command (tag C), which must be answered OK. */
-static void cmd_ok(struct conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-cmd_ok(struct conn *c, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	int n;
-
-	memcpy(line, "C ", 2);
-	va_start(ap, fmt);
-	n = vsnprintf(line + 2, sizeof(line) - 4, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line) - 4)
-		die("command too long");
-	memcpy(line + 2 + n, "\r\n", 2);
-	if (exchange(c, line, (size_t)n + 4, 1, 0) != 1)
-		die("%s: %.*s: %s", c->label, n, line + 2, c->last_bad);
-}
-
-/* Connect, read the greeting, log in. */
-static struct conn *
-conn_open(int port, const char *user, const char *pass, const char *label)
-{
-	struct conn *c = xmalloc(sizeof(*c));
-
-	memset(c, 0, sizeof(*c));
-	c->in = xmalloc(READ_CHUNK);
-	c->status_messages = -1;
-	snprintf(c->label, sizeof(c->label), "%s", label);
-	c->fd = tcp_connect(port);
-	set_nonblock(c->fd);
-	exchange(c, NULL, 0, 0, 1);
-	if (strncmp(c->first, "* OK", 4) != 0)
-		die("%s: unexpected greeting: %s", label, c->first);
-	cmd_ok(c, "LOGIN \"%s\" \"%s\"", user, pass);
-	return c;
-}
-
-static void
-conn_close(struct conn *c)
-{
-	if (c == NULL)
-		return;
-	close(c->fd);
-	free(c->in);
-	buf_free(&c->line);
-	free(c);
-}
-
-/* ----------------------------------------------------------- delay relay */
-
-/*
- * A relay on 127.0.0.1:<kernel-chosen port> in its own thread: every
- * accepted connection gets a connection to the target port, and bytes are
- * forwarded both ways, each chunk released delay_ns after it was read, in
- * order.  Half-closes are passed on once the delayed data has been sent.
- * A direction holding RELAY_MAX_QUEUED bytes stops reading (a bounded
- * "link buffer"; 64 MiB per 10 ms is far above loopback speed).
- */
-#define RELAY_MAX_PAIRS 16
-#define RELAY_MAX_QUEUED (64 * MiB)
-
-struct chunk {
-	struct chunk *next;
-	uint64_t due;
-	size_t len, off;
-	char data[];
-};
-
-struct flow {
-	struct chunk *head, *tail;
-	size_t queued;
-	bool eof;		/* the reading side is done */
-	bool shut;		/* the writing side has been shut down */
-};
-
-struct pair {
-	int fd[2];		/* 0: accepted, 1: towards the target */
-	struct flow f[2];	/* f[i]: read from fd[i], written to fd[1 - i] */
-};
-
-struct relay {
-	int lfd, port, target_port;
-	uint64_t delay_ns;
-	int stop[2];
-	pthread_t thread;
-	struct pair *pairs[RELAY_MAX_PAIRS];
-	int npairs;
-	char *rbuf;
-};
-
-static void
-pair_free(struct pair *p)
-{
-	int i;
-
-	for (i = 0; i < 2; i++) {
-		struct chunk *ch = p->f[i].head, *next;
-
-		for (; ch != NULL; ch = next) {
-			next = ch->next;
-			free(ch);
-		}
-		close(p->fd[i]);
-	}
-	free(p);
-}
-
-static void
-relay_accept(struct relay *r)
-{
-	struct pair *p;
-	int fd, on = 1;
-
-	fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd == -1)
-		return;
-	if (r->npairs == RELAY_MAX_PAIRS) {
-		close(fd);
-		return;
-	}
-	p = xmalloc(sizeof(*p));
-	memset(p, 0, sizeof(*p));
-	p->fd[0] = fd;
-	p->fd[1] = tcp_connect(r->target_port);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	set_nonblock(p->fd[0]);
-	set_nonblock(p->fd[1]);
-	r->pairs[r->npairs++] = p;
-}
-
-/* Read once from fd[i]; false when the pair is to be closed. */
-static bool
-relay_read(struct relay *r, struct pair *p, int i)
-{
-	struct flow *f = &p->f[i];
-	struct chunk *ch;
-	ssize_t n = read(p->fd[i], r->rbuf, READ_CHUNK);
-
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR;
-	if (n == 0) {
-		f->eof = true;
-		return true;
-	}
-	ch = xmalloc(sizeof(*ch) + (size_t)n);
-	memcpy(ch->data, r->rbuf, (size_t)n);
-	ch->next = NULL;
-	ch->len = (size_t)n;
-	ch->off = 0;
-	ch->due = now_ns() + r->delay_ns;
-	if (f->tail != NULL)
-		f->tail->next = ch;
-	else
-		f->head = ch;
-	f->tail = ch;
-	f->queued += (size_t)n;
-	return true;
-}
-
-/* Write the due chunks of f[i] to fd[1 - i]; false when the pair is to be
- * closed. */
-static bool
-relay_write(struct pair *p, int i, uint64_t now)
-{
-	struct flow *f = &p->f[i];
-
-	while (f->head != NULL && f->head->due <= now) {
-		struct chunk *ch = f->head;
-		ssize_t n = send(p->fd[1 - i], ch->data + ch->off, ch->len - ch->off,
-		    MSG_NOSIGNAL);
-
-		if (n < 0)
-			return errno == EAGAIN || errno == EINTR;
-		ch->off += (size_t)n;
-		f->queued -= (size_t)n;
-		if (ch->off < ch->len)
-			return true;
-		f->head = ch->next;
-		if (f->head == NULL)
-			f->tail = NULL;
-		free(ch);
-	}
-	return true;
-}
-
-static void *
-relay_main(void *arg)
-{
-	struct relay *r = arg;
-	struct pollfd fds[2 + 2 * RELAY_MAX_PAIRS];
-
-	for (;;) {
-		uint64_t now = now_ns(), next = UINT64_MAX;
-		struct timespec ts, *tsp = NULL;
-		int n = 0, i, k;
-
-		fds[n++] = (struct pollfd){ r->stop[0], POLLIN, 0 };
-		fds[n++] = (struct pollfd){ r->lfd, POLLIN, 0 };
-		for (k = 0; k < r->npairs; k++) {
-			struct pair *p = r->pairs[k];
-
-			for (i = 0; i < 2; i++) {
-				struct flow *in = &p->f[i], *out = &p->f[1 - i];
-				short ev = 0;
-
-				if (!in->eof && in->queued < RELAY_MAX_QUEUED)
-					ev |= POLLIN;
-				if (out->head != NULL) {
-					if (out->head->due <= now)
-						ev |= POLLOUT;
-					else if (out->head->due < next)
-						next = out->head->due;
-				}
-				fds[n++] = (struct pollfd){ p->fd[i], ev, 0 };
-			}
-		}
-		if (next != UINT64_MAX) {
-			ts.tv_sec = (time_t)((next - now) / 1000000000u);
-			ts.tv_nsec = (long)((next - now) % 1000000000u);
-			tsp = &ts;
-		}
-		if (ppoll(fds, (nfds_t)n, tsp, NULL) == -1) {
-			if (errno == EINTR)
-				continue;
-			die("relay: poll: %s", strerror(errno));
-		}
-		if (fds[0].revents)
-			break;
-		now = now_ns();
-		for (k = 0; k < r->npairs; k++) {
-			struct pair *p = r->pairs[k];
-			bool keep = true;
-
-			for (i = 0; i < 2 && keep; i++) {
-				const struct pollfd *pf = &fds[2 + 2 * k + i];
-
-				if (pf->revents & POLLERR)
-					keep = false;
-				else if ((pf->events & POLLIN) &&
-				    (pf->revents & (POLLIN | POLLHUP)))
-					keep = relay_read(r, p, i);
-			}
-			for (i = 0; i < 2 && keep; i++) {
-				/* f[i] goes to fd[1 - i] */
-				keep = relay_write(p, i, now);
-				if (keep && p->f[i].eof && p->f[i].head == NULL &&
-				    !p->f[i].shut) {
-					shutdown(p->fd[1 - i], SHUT_WR);
-					p->f[i].shut = true;
-				}
-			}
-			if (keep && p->f[0].shut && p->f[1].shut)
-				keep = false;
-			if (!keep) {
-				pair_free(p);
-				r->pairs[k] = r->pairs[--r->npairs];
-				k--;
-			}
-		}
-		if (fds[1].revents & POLLIN)
-			relay_accept(r);
-	}
-	while (r->npairs > 0)
-		pair_free(r->pairs[--r->npairs]);
-	return NULL;
-}
-
-static struct relay *
-relay_start(int target_port, unsigned delay_ms)
-{
-	struct relay *r = xmalloc(sizeof(*r));
-	struct sockaddr_in sin;
-	socklen_t sl = sizeof(sin);
-	int on = 1, err;
-
-	memset(r, 0, sizeof(*r));
-	r->target_port = target_port;
-	r->delay_ns = (uint64_t)delay_ms * 1000000u;
-	r->rbuf = xmalloc(READ_CHUNK);
-	r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (r->lfd == -1)
-		die("socket: %s", strerror(errno));
-	setsockopt(r->lfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(r->lfd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
-	    listen(r->lfd, 16) == -1 ||
-	    getsockname(r->lfd, (struct sockaddr *)&sin, &sl) == -1)
-		die("relay: bind/listen: %s", strerror(errno));
-	set_nonblock(r->lfd);
-	r->port = ntohs(sin.sin_port);
-	if (pipe2(r->stop, O_CLOEXEC) == -1)
-		die("pipe: %s", strerror(errno));
-	if ((err = pthread_create(&r->thread, NULL, relay_main, r)) != 0)
-		die("pthread_create: %s", strerror(err));
-	return r;
-}
-
-static void
-relay_stop(struct relay *r)
-{
-	if (write(r->stop[1], "x", 1) != 1)
-		die("relay: write: %s", strerror(errno));
-	pthread_join(r->thread, NULL);
-	close(r->stop[0]);
-	close(r->stop[1]);
-	close(r->lfd);
-	free(r->rbuf);
-	free(r);
-}
-
-/* ------------------------------------------------------- /proc/PID/status */
-
-/* A "Key:   N kB" field of /proc/pid/status in KiB, or -1. */
-static long
-proc_status_kb(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	size_t kl = strlen(key);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		die("%s: %s (did mappend exit?)", path, strerror(errno));
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-			v = strtol(line + kl + 1, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
-/* utime + stime of a process, in seconds. */
-static double
-proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		die("%s: %s (did mappend exit?)", path, strerror(errno));
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* after "pid (comm) ": state is field 3, utime 14, stime 15 */
-	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) != 2)
-		die("%s: cannot parse", path);
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static void
-loadavg(char *out, size_t n)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-
-	snprintf(out, n, "?");
-	if (f != NULL) {
-		if (fgets(out, (int)n, f) != NULL)
-			out[strcspn(out, "\n")] = '\0';
-		fclose(f);
-	}
-}
-
-static bool hwm_resettable = true;
-
-/* Reset the peak RSS (VmHWM) to the current RSS: "5" > clear_refs
- * (Linux >= 4.0; needs ptrace rights over the process). */
-static void
-reset_hwm(pid_t pid)
-{
-	char path[64];
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/clear_refs", (long)pid);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd == -1 || write(fd, "5", 1) != 1) {
-		if (hwm_resettable)
-			progress("cannot reset VmHWM via %s (%s): peaks below are "
-			    "since mappend started", path, strerror(errno));
-		hwm_resettable = false;
-	}
-	if (fd != -1)
-		close(fd);
-}
-
-/* ------------------------------------------------------------ benchmarks */
-
-struct opts {
-	int mappend_port, dovecot_port;
-	pid_t mappend_pid;
-	const char *user, *pass, *user2, *pass2;
-	int runs;		/* runs of each upload without delay */
-	int delay_runs;		/* runs of each upload with delay */
-	int fetch_runs;
-	unsigned delay_ms;
-	int sessions;
-	unsigned small_n, big_n, fetch_mib;
-	size_t small_size, big_size;
-};
-
-static struct opts o;
-
-enum mode { MODE_MULTI, MODE_SYNC, MODE_PIPE, NMODES };
-static const char *const mode_name[NMODES] = { "a", "b", "c" };
-static const char *const mode_desc[NMODES] = {
-	"(a) one MULTIAPPEND through mappend",
-	"(b) direct, one APPEND at a time",
-	"(c) direct, APPENDs pipelined",
-};
-
-#define MAX_RUNS 64
-
-struct upload_result {
-	const char *title;
-	unsigned n;
-	size_t size;
-	unsigned delay_ms;
-	int runs;
-	double t[NMODES][MAX_RUNS];	/* seconds */
-	long hwm_kb[MAX_RUNS];		/* mappend's VmHWM during each (a) */
-	long rss0_kb[MAX_RUNS];		/* and its VmRSS just before */
-	double spool_s[MAX_RUNS];	/* (a): until mappend had read it all */
-	double cpu_s[MAX_RUNS];		/* (a): mappend's CPU time */
-};
-
-/* What upload_once measures besides the total time, for (a). */
-struct upload_extra {
-	long hwm_kb, rss0_kb;
-	double spool_s, cpu_s;	/* spool_s < 0: unknown */
-};
-
-/*
- * One upload of n messages of size bytes into the fresh mailbox box, in the
- * given mode, on a connection to port.  Returns seconds; for MODE_MULTI,
- * *x gets mappend's VmHWM and CPU time, and when mappend had read (and
- * spooled) the whole command.
- */
-static double
-upload_once(enum mode m, int port, const char *box, unsigned n, size_t size,
-    struct upload_extra *x)
-{
-	struct conn *c;
-	struct buf b = { 0 };
-	size_t *off = NULL;
-	unsigned i;
-	uint64_t t0, t1;
-	unsigned long ok = 0;
-	char label[256];
-	double cpu0 = 0;
-
-	snprintf(label, sizeof(label), "%s (%s)", box, mode_desc[m]);
-	c = conn_open(port, o.user, o.pass, label);
-	cmd_ok(c, "CREATE \"%s\"", box);
-
-	/* everything to send, built before the clock starts */
-	if (m == MODE_MULTI) {
-		buf_printf(&b, "A APPEND \"%s\"", box);
-		for (i = 0; i < n; i++) {
-			buf_printf(&b, " (\\Seen) {%zu+}\r\n", size);
-			add_message(&b, size, box, i);
-		}
-		buf_add(&b, "\r\n", 2);
-	} else {
-		off = xmalloc((n + 1) * sizeof(*off));
-		for (i = 0; i < n; i++) {
-			off[i] = b.len;
-			buf_printf(&b, "A%u APPEND \"%s\" (\\Seen) {%zu+}\r\n", i, box, size);
-			add_message(&b, size, box, i);
-			buf_add(&b, "\r\n", 2);
-		}
-		off[n] = b.len;
-	}
-
-	if (m == MODE_MULTI) {
-		x->rss0_kb = proc_status_kb(o.mappend_pid, "VmRSS");
-		reset_hwm(o.mappend_pid);
-		cpu0 = proc_cpu_s(o.mappend_pid);
-		watch_start(o.mappend_pid, b.len);
-	}
-	t0 = now_ns();
-	switch (m) {
-	case MODE_MULTI:
-		ok = exchange(c, b.p, b.len, 1, 0) == 1 ? n : 0;
-		break;
-	case MODE_SYNC:
-		for (i = 0; i < n; i++)
-			ok += exchange(c, b.p + off[i], off[i + 1] - off[i], 1, 0);
-		break;
-	case MODE_PIPE:
-		ok = exchange(c, b.p, b.len, n, 0);
-		break;
-	default:
-		break;
-	}
-	t1 = now_ns();
-	if (m == MODE_MULTI) {
-		x->hwm_kb = proc_status_kb(o.mappend_pid, "VmHWM");
-		x->cpu_s = proc_cpu_s(o.mappend_pid) - cpu0;
-		x->spool_s = watch.done_ns ? (double)(watch.done_ns - t0) / 1e9 : -1;
-		watch.active = false;
-	}
-	if (ok != n)
-		die("%s: %lu of %u APPENDs succeeded; last refusal: %s", label,
-		    ok, n, c->last_bad);
-	buf_free(&b);
-	free(off);
-
-	/* the mailbox must hold exactly n messages */
-	c->status_messages = -1;
-	cmd_ok(c, "STATUS \"%s\" (MESSAGES)", box);
-	if (c->status_messages != (long)n)
-		die("%s: mailbox holds %ld messages after the upload, not %u",
-		    label, c->status_messages, n);
-	cmd_ok(c, "DELETE \"%s\"", box);
-	conn_close(c);
-	return (double)(t1 - t0) / 1e9;
-}
-
-static void
-upload_bench(struct upload_result *res, const char *title, unsigned n,
-    size_t size, unsigned delay_ms, int runs)
-{
-	struct relay *to_mappend = NULL, *to_dovecot = NULL;
-	int r, k;
-
-	memset(res, 0, sizeof(*res));
-	res->title = title;
-	res->n = n;
-	res->size = size;
-	res->delay_ms = delay_ms;
-	res->runs = runs;
-	if (delay_ms > 0) {
-		to_mappend = relay_start(o.mappend_port, delay_ms);
-		to_dovecot = relay_start(o.dovecot_port, delay_ms);
-	}
-	for (r = 0; r < runs; r++) {
-		/* the order rotates, so that drift hits every mode alike */
-		for (k = 0; k < NMODES; k++) {
-			enum mode m = (enum mode)((k + r) % NMODES);
-			int port;
-			char box[96];
-			struct upload_extra x = { -1, -1, -1, 0 };
-
-			if (m == MODE_MULTI)
-				port = to_mappend ? to_mappend->port : o.mappend_port;
-			else
-				port = to_dovecot ? to_dovecot->port : o.dovecot_port;
-			snprintf(box, sizeof(box), "bench-%ux%zu-d%u-%s-%d", n, size,
-			    delay_ms, mode_name[m], r + 1);
-			res->t[m][r] = upload_once(m, port, box, n, size, &x);
-			if (m == MODE_MULTI) {
-				res->hwm_kb[r] = x.hwm_kb;
-				res->rss0_kb[r] = x.rss0_kb;
-				res->spool_s[r] = x.spool_s;
-				res->cpu_s[r] = x.cpu_s;
-			}
-			if (m == MODE_MULTI)
-				progress("%-28s run %d/%d  %s %8.3f s  (spooled after "
-				    "%.3f s; mappend CPU %.2f s, VmHWM %ld KiB)", title,
-				    r + 1, runs, mode_name[m], res->t[m][r], x.spool_s,
-				    x.cpu_s, x.hwm_kb);
-			else
-				progress("%-28s run %d/%d  %s %8.3f s", title, r + 1,
-				    runs, mode_name[m], res->t[m][r]);
-		}
-	}
-	if (to_mappend != NULL)
-		relay_stop(to_mappend);
-	if (to_dovecot != NULL)
-		relay_stop(to_dovecot);
-}
-
-struct fetch_result {
-	size_t size;
-	int runs;
-	double t_mappend[MAX_RUNS], t_direct[MAX_RUNS];
-	long hwm_kb;		/* max over the runs through mappend */
-	long rss_before_kb;
-	double cpu_s[MAX_RUNS];	/* mappend's CPU time per FETCH */
-};
-
-static double
-fetch_once(struct conn *c)
-{
-	static const char cmd[] = "F FETCH 1 BODY.PEEK[]\r\n";
-	uint64_t t0, t1, lit0 = c->lit_bytes;
-
-	t0 = now_ns();
-	if (exchange(c, cmd, sizeof(cmd) - 1, 1, 0) != 1)
-		die("%s: FETCH: %s", c->label, c->last_bad);
-	t1 = now_ns();
-	if (c->lit_bytes - lit0 != o.fetch_mib * MiB)
-		die("%s: FETCH returned %" PRIu64 " literal bytes, not %lu", c->label,
-		    c->lit_bytes - lit0, o.fetch_mib * MiB);
-	return (double)(t1 - t0) / 1e9;
-}
-
-static void
-fetch_bench(struct fetch_result *res)
-{
-	static const char box[] = "bench-fetch";
-	struct conn *direct, *via;
-	struct buf b = { 0 };
-	size_t size = o.fetch_mib * MiB;
-	int r;
-
-	memset(res, 0, sizeof(*res));
-	res->size = size;
-	res->runs = o.fetch_runs;
-
-	/* the message goes in directly */
-	direct = conn_open(o.dovecot_port, o.user, o.pass, "fetch (direct)");
-	cmd_ok(direct, "CREATE \"%s\"", box);
-	buf_printf(&b, "A APPEND \"%s\" {%zu+}\r\n", box, size);
-	add_message(&b, size, "fetch", 0);
-	buf_add(&b, "\r\n", 2);
-	progress("fetch: appending one %u MiB message directly", o.fetch_mib);
-	if (exchange(direct, b.p, b.len, 1, 0) != 1)
-		die("fetch: APPEND of %zu bytes: %s", size, direct->last_bad);
-	buf_free(&b);
-	cmd_ok(direct, "EXAMINE \"%s\"", box);
-
-	via = conn_open(o.mappend_port, o.user, o.pass, "fetch (mappend)");
-	cmd_ok(via, "EXAMINE \"%s\"", box);
-
-	/* a first, untimed FETCH brings the file into the page cache */
-	fetch_once(direct);
-	res->rss_before_kb = proc_status_kb(o.mappend_pid, "VmRSS");
-	res->hwm_kb = 0;
-	for (r = 0; r < res->runs; r++) {
-		long hwm;
-		double cpu0;
-
-		reset_hwm(o.mappend_pid);
-		cpu0 = proc_cpu_s(o.mappend_pid);
-		res->t_mappend[r] = fetch_once(via);
-		res->cpu_s[r] = proc_cpu_s(o.mappend_pid) - cpu0;
-		hwm = proc_status_kb(o.mappend_pid, "VmHWM");
-		if (hwm > res->hwm_kb)
-			res->hwm_kb = hwm;
-		res->t_direct[r] = fetch_once(direct);
-		progress("fetch %u MiB run %d/%d  mappend %.3f s (CPU %.2f s, VmHWM "
-		    "%ld KiB)  direct %.3f s", o.fetch_mib, r + 1, res->runs,
-		    res->t_mappend[r], res->cpu_s[r], hwm, res->t_direct[r]);
-	}
-	conn_close(via);
-	cmd_ok(direct, "CLOSE");
-	cmd_ok(direct, "DELETE \"%s\"", box);
-	conn_close(direct);
-}
-
-struct session_result {
-	int n;
-	long rss_before_kb, rss_after_kb, rss_closed_kb;
-	double open_s;
-};
-
-static void
-sessions_bench(struct session_result *res)
-{
-	struct conn **c = xmalloc((size_t)o.sessions * sizeof(*c));
-	uint64_t t0;
-	int i;
-
-	memset(res, 0, sizeof(*res));
-	res->n = o.sessions;
-	res->rss_before_kb = proc_status_kb(o.mappend_pid, "VmRSS");
-	progress("sessions: opening %d logged-in sessions through mappend",
-	    o.sessions);
-	t0 = now_ns();
-	for (i = 0; i < o.sessions; i++) {
-		char label[64];
-
-		/* two users: Dovecot allows 1000 connections per user and IP */
-		snprintf(label, sizeof(label), "idle session %d", i + 1);
-		c[i] = i % 2 ? conn_open(o.mappend_port, o.user2, o.pass2, label)
-			     : conn_open(o.mappend_port, o.user, o.pass, label);
-	}
-	res->open_s = (double)(now_ns() - t0) / 1e9;
-	sleep_ms(1000);	/* let mappend settle (its own commands, if any) */
-	res->rss_after_kb = proc_status_kb(o.mappend_pid, "VmRSS");
-	for (i = 0; i < o.sessions; i++)
-		conn_close(c[i]);
-	free(c);
-	sleep_ms(2000);	/* mappend and Dovecot close their side */
-	res->rss_closed_kb = proc_status_kb(o.mappend_pid, "VmRSS");
-	progress("sessions: VmRSS %ld KiB before, %ld KiB with %d sessions, "
-	    "%ld KiB after closing them", res->rss_before_kb, res->rss_after_kb,
-	    o.sessions, res->rss_closed_kb);
-}
-
-/* --------------------------------------------------------------- report */
-
-static void
-cpu_model(char *out, size_t n)
-{
-	char line[512];
-	FILE *f = fopen("/proc/cpuinfo", "r");
-
-	snprintf(out, n, "unknown");
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "model name", 10) == 0) {
-			char *v = strchr(line, ':');
-
-			if (v != NULL) {
-				v += strspn(v + 1, " \t") + 1;
-				v[strcspn(v, "\n")] = '\0';
-				snprintf(out, n, "%s", v);
-			}
-			break;
-		}
-	fclose(f);
-}
-
-static const char *
-size_str(size_t s, char *out, size_t n)
-{
-	if (s % MiB == 0)
-		snprintf(out, n, "%zu MiB", s / MiB);
-	else if (s % KiB == 0)
-		snprintf(out, n, "%zu KiB", s / KiB);
-	else
-		snprintf(out, n, "%zu B", s);
-	return out;
-}
-
-static void
-print_runs(const double *t, int n)
-{
-	int i;
-
-	printf("[");
-	for (i = 0; i < n; i++)
-		printf("%s%.3f", i ? " " : "", t[i]);
-	printf("]");
-}
-
-static void
-report_uploads(const struct upload_result *u, int nu)
-{
-	int i, m;
-
-	printf("\nUploads (seconds; median of the runs shown in brackets)\n\n");
-	printf("%-28s %10s %10s %10s %7s %7s %8s %8s\n", "", "(a)", "(b)", "(c)",
-	    "a/b", "a/c", "b/a", "c/a");
-	for (i = 0; i < nu; i++) {
-		double med[NMODES];
-
-		for (m = 0; m < NMODES; m++)
-			med[m] = median(u[i].t[m], u[i].runs);
-		printf("%-28s %10.3f %10.3f %10.3f %7.3f %7.3f %7.1fx %7.1fx\n",
-		    u[i].title, med[0], med[1], med[2], med[0] / med[1],
-		    med[0] / med[2], med[1] / med[0], med[2] / med[0]);
-	}
-	printf("\n  (a) one MULTIAPPEND with {n+} literals through mappend\n"
-	    "  (b) directly to Dovecot, one APPEND {n+} at a time, each waiting "
-	    "for its tagged OK\n"
-	    "  (c) directly to Dovecot, all APPENDs {n+} pipelined\n"
-	    "  a/b, a/c: time ratios (below 1: (a) faster); b/a, c/a: speed-up "
-	    "of (a)\n\n  runs:\n");
-	for (i = 0; i < nu; i++) {
-		printf("  %-28s", u[i].title);
-		for (m = 0; m < NMODES; m++) {
-			printf(" %s=", mode_name[m]);
-			print_runs(u[i].t[m], u[i].runs);
-		}
-		printf("\n");
-	}
-	printf("\n  where (a)'s time goes (medians, seconds): \"spool\" until "
-	    "mappend had read\n  the whole command (rchar of /proc/PID/io), "
-	    "\"replay\" the rest: the single\n  APPENDs to Dovecot and the "
-	    "answer; CPU: mappend's utime+stime\n\n");
-	printf("  %-28s %10s %10s %10s %10s\n", "", "(a) total", "spool", "replay",
-	    "CPU");
-	for (i = 0; i < nu; i++) {
-		double tot = median(u[i].t[MODE_MULTI], u[i].runs);
-		double sp = median(u[i].spool_s, u[i].runs);
-
-		if (sp < 0)
-			printf("  %-28s %10.3f %10s %10s %10.2f\n", u[i].title, tot,
-			    "n/a", "n/a", median(u[i].cpu_s, u[i].runs));
-		else
-			printf("  %-28s %10.3f %10.3f %10.3f %10.2f\n", u[i].title,
-			    tot, sp, tot - sp, median(u[i].cpu_s, u[i].runs));
-	}
-}
-
-/* What a run measures: --phases takes a comma-separated list of these. */
+/* What a run measures: --only takes a comma-separated list of these. */
 enum {
-	PH_SESSIONS = 1 << 0,
-	PH_SMALL = 1 << 1,
-	PH_BIG = 1 << 2,
-	PH_SMALL_DELAY = 1 << 3,
-	PH_BIG_DELAY = 1 << 4,
-	PH_FETCH = 1 << 5,
-	PH_ALL = (1 << 6) - 1,
+	PH_IDLE = 1 << 0,
+	PH_FETCH = 1 << 1,
+	PH_FETCH_TLS = 1 << 2,
+	PH_LOGINS = 1 << 3,
+	PH_SMALL = 1 << 4,
+	PH_BIG = 1 << 5,
+	PH_SMALL_DELAY = 1 << 6,
+	PH_BIG_DELAY = 1 << 7,
+	PH_ALL = (1 << 8) - 1,
+	PH_UPLOADS = PH_SMALL | PH_BIG | PH_SMALL_DELAY | PH_BIG_DELAY,
 };
 static const char *const phase_names[] = {
-	"sessions", "small", "big", "small-delay", "big-delay", "fetch",
+	"idle", "fetch", "fetch-tls", "logins", "small", "big", "small-delay",
+	"big-delay",
 };
+#define NPHASES (sizeof(phase_names) / sizeof(*phase_names))
+
+static void
+usage(const char *argv0, int status)
+{
+	fprintf(status == 0 ? stdout : stderr,
+"usage: tests/bench/run.sh BUILD_DIR [options]     (make bench BENCH_ARGS='...')\n"
+"\n"
+"Options (defaults: the full set that make bench runs):\n"
+"  --only LIST        comma-separated phases: idle, fetch, fetch-tls, logins,\n"
+"                     small, big, small-delay, big-delay; uploads (the four\n"
+"                     upload phases); all (default)\n"
+"  --runs N           rounds of each FETCH and logins path (default 9)\n"
+"  --fetch-mib N      size of the FETCH in MiB, as N x 4 messages of 256 KiB\n"
+"                     (default 50)\n"
+"  --sessions N       idle sessions per set (default and most: 1000, what\n"
+"                     the private Dovecot takes at once)\n"
+"  --logins N         logins per round and path (default 200)\n"
+"  --login-clients N  of them in parallel (default 8)\n"
+"  --upload-runs N    runs of each upload without delay (default 3)\n"
+"  --delay-runs N     runs of each upload with delay (default 3)\n"
+"  --delay-ms MS      the delay each way for the delay cases (default 10)\n"
+"  --big-kib N        size of the 100 messages of the big upload (default 256)\n"
+"  --perf FILE        perf record -g of mappend during the timed FETCHes into\n"
+"                     FILE (FILE.tls for fetch-tls); perf's own CPU disturbs\n"
+"                     the figures: for profiles only\n"
+"  --help             this text\n"
+"\n"
+"Quick run: --only fetch,idle,logins --runs 3 --sessions 100 --fetch-mib 10\n"
+"\n"
+"run.sh passes the rest (%s): --dovecot-port P --user U --password PW\n"
+"--user2 U --password2 PW --mappend-port P --mappend-tls-port P\n"
+"--mappend-pid PID --idle-port P --idle-pid PID --idle-tls-port P\n"
+"--idle-tls-pid PID --nginx-pid PID --nginx-port P --nginx-tls-port P\n"
+"--nginx-default-port P --nginx-default-tls-port P\n", argv0);
+	exit(status);
+}
 
 static unsigned
 parse_phases(const char *arg)
@@ -1358,12 +104,17 @@ parse_phases(const char *arg)
 			ph |= PH_ALL;
 			continue;
 		}
-		for (i = 0; i < sizeof(phase_names) / sizeof(*phase_names); i++)
+		if (strcmp(tok, "uploads") == 0) {
+			ph |= PH_UPLOADS;
+			continue;
+		}
+		for (i = 0; i < NPHASES; i++)
 			if (strcmp(tok, phase_names[i]) == 0)
 				break;
-		if (i == sizeof(phase_names) / sizeof(*phase_names)) {
-			fprintf(stderr, "bench_mappend: unknown phase '%s' (sessions, "
-			    "small, big, small-delay, big-delay, fetch, all)\n", tok);
+		if (i == NPHASES) {
+			fprintf(stderr, "bench_mappend: unknown phase '%s' (idle, fetch, "
+			    "fetch-tls, logins, small, big, small-delay, big-delay, "
+			    "uploads, all)\n", tok);
 			exit(2);
 		}
 		ph |= 1u << i;
@@ -1372,114 +123,429 @@ parse_phases(const char *arg)
 	return ph;
 }
 
-static long
-max_hwm(const struct upload_result *u)
+static const char *
+size_str(size_t s, char *out, size_t n)
 {
-	long m = 0;
-	int i;
-
-	for (i = 0; i < u->runs; i++)
-		if (u->hwm_kb[i] > m)
-			m = u->hwm_kb[i];
-	return m;
+	if (s % MiB == 0)
+		snprintf(out, n, "%zu MiB", s / MiB);
+	else if (s % KiB == 0)
+		snprintf(out, n, "%zu KiB", s / KiB);
+	else
+		snprintf(out, n, "%zu B", s);
+	return out;
 }
 
-/* The most VmHWM grew over the VmRSS before, over the runs. */
-static long
-max_growth(const struct upload_result *u)
-{
-	long m = 0;
-	int i;
+/* ---------------------------------------------------------------- report */
 
-	for (i = 0; i < u->runs; i++)
-		if (u->hwm_kb[i] - u->rss0_kb[i] > m)
-			m = u->hwm_kb[i] - u->rss0_kb[i];
-	return m;
+/* The CPU figures of a path: sum_exec_runtime where every round had it. */
+static const double *
+fetch_cpu(const struct fetch_result *f, int p)
+{
+	int r;
+
+	for (r = 0; r < f->runs; r++)
+		if (f->run[p][r] < 0)
+			return f->cpu[p];
+	return f->run[p];
 }
 
 static void
-usage(const char *argv0)
+report_fetch(const struct fetch_result *f)
 {
-	fprintf(stderr,
-	    "usage: %s --mappend-port P --mappend-pid PID --dovecot-port P\n"
-	    "       --user U --password PW --user2 U --password2 PW\n"
-	    "       [--runs N] [--delay-runs N] [--fetch-runs N] [--fetch-mib N]\n"
-	    "       [--delay-ms MS] [--sessions N] [--phases LIST]\n"
-	    "LIST: comma-separated sessions, small, big, small-delay, big-delay,\n"
-	    "fetch, or all (default).\n"
-	    "Normally started by tests/bench/run.sh (make bench), which passes\n"
-	    "the ports, users and pid; options given to run.sh are passed on.\n",
-	    argv0);
-	exit(2);
+	int k;
+
+	printf("\nPass-through: FETCH 1:* (BODY.PEEK[]) of %zu x 256 KiB%s "
+	    "(%d rounds, paths in turn)\n", f->msgs, f->tls ?
+	    ", client side over TLS" : "", f->runs);
+	printf("  every path returned %llu bytes of untagged responses, CRC32 "
+	    "%08x\n\n", (unsigned long long)f->bytes, (unsigned)f->crc);
+	printf("  %-14s %9s %9s %8s %9s %9s %9s %9s %9s %9s\n", "", "wall min",
+	    "median", "/direct", "CPU min", "median", "ticks", "minflt", "VmRSS",
+	    "VmHWM");
+	printf("  %-14s %9s %9s %8s %9s %9s %9s %9s %9s %9s\n", "", "s", "s",
+	    "(min)", "s", "s", "med. s", "median", "KiB", "KiB");
+	for (k = 0; k < f->npaths; k++) {
+		int p = f->path[k];
+		double wmin = minimum(f->wall[p], f->runs);
+		char ratio[16] = "-";
+
+		if (!f->tls && p != P_DIRECT)
+			snprintf(ratio, sizeof(ratio), "%.3f", wmin /
+			    minimum(f->wall[P_DIRECT], f->runs));
+		if (p == P_DIRECT) {
+			printf("  %-14s %9.3f %9.3f %8s %9s %9s %9s %9s %9s %9s\n",
+			    path_name[p], wmin, median(f->wall[p], f->runs), ratio,
+			    "-", "-", "-", "-", "-", "-");
+			continue;
+		}
+		printf("  %-14s %9.3f %9.3f %8s %9.4f %9.4f %9.2f %9.0f %9ld %9ld\n",
+		    path_name[p], wmin, median(f->wall[p], f->runs), ratio,
+		    minimum(fetch_cpu(f, p), f->runs),
+		    median(fetch_cpu(f, p), f->runs), median(f->cpu[p], f->runs),
+		    median(f->minflt[p], f->runs), f->rss_kb[p], f->hwm_kb[p]);
+	}
+	printf("\n  CPU: the proxy process's (nginx: its worker's) run time from "
+	    "/proc/PID/task/*/schedstat\n  (ns); \"ticks\": utime+stime of "
+	    "/proc/PID/stat, the same time in 10 ms steps; minflt:\n  minor page "
+	    "faults of the process per FETCH (/proc/PID/stat); VmRSS before the "
+	    "rounds,\n  VmHWM after them (nginx's two paths share one worker)\n");
+}
+
+static double
+idle_kib(const struct idle_result *r)
+{
+	return (double)(r->rss_after_kb - r->rss_before_kb) / r->n;
+}
+
+static void
+report_idle(struct idle_result idle[NPATHS][2])
+{
+	int p, t;
+
+	printf("\nIdle sessions: logged in, then idle (each set on a fresh "
+	    "process)\n\n");
+	printf("  %-22s %9s %9s %9s %12s %9s\n", "", "sessions", "VmRSS", "after",
+	    "per session", "opened in");
+	for (p = P_MAPPEND; p < NPATHS; p++)
+		for (t = 0; t < 2; t++) {
+			const struct idle_result *r = &idle[p][t];
+			char name[64];
+
+			if (!r->done)
+				continue;
+			snprintf(name, sizeof(name), "%s, %s", path_name[p],
+			    t ? "TLS" : "plain");
+			printf("  %-22s %9d %6ld KiB %6ld KiB %8.1f KiB %7.1f s\n",
+			    name, r->n, r->rss_before_kb, r->rss_after_kb,
+			    idle_kib(r), r->open_s);
+		}
+	printf("\n  per session: (VmRSS with the sessions - VmRSS before) / "
+	    "sessions, of mappend\n  or nginx's worker; kernel socket buffers "
+	    "are not in it\n");
+}
+
+static void
+report_logins(const struct login_result *l)
+{
+	int p;
+
+	printf("\nLogins: connect, greeting, LOGIN, LOGOUT; %d per round, %d in "
+	    "parallel, %d rounds\n\n", l->total, l->parallel, l->runs);
+	printf("  %-14s %10s %10s %10s %14s\n", "", "min /s", "median /s",
+	    "max /s", "proxy CPU ms");
+	for (p = 0; p < NPATHS; p++) {
+		double mx = 0;
+		int r;
+
+		for (r = 0; r < l->runs; r++)
+			if (l->rate[p][r] > mx)
+				mx = l->rate[p][r];
+		printf("  %-14s %10.0f %10.0f %10.0f ", path_name[p],
+		    minimum(l->rate[p], l->runs), median(l->rate[p], l->runs), mx);
+		if (p == P_DIRECT)
+			printf("%14s\n", "-");
+		else
+			printf("%14.3f\n", median(l->cpu_ms[p], l->runs));
+	}
+	printf("\n  proxy CPU ms: median per login of the proxy process (nginx: "
+	    "its worker,\n  which also answers its own auth_http request)\n");
+}
+
+/* One row of the summary: a figure, the four paths, the ratios, the target. */
+struct row {
+	const char *what;
+	const char *unit;	/* printf format of a value */
+	double v[NPATHS];	/* < 0: not measured */
+	const char *target;
+	double limit;		/* the ratio or value the target allows */
+	int against;		/* the target compares mappend with this path, or
+				 * -1: mappend's value itself */
+};
+
+static void
+print_value(const char *fmt, double v)
+{
+	char s[32];
+
+	if (v < 0)
+		snprintf(s, sizeof(s), "-");
+	else
+		snprintf(s, sizeof(s), fmt, v);
+	printf(" %10s", s);
+}
+
+static void
+print_ratio(double a, double b)
+{
+	if (a < 0 || b <= 0)
+		printf(" %7s", "-");
+	else
+		printf(" %7.2f", a / b);
+}
+
+static void
+print_row(const struct row *r)
+{
+	int p;
+
+	printf("  %-34s", r->what);
+	for (p = 0; p < NPATHS; p++)
+		print_value(r->unit, r->v[p]);
+	print_ratio(r->v[P_MAPPEND], r->v[P_NGINX]);
+	print_ratio(r->v[P_MAPPEND], r->v[P_NGINXD]);
+	print_ratio(r->v[P_MAPPEND], r->v[P_DIRECT]);
+	if (r->target != NULL) {
+		double x = r->against < 0 ? r->v[P_MAPPEND] :
+		    r->v[P_MAPPEND] / r->v[r->against];
+		bool have = r->v[P_MAPPEND] >= 0 &&
+		    (r->against < 0 || r->v[r->against] > 0);
+
+		printf("  %-22s %s", r->target, !have ? "n/a" :
+		    x <= r->limit ? "met" : "MISSED");
+	}
+	printf("\n");
+}
+
+static void
+init_row(struct row *r, const char *what, const char *unit)
+{
+	int p;
+
+	memset(r, 0, sizeof(*r));
+	r->what = what;
+	r->unit = unit;
+	for (p = 0; p < NPATHS; p++)
+		r->v[p] = -1;
+	r->against = -1;
+}
+
+static void
+report_summary(unsigned phases, const struct fetch_result *f,
+    const struct fetch_result *ft, struct idle_result idle[NPATHS][2],
+    const struct login_result *l, const struct upload_result *up, int nup)
+{
+	struct row r;
+	int p, i;
+
+	printf("\nSummary: mappend beside nginx and direct, from this run\n"
+	    "(targets of issue 12, reported, never asserted)\n\n");
+	printf("  %-34s %10s %10s %10s %10s %7s %7s %7s  %s\n", "", "direct",
+	    "mappend", "nginx 256k", "nginx dflt", "m/n256", "m/ndflt", "m/dir",
+	    "target");
+	if (phases & PH_FETCH) {
+		init_row(&r, "FETCH: proxy CPU s (median)", "%.4f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = median(fetch_cpu(f, p), f->runs);
+		r.target = "<= 0.5x nginx 256k";
+		r.limit = 0.5;
+		r.against = P_NGINX;
+		print_row(&r);
+		init_row(&r, "FETCH: proxy CPU s (min)", "%.4f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = minimum(fetch_cpu(f, p), f->runs);
+		print_row(&r);
+		init_row(&r, "FETCH: wall s (min)", "%.3f");
+		for (p = 0; p < NPATHS; p++)
+			r.v[p] = minimum(f->wall[p], f->runs);
+		r.target = "<= 1.05x direct";
+		r.limit = 1.05;
+		r.against = P_DIRECT;
+		print_row(&r);
+		init_row(&r, "FETCH: wall s (median)", "%.3f");
+		for (p = 0; p < NPATHS; p++)
+			r.v[p] = median(f->wall[p], f->runs);
+		print_row(&r);
+		init_row(&r, "FETCH: page faults (median)", "%.0f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = median(f->minflt[p], f->runs);
+		print_row(&r);
+	}
+	if (phases & PH_FETCH_TLS) {
+		init_row(&r, "FETCH over TLS: CPU s (median)", "%.4f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = median(fetch_cpu(ft, p), ft->runs);
+		r.target = "<= 1.0x nginx 256k";
+		r.limit = 1.0;
+		r.against = P_NGINX;
+		print_row(&r);
+		init_row(&r, "FETCH over TLS: page faults (med.)", "%.0f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = median(ft->minflt[p], ft->runs);
+		print_row(&r);
+	}
+	if (phases & PH_IDLE) {
+		init_row(&r, "idle session, plain: KiB", "%.1f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = idle_kib(&idle[p][0]);
+		r.target = "<= 4 KiB";
+		r.limit = 4;
+		print_row(&r);
+		init_row(&r, "idle session, TLS: KiB", "%.1f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = idle_kib(&idle[p][1]);
+		r.target = "<= 12 KiB";
+		r.limit = 12;
+		print_row(&r);
+	}
+	if (phases & PH_LOGINS) {
+		init_row(&r, "logins per second (median)", "%.0f");
+		for (p = 0; p < NPATHS; p++)
+			r.v[p] = median(l->rate[p], l->runs);
+		print_row(&r);
+		init_row(&r, "logins: proxy CPU ms per login", "%.3f");
+		for (p = P_MAPPEND; p < NPATHS; p++)
+			r.v[p] = median(l->cpu_ms[p], l->runs);
+		print_row(&r);
+	}
+	for (i = 0; i < nup; i++) {
+		char what[64], text[96];
+		double a = median(up[i].t[MODE_MULTI], up[i].runs);
+		double c = median(up[i].t[MODE_PIPE], up[i].runs);
+		double limit = up[i].size <= 4 * KiB ? 1.05 : 1.10;
+
+		if (up[i].delay_ms != 0)
+			continue;
+		snprintf(what, sizeof(what), "upload %s: a/c", up[i].title);
+		snprintf(text, sizeof(text), "a/c = %.3f  (a %.3f s, c %.3f s)",
+		    a / c, a, c);
+		printf("  %-34s %-67s", what, text);
+		/* the issue's targets are for these two sizes */
+		if ((up[i].n == 1000 && up[i].size == 4 * KiB) ||
+		    (up[i].n == 100 && up[i].size == 256 * KiB))
+			printf("  <= %.2f                %s", limit, a / c <= limit ?
+			    "met" : "MISSED");
+		printf("\n");
+	}
+	printf("\n  m/n256, m/ndflt, m/dir: mappend's figure divided by nginx "
+	    "256k's, nginx default's,\n  direct's.  CPU: of the proxy process "
+	    "(nginx: its worker) per FETCH of %zu x 256 KiB.\n",
+	    (size_t)o.fetch_mib * MiB / (256 * KiB));
+	if (nup > 0)
+		printf("  Uploads: (a) one MULTIAPPEND via mappend, (c) pipelined "
+		    "APPENDs directly (medians).\n");
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int
+num(const char *arg, int lo, int hi, const char *what, const char *argv0)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "bench_mappend: %s: '%s' is not a number from %d to "
+		    "%d\n", what, arg, lo, hi);
+		usage(argv0, 2);
+	}
+	return (int)v;
 }
 
 int
 main(int argc, char **argv)
 {
+	enum {
+		O_DOVECOT = 256, O_USER, O_PASS, O_USER2, O_PASS2, O_MPORT,
+		O_MTLS, O_MPID, O_IPORT, O_IPID, O_ITPORT, O_ITPID, O_NPID,
+		O_NPORT, O_NTLS, O_NDPORT, O_NDTLS, O_ONLY, O_RUNS, O_FETCH_MIB,
+		O_SESSIONS, O_LOGINS, O_LCLIENTS, O_URUNS, O_DRUNS, O_DELAY,
+		O_BIG_KIB, O_PERF, O_HELP,
+	};
 	static const struct option longopts[] = {
-		{ "mappend-port", required_argument, NULL, 'm' },
-		{ "mappend-pid", required_argument, NULL, 'p' },
-		{ "dovecot-port", required_argument, NULL, 'd' },
-		{ "user", required_argument, NULL, 'u' },
-		{ "password", required_argument, NULL, 'P' },
-		{ "user2", required_argument, NULL, 'U' },
-		{ "password2", required_argument, NULL, 'Q' },
-		{ "runs", required_argument, NULL, 'r' },
-		{ "delay-runs", required_argument, NULL, 'R' },
-		{ "fetch-runs", required_argument, NULL, 'F' },
-		{ "fetch-mib", required_argument, NULL, 'f' },
-		{ "delay-ms", required_argument, NULL, 'D' },
-		{ "sessions", required_argument, NULL, 's' },
-		{ "phases", required_argument, NULL, 'x' },
-		{ "help", no_argument, NULL, 'h' },
+		{ "dovecot-port", required_argument, NULL, O_DOVECOT },
+		{ "user", required_argument, NULL, O_USER },
+		{ "password", required_argument, NULL, O_PASS },
+		{ "user2", required_argument, NULL, O_USER2 },
+		{ "password2", required_argument, NULL, O_PASS2 },
+		{ "mappend-port", required_argument, NULL, O_MPORT },
+		{ "mappend-tls-port", required_argument, NULL, O_MTLS },
+		{ "mappend-pid", required_argument, NULL, O_MPID },
+		{ "idle-port", required_argument, NULL, O_IPORT },
+		{ "idle-pid", required_argument, NULL, O_IPID },
+		{ "idle-tls-port", required_argument, NULL, O_ITPORT },
+		{ "idle-tls-pid", required_argument, NULL, O_ITPID },
+		{ "nginx-pid", required_argument, NULL, O_NPID },
+		{ "nginx-port", required_argument, NULL, O_NPORT },
+		{ "nginx-tls-port", required_argument, NULL, O_NTLS },
+		{ "nginx-default-port", required_argument, NULL, O_NDPORT },
+		{ "nginx-default-tls-port", required_argument, NULL, O_NDTLS },
+		{ "only", required_argument, NULL, O_ONLY },
+		{ "phases", required_argument, NULL, O_ONLY },
+		{ "runs", required_argument, NULL, O_RUNS },
+		{ "fetch-mib", required_argument, NULL, O_FETCH_MIB },
+		{ "sessions", required_argument, NULL, O_SESSIONS },
+		{ "logins", required_argument, NULL, O_LOGINS },
+		{ "login-clients", required_argument, NULL, O_LCLIENTS },
+		{ "upload-runs", required_argument, NULL, O_URUNS },
+		{ "delay-runs", required_argument, NULL, O_DRUNS },
+		{ "delay-ms", required_argument, NULL, O_DELAY },
+		{ "big-kib", required_argument, NULL, O_BIG_KIB },
+		{ "perf", required_argument, NULL, O_PERF },
+		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct upload_result up[4];
-	struct fetch_result fr;
-	struct session_result sr;
+	static struct fetch_result fr, frt;
+	static struct idle_result idle[NPATHS][2];
+	static struct login_result lr;
+	static struct upload_result up[4];
 	struct rlimit rl;
-	char cpu[256], s1[32], s2[32], title[4][128], load0[128], load1[128];
+	char cpu[256], s1[32], title[4][128], load0[128], load1[128];
 	unsigned phases = PH_ALL;
-	int ch, i, nup = 0, big_idx = -1;
+	int ch, nup = 0;
 	long rss0;
-	double ratio;
 
-	o.runs = 3;
+	o.runs = 9;
+	o.upload_runs = 3;
 	o.delay_runs = 3;
-	o.fetch_runs = 3;
-	o.fetch_mib = 200;
+	o.fetch_mib = 50;
 	o.delay_ms = 10;
 	o.sessions = 1000;
+	o.logins = 200;
+	o.login_clients = 8;
 	o.small_n = 1000;
 	o.small_size = 4 * KiB;
 	o.big_n = 100;
-	o.big_size = 1 * MiB;
+	o.big_size = 256 * KiB;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'm': o.mappend_port = atoi(optarg); break;
-		case 'p': o.mappend_pid = (pid_t)atol(optarg); break;
-		case 'd': o.dovecot_port = atoi(optarg); break;
-		case 'u': o.user = optarg; break;
-		case 'P': o.pass = optarg; break;
-		case 'U': o.user2 = optarg; break;
-		case 'Q': o.pass2 = optarg; break;
-		case 'r': o.runs = atoi(optarg); break;
-		case 'R': o.delay_runs = atoi(optarg); break;
-		case 'F': o.fetch_runs = atoi(optarg); break;
-		case 'f': o.fetch_mib = (unsigned)atoi(optarg); break;
-		case 'D': o.delay_ms = (unsigned)atoi(optarg); break;
-		case 's': o.sessions = atoi(optarg); break;
-		case 'x': phases = parse_phases(optarg); break;
-		default: usage(argv[0]);
+		case O_DOVECOT: o.dovecot_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_USER: o.user = optarg; break;
+		case O_PASS: o.pass = optarg; break;
+		case O_USER2: o.user2 = optarg; break;
+		case O_PASS2: o.pass2 = optarg; break;
+		case O_MPORT: o.mappend_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_MTLS: o.mappend_tls_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_MPID: o.mappend_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_IPORT: o.idle_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_IPID: o.idle_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_ITPORT: o.idle_tls_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_ITPID: o.idle_tls_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_NPID: o.nginx_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_NPORT: o.nginx_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_NTLS: o.nginx_tls_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_NDPORT: o.nginxd_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_NDTLS: o.nginxd_tls_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_ONLY: phases = parse_phases(optarg); break;
+		case O_RUNS: o.runs = num(optarg, 1, MAX_RUNS, "--runs", argv[0]); break;
+		case O_FETCH_MIB: o.fetch_mib = (unsigned)num(optarg, 1, 2000, "--fetch-mib", argv[0]); break;
+		case O_SESSIONS: o.sessions = num(optarg, 1, 1000, "--sessions", argv[0]); break;
+		case O_LOGINS: o.logins = num(optarg, 1, 100000, "--logins", argv[0]); break;
+		case O_LCLIENTS: o.login_clients = num(optarg, 1, 500, "--login-clients", argv[0]); break;
+		case O_URUNS: o.upload_runs = num(optarg, 1, MAX_RUNS, "--upload-runs", argv[0]); break;
+		case O_DRUNS: o.delay_runs = num(optarg, 1, MAX_RUNS, "--delay-runs", argv[0]); break;
+		case O_DELAY: o.delay_ms = (unsigned)num(optarg, 1, 10000, "--delay-ms", argv[0]); break;
+		case O_BIG_KIB: o.big_size = (size_t)num(optarg, 1, 65536, "--big-kib", argv[0]) * KiB; break;
+		case O_PERF: o.perf_out = optarg; break;
+		case O_HELP: case 'h': usage(argv[0], 0); break;
+		default: usage(argv[0], 2);
 		}
 	}
-	if (optind != argc || o.mappend_port <= 0 || o.dovecot_port <= 0 ||
-	    o.mappend_pid <= 0 || !o.user || !o.pass || !o.user2 || !o.pass2 ||
-	    o.runs < 1 || o.runs > MAX_RUNS || o.delay_runs < 1 ||
-	    o.delay_runs > MAX_RUNS || o.fetch_runs < 1 || o.fetch_runs > MAX_RUNS ||
-	    o.fetch_mib < 1 || o.fetch_mib > 4000 || o.delay_ms < 1 ||
-	    o.delay_ms > 10000 || o.sessions < 1 || phases == 0)
-		usage(argv[0]);
+	if (optind != argc || !o.dovecot_port || !o.user || !o.pass || !o.user2 ||
+	    !o.pass2 || !o.mappend_port || !o.mappend_tls_port || !o.mappend_pid ||
+	    !o.idle_port || !o.idle_pid || !o.idle_tls_port || !o.idle_tls_pid ||
+	    !o.nginx_pid || !o.nginx_port || !o.nginx_tls_port || !o.nginxd_port ||
+	    !o.nginxd_tls_port || phases == 0)
+		usage(argv[0], 2);
 	signal(SIGPIPE, SIG_IGN);
 	/* one descriptor per idle session, and some */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
@@ -1493,9 +559,15 @@ main(int argc, char **argv)
 	rss0 = proc_status_kb(o.mappend_pid, "VmRSS");
 	loadavg(load0, sizeof(load0));
 
-	/* while mappend is fresh: the idle sessions */
-	if (phases & PH_SESSIONS)
-		sessions_bench(&sr);
+	/* first: it reloads nginx, and mappend's idle instances are fresh */
+	if (phases & PH_IDLE)
+		idle_bench(idle);
+	if (phases & PH_FETCH)
+		fetch_bench(&fr, false);
+	if (phases & PH_FETCH_TLS)
+		fetch_bench(&frt, true);
+	if (phases & PH_LOGINS)
+		login_bench(&lr);
 
 	snprintf(title[0], sizeof(title[0]), "%u x %s", o.small_n,
 	    size_str(o.small_size, s1, sizeof(s1)));
@@ -1504,91 +576,54 @@ main(int argc, char **argv)
 	snprintf(title[2], sizeof(title[2]), "%.60s, %u ms delay", title[0], o.delay_ms);
 	snprintf(title[3], sizeof(title[3]), "%.60s, %u ms delay", title[1], o.delay_ms);
 	if (phases & PH_SMALL)
-		upload_bench(&up[nup++], title[0], o.small_n, o.small_size, 0, o.runs);
-	if (phases & PH_BIG) {
-		big_idx = nup;
-		upload_bench(&up[nup++], title[1], o.big_n, o.big_size, 0, o.runs);
-	}
+		upload_bench(&up[nup++], title[0], o.small_n, o.small_size, 0,
+		    o.upload_runs);
+	if (phases & PH_BIG)
+		upload_bench(&up[nup++], title[1], o.big_n, o.big_size, 0,
+		    o.upload_runs);
 	if (phases & PH_SMALL_DELAY)
 		upload_bench(&up[nup++], title[2], o.small_n, o.small_size,
 		    o.delay_ms, o.delay_runs);
 	if (phases & PH_BIG_DELAY)
 		upload_bench(&up[nup++], title[3], o.big_n, o.big_size, o.delay_ms,
 		    o.delay_runs);
-	if (phases & PH_FETCH)
-		fetch_bench(&fr);
 
 	/* ---- the report */
 	loadavg(load1, sizeof(load1));
 	cpu_model(cpu, sizeof(cpu));
 	printf("\nmappend benchmarks\n==================\n");
 	printf("machine: %ld CPUs online, %s\n", sysconf(_SC_NPROCESSORS_ONLN), cpu);
-	printf("upstream: private legacy-mode Dovecot on 127.0.0.1:%d, mappend on "
-	    "127.0.0.1:%d (pid %ld)\n", o.dovecot_port, o.mappend_port,
-	    (long)o.mappend_pid);
-	printf("runs: %d per upload without delay, %d with delay, %d per FETCH\n",
-	    o.runs, o.delay_runs, o.fetch_runs);
+	printf("upstream: private legacy-mode Dovecot on 127.0.0.1:%d\n"
+	    "mappend on 127.0.0.1:%d, TLS :%d (pid %ld); idle-session instances "
+	    "pids %ld, %ld\nnginx (master %ld, 1 worker): proxy_buffer 256k on :%d, "
+	    "TLS :%d; default on :%d, TLS :%d\n", o.dovecot_port, o.mappend_port,
+	    o.mappend_tls_port, (long)o.mappend_pid, (long)o.idle_pid,
+	    (long)o.idle_tls_pid, (long)o.nginx_pid, o.nginx_port,
+	    o.nginx_tls_port, o.nginxd_port, o.nginxd_tls_port);
+	printf("rounds: %d per FETCH and logins path; %d per upload without "
+	    "delay, %d with\n", o.runs, o.upload_runs, o.delay_runs);
 	printf("/proc/loadavg: at start %s; at end %s\n", load0, load1);
 
-	if (nup > 0) {
-		report_uploads(up, nup);
-		printf("\nmappend memory during the uploads (the highest VmHWM over "
-		    "the runs of (a),\nand the most it rose above the VmRSS just "
-		    "before the command)\n\n");
-		printf("  %-45s %8ld KiB\n", "VmRSS at start (idle, no session)", rss0);
-		for (i = 0; i < nup; i++)
-			printf("  VmHWM during (a) %-28s %8ld KiB  (%.1f MiB; +%ld KiB)\n",
-			    up[i].title, max_hwm(&up[i]), max_hwm(&up[i]) / 1024.0,
-			    max_growth(&up[i]));
-		printf("  (VmHWM %s before each measured command)\n",
-		    hwm_resettable ? "reset through /proc/PID/clear_refs" :
-		    "could NOT be reset: figures are peaks since mappend started");
-	}
-
-	if (phases & PH_FETCH) {
-		printf("\nPass-through: FETCH 1 BODY.PEEK[] of one %s message "
-		    "(median of %d; page cache warm)\n\n",
-		    size_str(fr.size, s2, sizeof(s2)), fr.runs);
-		printf("  through mappend  %8.3f s  %8.1f MiB/s  ", median(fr.t_mappend,
-		    fr.runs), (double)fr.size / MiB / median(fr.t_mappend, fr.runs));
-		print_runs(fr.t_mappend, fr.runs);
-		printf("\n  directly         %8.3f s  %8.1f MiB/s  ", median(fr.t_direct,
-		    fr.runs), (double)fr.size / MiB / median(fr.t_direct, fr.runs));
-		print_runs(fr.t_direct, fr.runs);
-		printf("\n  mappend/direct   %8.2f\n", median(fr.t_mappend, fr.runs) /
-		    median(fr.t_direct, fr.runs));
-		printf("  mappend CPU time per FETCH: %.2f s (median)\n",
-		    median(fr.cpu_s, fr.runs));
-		printf("  mappend VmHWM during the FETCH: %ld KiB (%.1f MiB; VmRSS "
-		    "before: %ld KiB)\n", fr.hwm_kb, fr.hwm_kb / 1024.0,
-		    fr.rss_before_kb);
-	}
-
-	if (phases & PH_SESSIONS) {
-		printf("\nIdle sessions through mappend\n\n");
-		printf("  %d logged-in idle sessions (opened in %.1f s): VmRSS %ld KiB "
-		    "-> %ld KiB\n", sr.n, sr.open_s, sr.rss_before_kb,
-		    sr.rss_after_kb);
-		printf("  per session: %.1f KiB   (VmRSS after closing them all: "
-		    "%ld KiB)\n", (double)(sr.rss_after_kb - sr.rss_before_kb) / sr.n,
-		    sr.rss_closed_kb);
-	}
-
-	printf("\nTargets (reported, not asserted)\n\n");
-	if (big_idx >= 0)
-		printf("  VmHWM during (a) %s below 32 MiB: %.1f MiB: %s\n", title[1],
-		    max_hwm(&up[big_idx]) / 1024.0,
-		    max_hwm(&up[big_idx]) < 32 * 1024 ? "met" : "MISSED");
-	for (i = 0; i < nup; i++) {
-		if (up[i].delay_ms == 0)
-			continue;
-		ratio = median(up[i].t[MODE_SYNC], up[i].runs) /
-		    median(up[i].t[MODE_MULTI], up[i].runs);
-		printf("  %s: (a) at least 20x faster than (b): %.1fx: %s\n",
-		    up[i].title, ratio, ratio >= 20 ? "met" : "MISSED");
-		printf("    (for comparison, pipelining directly, (c), is %.1fx "
-		    "faster than (b))\n", median(up[i].t[MODE_SYNC], up[i].runs) /
-		    median(up[i].t[MODE_PIPE], up[i].runs));
-	}
+	if (phases & PH_IDLE)
+		report_idle(idle);
+	if (phases & PH_FETCH)
+		report_fetch(&fr);
+	if (phases & PH_FETCH_TLS)
+		report_fetch(&frt);
+	if (phases & PH_LOGINS)
+		report_logins(&lr);
+	if (nup > 0)
+		report_uploads(up, nup, rss0);
+	for (int i = 0; i < nup; i++)
+		if (up[i].delay_ms != 0)
+			printf("\n  %s: (a) %.1fx faster than (b) (pipelining "
+			    "directly, (c): %.1fx)", up[i].title,
+			    median(up[i].t[MODE_SYNC], up[i].runs) /
+			    median(up[i].t[MODE_MULTI], up[i].runs),
+			    median(up[i].t[MODE_SYNC], up[i].runs) /
+			    median(up[i].t[MODE_PIPE], up[i].runs));
+	if (nup > 0)
+		printf("\n");
+	report_summary(phases, &fr, &frt, idle, &lr, up, nup);
 	return 0;
 }
