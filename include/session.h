@@ -74,7 +74,13 @@ void session_reply(struct session *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* End the session: "* BYE reason" (unless NULL), flush, close both sides. */
 void session_close(struct session *, const char *bye_reason);
+/* Shutting down: end every session with nothing in progress; one whose
+ * MULTIAPPEND is half-way upstream ends once that is resolved. */
 void session_shutdown_all(struct proxy *, const char *bye_reason);
+/* End every session now; half-way MULTIAPPENDs are undone first. */
+void session_close_all(struct proxy *, const char *bye_reason);
+/* Some session still has a MULTIAPPEND half-way upstream. */
+bool session_any_busy(const struct proxy *);
 /* Start or stop reading the client (pause during proxy work, backpressure). */
 void session_client_reading(struct session *, bool on);
 void session_upstream_reading(struct session *, bool on);

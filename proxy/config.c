@@ -27,6 +27,7 @@ config_defaults(struct config *c)
 	c->connect_timeout = 10;
 	c->client_idle_timeout = 1800;
 	c->upstream_idle_timeout = 1860;
+	c->shutdown_timeout = 60;
 	c->log_level = LOG_LEVEL_INFO;
 	c->log_syslog = false;
 	c->max_line_length = 65536;
@@ -328,6 +329,12 @@ set_upstream_idle_timeout(struct config *c, const char *v)
 }
 
 static const char *
+set_shutdown_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->shutdown_timeout);
+}
+
+static const char *
 set_log_level(struct config *c, const char *v)
 {
 	int level = log_level_parse(v);
@@ -569,6 +576,7 @@ static const struct config_key config_keys[] = {
 	{ "connect_timeout", set_connect_timeout, 1 },
 	{ "client_idle_timeout", set_client_idle_timeout, 1 },
 	{ "upstream_idle_timeout", set_upstream_idle_timeout, 1 },
+	{ "shutdown_timeout", set_shutdown_timeout, 1 },
 	{ "log_level", set_log_level, 1 },
 	{ "log", set_log, 1 },
 	{ "max_line_length", set_max_line_length, 1 },

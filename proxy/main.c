@@ -39,7 +39,8 @@
 #ifndef DEFAULT_CONFIG
 #define DEFAULT_CONFIG "/etc/mappend/mappend.conf"	/* SYSCONFDIR's */
 #endif
-/* How long SIGTERM waits for sessions to say goodbye before exiting. */
+/* How long SIGTERM waits for sessions with nothing in progress to take
+ * their BYE, before exiting. */
 #define SHUTDOWN_GRACE_SECONDS 10
 
 static struct proxy proxy;
@@ -77,20 +78,37 @@ version(void)
 	printf("\n");
 }
 
+/*
+ * SIGTERM drains: sessions with nothing in progress got their BYE; a
+ * MULTIAPPEND half-way upstream has shutdown_timeout to finish, then it is
+ * undone (its session closed through its job: a rollback on a second
+ * connection), and mappend exits when that is over, or shutdown_timeout
+ * (at least 10 s) later at the latest (the journal covers what is left).
+ */
 static void
 shutdown_check(evutil_socket_t fd, short what, void *arg)
 {
+	static bool undoing;
 	struct timeval now;
+	long elapsed, limit = (long)proxy.cfg->shutdown_timeout;
 
 	(void)fd;
 	(void)what;
 	(void)arg;
 	event_base_gettimeofday_cached(proxy.base, &now);
+	elapsed = now.tv_sec - shutdown_started.tv_sec;
 	if (proxy.nsessions == 0) {
 		event_base_loopexit(proxy.base, NULL);
-	} else if (now.tv_sec - shutdown_started.tv_sec >= SHUTDOWN_GRACE_SECONDS) {
-		log_warn(0, "%u sessions still open after %ds, exiting", proxy.nsessions,
-		    SHUTDOWN_GRACE_SECONDS);
+	} else if (!undoing && elapsed >= limit) {
+		undoing = true;
+		log_warn(0, "%u sessions still open after %lds: what they have in "
+		    "progress is undone", proxy.nsessions, limit);
+		session_close_all(&proxy, "Server shutting down");
+	} else if (elapsed >= limit + (limit > SHUTDOWN_GRACE_SECONDS ? limit :
+	    SHUTDOWN_GRACE_SECONDS) ||
+	    (!session_any_busy(&proxy) && elapsed >= SHUTDOWN_GRACE_SECONDS)) {
+		log_warn(0, "%u sessions still open after %lds, exiting (uploads left "
+		    "half-way are undone at the next start)", proxy.nsessions, elapsed);
 		event_base_loopexit(proxy.base, NULL);
 	}
 }

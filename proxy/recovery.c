@@ -43,7 +43,7 @@ struct recovery {
 	struct journal_entry *entries;
 	size_t n, left;
 	struct recovering *items;
-	struct event *deadline;
+	struct event *settle, *deadline;
 	bool over;
 };
 
@@ -141,6 +141,28 @@ start_item(struct recovery *rec, struct recovering *it)
 	return it->rollback != NULL;
 }
 
+/* The upstream has had its time to finish what the dead process sent. */
+static void
+settled(evutil_socket_t fd, short what, void *arg)
+{
+	struct recovery *rec = arg;
+	struct timeval tv = { RECOVERY_SECONDS, 0 };
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < rec->n; i++) {
+		rec->items[i].rec = rec;
+		rec->items[i].e = &rec->entries[i];
+		if (start_item(rec, &rec->items[i]))
+			rec->left++;
+	}
+	if (rec->left == 0)
+		event_base_loopbreak(rec->proxy->base);
+	else
+		evtimer_add(rec->deadline, &tv);
+}
+
 static void
 too_long(evutil_socket_t fd, short what, void *arg)
 {
@@ -167,6 +189,8 @@ recovery_free(struct recovery *rec)
 		free(rec->items[i].staging_wire);
 	}
 	free(rec->items);
+	if (rec->settle != NULL)
+		event_free(rec->settle);
 	if (rec->deadline != NULL)
 		event_free(rec->deadline);
 	journal_entries_free(rec->entries, rec->n);
@@ -177,8 +201,7 @@ recovery_run(struct proxy *proxy)
 {
 	const struct config *cfg = proxy->cfg;
 	struct recovery rec = { .proxy = proxy };
-	struct timeval tv = { RECOVERY_SECONDS, 0 };
-	size_t i;
+	struct timeval settle = { RECOVERY_SETTLE_SECONDS, 0 };
 
 	if (journal_scan(cfg->spool_dir, &rec.entries, &rec.n) != 0) {
 		log_error(0, "cannot read the journal in %s", cfg->spool_dir);
@@ -192,24 +215,18 @@ recovery_run(struct proxy *proxy)
 		journal_entries_free(rec.entries, rec.n);
 		return 0;
 	}
-	log_info(0, "recovering %zu upload%s left by a crash before accepting clients",
-	    rec.n, rec.n == 1 ? "" : "s");
+	log_info(0, "recovering %zu upload%s left by a crash before accepting clients "
+	    "(in %d s: the upstream may still be executing what it received)",
+	    rec.n, rec.n == 1 ? "" : "s", RECOVERY_SETTLE_SECONDS);
 	rec.items = calloc(rec.n, sizeof(*rec.items));
+	rec.settle = evtimer_new(proxy->base, settled, &rec);
 	rec.deadline = evtimer_new(proxy->base, too_long, &rec);
-	if (rec.items == NULL || rec.deadline == NULL) {
+	if (rec.items == NULL || rec.settle == NULL || rec.deadline == NULL) {
 		recovery_free(&rec);
 		return -1;
 	}
-	for (i = 0; i < rec.n; i++) {
-		rec.items[i].rec = &rec;
-		rec.items[i].e = &rec.entries[i];
-		if (start_item(&rec, &rec.items[i]))
-			rec.left++;
-	}
-	if (rec.left > 0) {
-		evtimer_add(rec.deadline, &tv);
-		event_base_dispatch(proxy->base);
-	}
+	evtimer_add(rec.settle, &settle);
+	event_base_dispatch(proxy->base);
 	recovery_free(&rec);
 	return 0;
 }

@@ -847,6 +847,28 @@ session_shutdown_all(struct proxy *proxy, const char *bye_reason)
 	}
 }
 
+void
+session_close_all(struct proxy *proxy, const char *bye_reason)
+{
+	struct session *s, *next;
+
+	for (s = TAILQ_FIRST(&proxy->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		session_close(s, bye_reason);
+	}
+}
+
+bool
+session_any_busy(const struct proxy *proxy)
+{
+	const struct session *s;
+
+	TAILQ_FOREACH(s, &proxy->sessions, entry)
+		if (multiappend_busy(s))
+			return true;
+	return false;
+}
+
 static void
 client_read(struct bufferevent *bev, void *arg)
 {

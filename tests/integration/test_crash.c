@@ -268,6 +268,11 @@ Test(crash, dovecot_killed_during_the_replay)
 	free(log);
 	cr_assert_eq(records(), 0);
 	after = snapshot(&d);
+	if (strcmp(after, before) != 0) {
+		log = proxy_log(&px);
+		cr_log_error("mappend's log:\n%s", log);
+		free(log);
+	}
 	cr_assert_str_eq(after, before, "the upload is not undone");
 	free(before);
 	free(after);

@@ -10,6 +10,7 @@
  * body made of IMAP commands) was executed, and a new session works.
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,4 +420,62 @@ Test(faults, staging_in_the_personal_namespace)
 	free(r);
 	imapc_close(&c);
 	imapc_close(&d);
+}
+
+/*
+ * SIGTERM while a MULTIAPPEND goes up more slowly than shutdown_timeout
+ * allows: past the timeout it is undone (on a second connection), the
+ * client gets NO and BYE, mappend exits cleanly, and nothing is left: not
+ * in the mailbox, not in the journal.
+ */
+Test(faults, sigterm_longer_than_shutdown_timeout)
+{
+	struct imapc c, d;
+	char *before, *after, *r, *line, path[400];
+	unsigned i;
+
+	start("legacy", "shutdown_timeout = 1\n");
+	login(&d, mock.port);
+	before = snapshot(&d);
+	free(imapc_command(&d, "dl", "XMOCK DELAY 400"));
+	login(&c, px.port);
+	imapc_send(&c, "a APPEND INBOX");
+	for (i = 0; i < N; i++) {
+		char *m = body(i);
+
+		imapc_send(&c, " {%zu+}\r\n", body_size(i));
+		imapc_send_raw(&c, m, body_size(i));
+		free(m);
+	}
+	imapc_send(&c, "\r\n");
+	usleep(600 * 1000);
+	kill(px.pid, SIGTERM);
+	/* slow for the replay only: once it is given up, the removal is quick */
+	for (i = 0; i < 300; i++) {
+		char *log = proxy_log(&px);
+		bool undoing = strstr(log, "in progress is undone") != NULL;
+
+		free(log);
+		if (undoing)
+			break;
+		usleep(20 * 1000);
+	}
+	free(imapc_command(&d, "dl", "XMOCK DELAY 0"));
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert_not_null(r, "no answer before the exit");
+	cr_assert(tagged(r, "a", "NO [UNAVAILABLE]"), "%s", r);
+	free(r);
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
+	after = snapshot(&d);
+	cr_assert_str_eq(after, before, "the upload was not undone");
+	snprintf(path, sizeof(path), "ls %s/spool/journal | grep -q job", px.dir);
+	cr_assert_neq(system(path), 0, "a journal record is left");
+	free(before);
+	free(after);
+	imapc_close(&d);
+	proxy_stop(&px);	/* it has exited 0 by now, or does at once */
 }
