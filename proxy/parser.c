@@ -277,14 +277,17 @@ lex_response_start(struct imap_parser *p, const char *buf, size_t end,
 		p->resp_part = IMAP_RESP_TEXT;
 		return 0;
 	}
-	/* "*" or a tag */
+	/* "*" or a tag: a server only ever echoes tags its client sent */
 	n = run_length(buf, 0, end);
 	if (n == 0)
 		return fail(p, "response without tag");
+	if (!(n == 1 && buf[0] == '*') && !imap_valid_tag(buf, n))
+		return fail(p, "invalid tag in response");
 	add_token(seg, IMAP_TOK_ATOM, 0, n);
-	i = n;
-	if (i < end && buf[i] == ' ')
-		i++;
+	/* one space by the grammar; more are tolerated, and never turn a
+	 * status response into data that could announce a literal */
+	for (i = n; i < end && buf[i] == ' '; i++)
+		;
 	n = run_length(buf, i, end);
 	if (n > 0 && is_status_word(buf + i, n)) {
 		add_token(seg, IMAP_TOK_ATOM, i, n);
