@@ -9,6 +9,7 @@
  *   relay.c     the delay relay (a thread holding every chunk for a while)
  *   upload.c    MULTIAPPEND through mappend against direct APPENDs
  *   proxies.c   mappend and nginx side by side: FETCH, idle sessions, logins
+ *   recovery.c  SIGKILL during a MULTIAPPEND, the restart with the journal
  *   bench_mappend.c   options, the order of the phases, the report
  */
 #ifndef BENCH_H
@@ -142,6 +143,10 @@ struct opts {
 	int logins, login_clients;
 	unsigned small_n, big_n, fetch_mib;
 	const char *perf_out;	/* perf record of mappend during the FETCHes */
+	/* a mappend of its own with a master user, for the crash journal */
+	const char *rec_bin, *rec_conf, *rec_log;
+	pid_t rec_pid;
+	int rec_port;
 	size_t small_size, big_size;
 };
 
@@ -169,6 +174,19 @@ void upload_bench(struct upload_result *res, const char *title, unsigned n,
     size_t size, unsigned delay_ms, int runs);
 void report_uploads(const struct upload_result *u, int nu, long rss0_kb);
 long upload_max_hwm(const struct upload_result *u);
+
+/* recovery.c */
+struct recovery_result {
+	bool done;
+	unsigned n;
+	long fsyncs;		/* per successful MULTIAPPEND, -1 unknown */
+	long at_kill, after;	/* messages stored then, and left */
+	double start_s;
+	bool recovered;
+};
+
+void recovery_bench(struct recovery_result *);
+void report_recovery(const struct recovery_result *);
 
 /* proxies.c */
 enum path_id { P_DIRECT, P_MAPPEND, P_NGINX, P_NGINXD, NPATHS };

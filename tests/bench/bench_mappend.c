@@ -45,12 +45,13 @@ enum {
 	PH_BIG = 1 << 5,
 	PH_SMALL_DELAY = 1 << 6,
 	PH_BIG_DELAY = 1 << 7,
-	PH_ALL = (1 << 8) - 1,
+	PH_RECOVERY = 1 << 8,
+	PH_ALL = (1 << 9) - 1,
 	PH_UPLOADS = PH_SMALL | PH_BIG | PH_SMALL_DELAY | PH_BIG_DELAY,
 };
 static const char *const phase_names[] = {
 	"idle", "fetch", "fetch-tls", "logins", "small", "big", "small-delay",
-	"big-delay",
+	"big-delay", "recovery",
 };
 #define NPHASES (sizeof(phase_names) / sizeof(*phase_names))
 
@@ -62,8 +63,8 @@ usage(const char *argv0, int status)
 "\n"
 "Options (defaults: the full set that make bench runs):\n"
 "  --only LIST        comma-separated phases: idle, fetch, fetch-tls, logins,\n"
-"                     small, big, small-delay, big-delay; uploads (the four\n"
-"                     upload phases); all (default)\n"
+"                     small, big, small-delay, big-delay, recovery; uploads\n"
+"                     (the four upload phases); all (default)\n"
 "  --runs N           rounds of each FETCH and logins path (default 9)\n"
 "  --fetch-mib N      size of the FETCH in MiB, as N x 4 messages of 256 KiB\n"
 "                     (default 50)\n"
@@ -449,7 +450,7 @@ main(int argc, char **argv)
 		O_MTLS, O_MPID, O_IPORT, O_IPID, O_ITPORT, O_ITPID, O_NPID,
 		O_NPORT, O_NTLS, O_NDPORT, O_NDTLS, O_ONLY, O_RUNS, O_FETCH_MIB,
 		O_SESSIONS, O_LOGINS, O_LCLIENTS, O_URUNS, O_DRUNS, O_DELAY,
-		O_BIG_KIB, O_PERF, O_HELP,
+		O_BIG_KIB, O_PERF, O_RBIN, O_RCONF, O_RLOG, O_RPID, O_RPORT, O_HELP,
 	};
 	static const struct option longopts[] = {
 		{ "dovecot-port", required_argument, NULL, O_DOVECOT },
@@ -481,6 +482,11 @@ main(int argc, char **argv)
 		{ "delay-ms", required_argument, NULL, O_DELAY },
 		{ "big-kib", required_argument, NULL, O_BIG_KIB },
 		{ "perf", required_argument, NULL, O_PERF },
+		{ "recovery-bin", required_argument, NULL, O_RBIN },
+		{ "recovery-conf", required_argument, NULL, O_RCONF },
+		{ "recovery-log", required_argument, NULL, O_RLOG },
+		{ "recovery-pid", required_argument, NULL, O_RPID },
+		{ "recovery-port", required_argument, NULL, O_RPORT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -488,6 +494,7 @@ main(int argc, char **argv)
 	static struct idle_result idle[NPATHS][2];
 	static struct login_result lr;
 	static struct upload_result up[4];
+	static struct recovery_result rr;
 	struct rlimit rl;
 	char cpu[256], s1[32], title[4][128], load0[128], load1[128];
 	unsigned phases = PH_ALL;
@@ -536,6 +543,11 @@ main(int argc, char **argv)
 		case O_DELAY: o.delay_ms = (unsigned)num(optarg, 1, 10000, "--delay-ms", argv[0]); break;
 		case O_BIG_KIB: o.big_size = (size_t)num(optarg, 1, 65536, "--big-kib", argv[0]) * KiB; break;
 		case O_PERF: o.perf_out = optarg; break;
+		case O_RBIN: o.rec_bin = optarg; break;
+		case O_RCONF: o.rec_conf = optarg; break;
+		case O_RLOG: o.rec_log = optarg; break;
+		case O_RPID: o.rec_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_RPORT: o.rec_port = num(optarg, 1, 65535, "port", argv[0]); break;
 		case O_HELP: case 'h': usage(argv[0], 0); break;
 		default: usage(argv[0], 2);
 		}
@@ -587,6 +599,8 @@ main(int argc, char **argv)
 	if (phases & PH_BIG_DELAY)
 		upload_bench(&up[nup++], title[3], o.big_n, o.big_size, o.delay_ms,
 		    o.delay_runs);
+	if ((phases & PH_RECOVERY) && o.rec_bin != NULL && o.rec_port != 0)
+		recovery_bench(&rr);
 
 	/* ---- the report */
 	loadavg(load1, sizeof(load1));
@@ -624,6 +638,8 @@ main(int argc, char **argv)
 			    median(up[i].t[MODE_PIPE], up[i].runs));
 	if (nup > 0)
 		printf("\n");
+	if (rr.done)
+		report_recovery(&rr);
 	report_summary(phases, &fr, &frt, idle, &lr, up, nup);
 	return 0;
 }

@@ -185,8 +185,10 @@ max_message_size = 64M
 max_messages = 100000
 max_session_spool = 4G
 max_total_spool = 8G
+${EXTRA_CONF:-}
 EOF
 	} >"$conf"
+	chmod 0640 "$conf"
 	: >"$log"
 	"$MAPPEND" -f -c "$conf" 2>"$log" &
 	M_PID=$!
@@ -213,6 +215,11 @@ start_mappend idle plain
 IDLE_PID=$M_PID IDLE_PORT=$M_PORT
 start_mappend idle-tls tls
 IDLE_TLS_PID=$M_PID IDLE_TLS_PORT=$M_TLS_PORT
+# the crash journal's instance: killed and started again by the benchmark
+MASTER=$(value master) MASTER_PASS=$(value master_password)
+EXTRA_CONF="master_user = $MASTER
+master_password = $MASTER_PASS" start_mappend recovery plain
+REC_PID=$M_PID REC_PORT=$M_PORT
 
 # ------------------------------------------------------------------ nginx
 
@@ -362,12 +369,16 @@ rc=0
 	--idle-tls-port "$IDLE_TLS_PORT" --idle-tls-pid "$IDLE_TLS_PID" \
 	--nginx-pid "$NGINX_PID" --nginx-port "${NP[0]}" --nginx-tls-port "${NP[1]}" \
 	--nginx-default-port "${NP[2]}" --nginx-default-tls-port "${NP[3]}" \
+	--recovery-bin "$MAPPEND" --recovery-conf "$TMP/mappend-recovery.conf" \
+	--recovery-log "$TMP/mappend-recovery.log" --recovery-pid "$REC_PID" \
+	--recovery-port "$REC_PORT" \
 	"$@" &
 BENCH_PID=$!
 wait "$BENCH_PID" || rc=$?
 BENCH_PID=""
 
 for name in "${!MAPPEND_PIDS[@]}"; do
+	[[ $name == recovery ]] && continue	# killed on purpose
 	if ! kill -0 "${MAPPEND_PIDS[$name]}" 2>/dev/null; then
 		say "mappend ($name) is no longer running"
 		((rc != 0)) || rc=1
