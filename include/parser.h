@@ -193,6 +193,10 @@ int imap_unquote(const char *buf, const struct imap_token *t, char *out,
  * ("READ-ONLY", "CAPABILITY" ...), or NULL. */
 const struct imap_token *imap_code(const char *buf, const struct imap_segment *seg,
     const char *word);
+/* A number item of a data response, "... UIDNEXT 42 ...": 0 and *value
+ * set when the segment has word followed by a number <= UINT32_MAX. */
+int imap_number_item(const char *buf, const struct imap_segment *seg,
+    const char *word, uint32_t *value);
 /* Decimal number token (0 .. UINT64 range guarded); -1 when not a number. */
 int imap_tok_number(const char *buf, const struct imap_token *t, uint64_t *n);
 /* Tag syntax: 1*<ASTRING-CHAR except "+"> */

@@ -259,31 +259,32 @@ check_only(const char *path, const struct config *cfg, const struct run_as *ra)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
-{
-	static struct config cfg;
-	struct run_as ra;
-	const char *path = DEFAULT_CONFIG;
-	bool foreground = false, test_only = false, list_recovery = false;
-	struct event *signals[3];
-	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
-	char err[1024];
-	int ch, i, ready_fd = -1;
+/* What the command line asks for. */
+struct options {
+	const char *path;
+	bool foreground, test_only, list_recovery;
+};
 
+/* -1: go on; otherwise the exit status. */
+static int
+parse_options(int argc, char **argv, struct options *opt)
+{
+	int ch;
+
+	opt->path = DEFAULT_CONFIG;
 	while ((ch = getopt(argc, argv, ":c:fhRtV")) != -1) {
 		switch (ch) {
 		case 'c':
-			path = optarg;
+			opt->path = optarg;
 			break;
 		case 'f':
-			foreground = true;
+			opt->foreground = true;
 			break;
 		case 't':
-			test_only = true;
+			opt->test_only = true;
 			break;
 		case 'R':
-			list_recovery = true;
+			opt->list_recovery = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -306,33 +307,16 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	keep_buffers_mapped();
-	log_init("mappend", LOG_LEVEL_INFO, false);
-	if (config_load(path, &cfg, err, sizeof(err)) != 0 ||
-	    priv_resolve(&cfg, &ra, err, sizeof err) != 0) {
-		fprintf(stderr, "mappend: %s\n", err);
-		return 1;
-	}
-	if (test_only)
-		return check_only(path, &cfg, &ra);
-	if (list_recovery)
-		return recovery_list(&cfg, stdout) == 0 ? 0 : 1;
-	if (cfg.pid_file[0] != '\0' && pidfile_check(cfg.pid_file, NULL, err,
-	    sizeof err) != 0) {
-		fprintf(stderr, "mappend: %s\n", err);
-		return 1;
-	}
-	/* a daemon has no stderr once detached: syslog, and until then both */
-	log_init("mappend", cfg.log_level, cfg.log_syslog || !foreground);
-	log_also_stderr(cfg.log_syslog || !foreground);
-	signal(SIGPIPE, SIG_IGN);
-	checks_run(path, &cfg, &ra, true);
+	return -1;
+}
 
-	proxy.cfg = &cfg;
+static int
+event_loop_new(void)
+{
 	TAILQ_INIT(&proxy.sessions);
 	if ((proxy.base = event_base_new()) == NULL) {
 		log_error(0, "cannot create the event loop");
-		return 1;
+		return -1;
 	}
 	proxy.dns = evdns_base_new(proxy.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
 	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -340,29 +324,51 @@ main(int argc, char **argv)
 		log_warn(0, "no name servers configured: the upstream must be an address");
 		proxy.dns = evdns_base_new(proxy.base, 0);
 	}
+	return 0;
+}
+
+/* Everything start-up does that can fail; 0 when mappend may serve. */
+static int
+start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
+    int *ready_fd)
+{
+	char err[1024];
+
 	/* as root: what the run-as user could not do */
-	if (spool_prepare(&cfg, &ra) != 0 || tls_init(&cfg) != 0 ||
-	    listener_open_all(&proxy) != 0)
-		return 1;
-	if (priv_drop(&ra, err, sizeof err) != 0) {
+	if (event_loop_new() != 0 || spool_prepare(cfg, ra) != 0 ||
+	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0)
+		return -1;
+	if (priv_drop(ra, err, sizeof err) != 0) {
 		log_error(0, "%s", err);
-		return 1;
+		return -1;
 	}
-	if (ra.switching)
-		log_info(0, "running as user %s (uid %ld), group %s (gid %ld)", ra.user,
-		    (long)ra.uid, ra.group, (long)ra.gid);
+	if (ra->switching)
+		log_info(0, "running as user %s (uid %ld), group %s (gid %ld)", ra->user,
+		    (long)ra->uid, ra->group, (long)ra->gid);
 	/* as the run-as user: the spool is checked by the one who uses it */
-	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0 ||
-	    journal_init(cfg.spool_dir) != 0)
-		return 1;
-	if (!foreground && (daemonize(&ready_fd) != 0 || event_reinit(proxy.base) != 0)) {
+	if (spool_init(cfg->spool_dir, cfg->max_total_spool) != 0 ||
+	    journal_init(cfg->spool_dir) != 0)
+		return -1;
+	if (!opt->foreground && (daemonize(ready_fd) != 0 ||
+	    event_reinit(proxy.base) != 0)) {
 		log_error(0, "cannot become a daemon: %s", strerror(errno));
-		return 1;
+		return -1;
 	}
-	if (cfg.pid_file[0] != '\0' && pidfile_write(cfg.pid_file, err, sizeof err) != 0) {
+	if (cfg->pid_file[0] != '\0' && pidfile_write(cfg->pid_file, err, sizeof err) != 0) {
 		log_error(0, "%s", err);
-		return 1;
+		return -1;
 	}
+	return 0;
+}
+
+/* Serve until a signal says stop. */
+static int
+serve(const struct config *cfg, int ready_fd)
+{
+	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
+	struct event *signals[3];
+	int i;
+
 	for (i = 0; i < 3; i++) {
 		signals[i] = evsignal_new(proxy.base, signos[i], on_signal, NULL);
 		evsignal_add(signals[i], NULL);
@@ -372,14 +378,19 @@ main(int argc, char **argv)
 		return 1;
 	listener_accept_all();
 	log_info(0, "mappend started, upstream %s:%s (version %s)",
-	    cfg.upstream_host, cfg.upstream_port, MAPPEND_VERSION);
+	    cfg->upstream_host, cfg->upstream_port, MAPPEND_VERSION);
 	daemon_ready(ready_fd);
 	log_also_stderr(false);
 	event_base_dispatch(proxy.base);
 	log_info(0, "mappend stopped");
-
 	for (i = 0; i < 3; i++)
 		event_free(signals[i]);
+	return 0;
+}
+
+static void
+shut_down(const struct config *cfg)
+{
 	if (shutdown_timer != NULL)
 		event_free(shutdown_timer);
 	listener_close_all();
@@ -387,8 +398,47 @@ main(int argc, char **argv)
 	event_base_free(proxy.base);
 	tls_free();
 	journal_close();
-	if (cfg.pid_file[0] != '\0' && pidfile_remove(cfg.pid_file) != 0)
-		log_warn(0, "pid_file %s: cannot remove it: %s", cfg.pid_file,
+	if (cfg->pid_file[0] != '\0' && pidfile_remove(cfg->pid_file) != 0)
+		log_warn(0, "pid_file %s: cannot remove it: %s", cfg->pid_file,
 		    strerror(errno));
-	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct config cfg;
+	struct options opt = { 0 };
+	struct run_as ra;
+	char err[1024];
+	int rc, ready_fd = -1;
+
+	if ((rc = parse_options(argc, argv, &opt)) >= 0)
+		return rc;
+	keep_buffers_mapped();
+	log_init("mappend", LOG_LEVEL_INFO, false);
+	if (config_load(opt.path, &cfg, err, sizeof(err)) != 0 ||
+	    priv_resolve(&cfg, &ra, err, sizeof err) != 0) {
+		fprintf(stderr, "mappend: %s\n", err);
+		return 1;
+	}
+	if (opt.test_only)
+		return check_only(opt.path, &cfg, &ra);
+	if (opt.list_recovery)
+		return recovery_list(&cfg, stdout) == 0 ? 0 : 1;
+	if (cfg.pid_file[0] != '\0' && pidfile_check(cfg.pid_file, NULL, err,
+	    sizeof err) != 0) {
+		fprintf(stderr, "mappend: %s\n", err);
+		return 1;
+	}
+	/* a daemon has no stderr once detached: syslog, and until then both */
+	log_init("mappend", cfg.log_level, cfg.log_syslog || !opt.foreground);
+	log_also_stderr(cfg.log_syslog || !opt.foreground);
+	signal(SIGPIPE, SIG_IGN);
+	checks_run(opt.path, &cfg, &ra, true);
+	proxy.cfg = &cfg;
+	if (start_up(&opt, &cfg, &ra, &ready_fd) != 0)
+		return 1;
+	rc = serve(&cfg, ready_fd);
+	shut_down(&cfg);
+	return rc;
 }

@@ -787,20 +787,11 @@ static bool
 status_untagged(void *ctx, const char *buf, const struct imap_segment *seg)
 {
 	struct append_job *job = ctx;
-	unsigned i;
 
 	if (seg->first && (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "STATUS")))
 		return false;
-	for (i = 0; i + 1 < seg->ntok; i++) {
-		uint64_t n;
-
-		if (imap_tok_number(buf, &seg->tok[i + 1], &n) != 0 || n > UINT32_MAX)
-			continue;
-		if (imap_tok_is(buf, &seg->tok[i], "UIDNEXT"))
-			job->uidnext = (uint32_t)n;
-		else if (imap_tok_is(buf, &seg->tok[i], "UIDVALIDITY"))
-			job->uidvalidity = (uint32_t)n;
-	}
+	(void)imap_number_item(buf, seg, "UIDNEXT", &job->uidnext);
+	(void)imap_number_item(buf, seg, "UIDVALIDITY", &job->uidvalidity);
 	return true;
 }
 

@@ -639,6 +639,22 @@ imap_quote(const char *s, size_t len)
 }
 
 int
+imap_number_item(const char *buf, const struct imap_segment *seg, const char *word,
+    uint32_t *value)
+{
+	unsigned i;
+	uint64_t n;
+
+	for (i = 0; i + 1 < seg->ntok; i++)
+		if (imap_tok_is(buf, &seg->tok[i], word) &&
+		    imap_tok_number(buf, &seg->tok[i + 1], &n) == 0 && n <= UINT32_MAX) {
+			*value = (uint32_t)n;
+			return 0;
+		}
+	return -1;
+}
+
+int
 imap_tok_number(const char *buf, const struct imap_token *t, uint64_t *n)
 {
 	uint64_t v = 0;

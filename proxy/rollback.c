@@ -329,23 +329,16 @@ static bool
 size_data(void *ctx, const char *buf, const struct imap_segment *seg)
 {
 	struct rollback *rb = ctx;
-	uint32_t uid = 0;
-	uint64_t size = 0, v;
-	unsigned i;
+	uint32_t uid = 0, size = 0;
+	size_t i;
 
 	if (!seg->first || seg->ntok < 3 || !imap_tok_is(buf, &seg->tok[2], "FETCH"))
 		return false;
-	for (i = 0; i + 1 < seg->ntok; i++) {
-		if (imap_tok_number(buf, &seg->tok[i + 1], &v) != 0 || v > UINT32_MAX)
-			continue;
-		if (imap_tok_is(buf, &seg->tok[i], "UID"))
-			uid = (uint32_t)v;
-		else if (imap_tok_is(buf, &seg->tok[i], "RFC822.SIZE"))
-			size = v;
-	}
+	(void)imap_number_item(buf, seg, "UID", &uid);
+	(void)imap_number_item(buf, seg, "RFC822.SIZE", &size);
 	for (i = 0; uid != 0 && i < rb->ncand; i++)
 		if (rb->cand[i] == uid)
-			rb->cand_size[i] = (uint32_t)size;
+			rb->cand_size[i] = size;
 	return true;
 }
 

@@ -225,17 +225,10 @@ static bool
 status_data(void *ctx, const char *buf, const struct imap_segment *seg)
 {
 	struct staging *st = ctx;
-	unsigned i;
 
 	if (seg->first && (seg->ntok < 2 || !imap_tok_is(buf, &seg->tok[1], "STATUS")))
 		return false;
-	for (i = 0; i + 1 < seg->ntok; i++) {
-		uint64_t n;
-
-		if (imap_tok_is(buf, &seg->tok[i], "UIDNEXT") &&
-		    imap_tok_number(buf, &seg->tok[i + 1], &n) == 0 && n <= UINT32_MAX)
-			st->target_uidnext = (uint32_t)n;
-	}
+	(void)imap_number_item(buf, seg, "UIDNEXT", &st->target_uidnext);
 	return true;
 }
 
