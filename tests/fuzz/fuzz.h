@@ -28,6 +28,8 @@ void fuzz_fail(const char *what, const char *file, int line)
  *   data[0] bits 0-2   the longest line (one of 8 sizes, 8 bytes to 64 KiB)
  *   data[0] bits 3-4   how the stream arrives the second time: split at one
  *                      point, byte by byte, or in chunks of varying size
+ *   data[0] bit 5      every third synchronizing literal is refused (the
+ *                      parser is reset, no literal bytes follow)
  *   data[1], data[2]   the split point / chunk pattern
  * The stream is fed once whole and once in pieces; both must give the same
  * segments, tokens and literal sizes.

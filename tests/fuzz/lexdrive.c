@@ -53,6 +53,8 @@ struct feed {
 	uint64_t literal_left;
 	bool ended;		/* the relay would have sent BYE */
 	bool expect_first;
+	bool abandon;		/* every third synchronizing literal refused */
+	unsigned sync_literals;
 	long depth;		/* parentheses open in the current command */
 	bool depth_known;	/* no segment of it was truncated */
 	struct trace *trace;
@@ -312,7 +314,7 @@ check_segment(struct feed *f, const char *buf, size_t len,
 	if (eol > 0 && buf[eol - 1] == '\r')
 		eol--;
 	CHECK(rc == 0 || rc == -1);
-	CHECK(ok || f->p.error != NULL);
+	CHECK(ok || (f->p.error != NULL && f->p.error[0] != '\0'));
 	CHECK(seg->first == f->expect_first);
 	CHECK(seg->ntok <= IMAP_SEGMENT_TOKENS);
 	CHECK(!seg->truncated || seg->ntok == IMAP_SEGMENT_TOKENS);
@@ -431,9 +433,19 @@ segment(struct feed *f, const char *buf, size_t len)
 		return;
 	}
 	evbuffer_drain(f->in, len);
-	if (!seg.last)
-		f->literal_left = seg.literal;
 	f->expect_first = seg.last;
+	if (seg.last)
+		return;
+	if (f->abandon && f->mode == IMAP_MODE_COMMAND &&
+	    !(seg.literal_flags & IMAP_LIT_NONSYNC) &&
+	    ++f->sync_literals % 3 == 0) {
+		/* the upstream refused the command before its "+": the client
+		 * sends no literal, and its next line is a new command */
+		imap_parser_reset_line(&f->p);
+		f->expect_first = true;
+		return;
+	}
+	f->literal_left = seg.literal;
 }
 
 /* What has arrived so far, as far as it goes. */
@@ -510,17 +522,20 @@ lexdrive_run(const uint8_t *data, size_t size, enum imap_mode mode)
 	const char *s = (const char *)data + LEXDRIVE_CONTROL;
 	size_t n, max_line, at = 0;
 	unsigned how, seed;
+	bool abandon;
 
 	if (size < LEXDRIVE_CONTROL)
 		return;
 	max_line = max_lines[data[0] & 7];
 	how = (data[0] >> 3) & 3;
+	abandon = (data[0] & 0x20) != 0;
 	seed = (unsigned)data[1] << 8 | data[2];
 	n = size - LEXDRIVE_CONTROL;
 
 	trace.len = 0;
 	trace.compare = false;
 	feed_init(&whole, mode, max_line, &trace);
+	whole.abandon = abandon;
 	evbuffer_add(whole.in, s, n);
 	feed_process(&whole);
 	feed_finish(&whole);
@@ -528,6 +543,7 @@ lexdrive_run(const uint8_t *data, size_t size, enum imap_mode mode)
 	trace.compare = true;
 	trace.pos = 0;
 	feed_init(&pieces, mode, max_line, &trace);
+	pieces.abandon = abandon;
 	while (at < n) {
 		size_t k;
 
