@@ -5,6 +5,11 @@
 #   make asan       the same tests with AddressSanitizer and UBSan (also: SANITIZE=1)
 #   make demo       a private legacy Dovecot on loopback with mappend in front
 #   make bench      the benchmarks of BENCHMARKS.md
+#   make fuzz       build the libFuzzer targets (tests/fuzz/fuzz_*.c, clang with
+#                   ASan+UBSan) and run each for FUZZ_SECONDS (default 60) on a
+#                   throw-away copy of its seed corpus; fails on any finding and
+#                   prints the reproducer's path (build/fuzz/findings/).  Also:
+#                   FUZZ_PARALLEL=2 runs two targets at a time
 #   make install    PREFIX=/usr/local DESTDIR= (uninstall: the same variables)
 #   make deps       install (as root) or print the Debian packages needed
 
@@ -71,7 +76,7 @@ MOCK := $(BUILD)/tests/mock_imapd
 UNIT := $(BUILD)/tests/unit_tests
 
 .PHONY: all check asan test-unit test-integration test-all demo bench install \
-	uninstall deps clean
+	uninstall deps clean fuzz fuzz-deps fuzz-binaries
 
 all: mappend
 
@@ -152,6 +157,40 @@ bench:
 	$(MAKE) all $(BENCH_BINS)
 	tests/bench/run.sh $(abspath $(BUILD)) $(BENCH_ARGS)
 
+# libFuzzer targets: every tests/fuzz/fuzz_*.c is one; the other .c files
+# there are shared by them.  The proxy's own sources (main.c excepted) are
+# compiled again by clang with coverage instrumentation into build/fuzz.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_PARALLEL ?= 1
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS = $(STD) $(WARNINGS) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+	-Iinclude $(PKG_CFLAGS) -MMD -MP
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_LIB_SRCS := $(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_LIB_OBJS := $(PROXY_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+# an archive: each target links only the objects it needs
+$(FUZZ_BUILD)/libmappend.a: $(FUZZ_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libmappend.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+
+fuzz-binaries: $(FUZZ_BINS)
+
+fuzz: deps fuzz-deps
+	$(MAKE) fuzz-binaries
+	FUZZ_PARALLEL=$(FUZZ_PARALLEL) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_BINS)
+
 # The sample configuration is 0640: the real one may hold master_password.
 # On the running system (DESTDIR empty) the user and the spool directory
 # are created at once where systemd's tools exist.
@@ -197,22 +236,29 @@ uninstall:
 		echo "left in place: $(SYSCONFDIR)/mappend (if not empty), user mappend, /var/spool/mappend"; \
 	fi
 
-# Debian packages for building, testing and the demo.  As root they are
-# installed; otherwise the exact command is printed.
+# Debian packages for building, testing and the demo (and for make fuzz).
+# As root they are installed; otherwise the exact command is printed.
 DEB_PKGS := gcc make pkg-config libc6-dev libevent-dev libssl-dev openssl \
 	libcriterion-dev dovecot-imapd procps groff-base
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@$(call install_debs,deps,$(DEB_PKGS))
+
+fuzz-deps:
+	@$(call install_debs,fuzz-deps,$(FUZZ_DEB_PKGS))
+
+# $(call install_debs,TARGET,PACKAGES)
+install_debs = missing=""; for p in $(2); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 			|| missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-		echo "make deps: installing$$missing"; \
+		echo "make $(1): installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends$$missing; \
 	else \
-		echo "make deps: missing Debian packages; as root run:"; \
+		echo "make $(1): missing Debian packages; as root run:"; \
 		echo "  apt-get install -y --no-install-recommends$$missing"; \
 		exit 1; \
 	fi

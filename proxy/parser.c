@@ -291,9 +291,10 @@ lex_response_start(struct imap_parser *p, const char *buf, size_t end,
 	n = run_length(buf, i, end);
 	if (n > 0 && is_status_word(buf + i, n)) {
 		add_token(seg, IMAP_TOK_ATOM, i, n);
-		i += n;
-		if (i < end && buf[i] == ' ')
-			i++;
+		/* a code after more than one space is still a code: a
+		 * capability list in it must be seen to be rewritten */
+		for (i += n; i < end && buf[i] == ' '; i++)
+			;
 		p->resp_part = IMAP_RESP_TEXT;
 		lex_resp_text(buf, i, end, seg);
 		return 0;

@@ -1,0 +1,12 @@
+/*
+ * fuzz_command_lexer.c — client commands as the relay reads them (see
+ * lexdrive.c for the input layout and what is checked).
+ */
+#include "fuzz.h"
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	lexdrive_run(data, size, IMAP_MODE_COMMAND);
+	return 0;
+}
