@@ -76,6 +76,11 @@ struct imap_parser {
 	const char *error;	/* reason of the last failure, static text */
 };
 
+/* The longest response line a server may send: data responses such as
+ * SEARCH of a large mailbox are much longer than any sane command, so at
+ * least 16 MiB, or the commands' own limit when that is more. */
+size_t imap_response_line_max(size_t command_line_max);
+
 /* The largest literal the lexer accepts at all; policy limits are the
  * caller's.  RFC 9051 allows 63-bit literal sizes. */
 #define IMAP_LITERAL_MAX ((uint64_t)INT64_MAX)

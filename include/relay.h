@@ -31,8 +31,6 @@ void relay_client_input(struct session *);
 void relay_upstream_input(struct session *);
 /* The client's connection starts over (STARTTLS): nothing of it is kept. */
 void relay_client_restart(struct session *);
-/* The longest response line the upstream may send. */
-size_t relay_response_line_max(const struct config *);
 
 /* Hold new client commands back for a reason, or let them go again. */
 void relay_hold(struct session *, unsigned reason, bool on);

@@ -20,7 +20,6 @@
 #include "command.h"
 #include "credentials.h"
 #include "log.h"
-#include "relay.h"
 #include "session.h"
 #include "upstream.h"
 
@@ -362,7 +361,7 @@ backchannel_open(struct proxy *proxy, uint64_t log_id, const struct login *l,
 	bc->owner_ctx = ctx;
 	bc->later = event_new(proxy->base, -1, 0, later, bc);
 	imap_framer_init(&bc->framer, IMAP_MODE_RESPONSE,
-	    relay_response_line_max(proxy->cfg));
+	    imap_response_line_max(proxy->cfg->max_line_length));
 	bc->login.login_args = dup_or_null(l->login_args);
 	bc->login.plain_b64 = dup_or_null(l->plain_b64);
 	bc->login.user = dup_or_null(l->user);

@@ -429,6 +429,15 @@ next_segment(struct evbuffer *in, size_t max, size_t *scanned, size_t *len)
 	return 1;
 }
 
+#define RESPONSE_LINE_MIN (16 * 1024 * 1024)
+
+size_t
+imap_response_line_max(size_t command_line_max)
+{
+	return command_line_max > RESPONSE_LINE_MIN ? command_line_max :
+	    RESPONSE_LINE_MIN;
+}
+
 void
 imap_framer_init(struct imap_framer *fr, enum imap_mode mode, size_t max_line)
 {

@@ -22,9 +22,6 @@
 #include "response.h"
 #include "session.h"
 
-/* The longest upstream response line: data responses such as SEARCH of a
- * large mailbox are much longer than any sane command. */
-#define RESPONSE_LINE_MAX (16 * 1024 * 1024)
 /* Commands in flight upstream before the proxy stops reading the client. */
 #define MAX_PIPELINE 1000
 
@@ -70,7 +67,8 @@ relay_new(struct session *s)
 	r->s = s;
 	imap_framer_init(&r->cmd, IMAP_MODE_COMMAND,
 	    session_config(s)->max_line_length);
-	imap_framer_init(&r->resp, IMAP_MODE_RESPONSE, relay_response_line_max(session_config(s)));
+	imap_framer_init(&r->resp, IMAP_MODE_RESPONSE,
+	    imap_response_line_max(session_config(s)->max_line_length));
 	r->capture_arg = -1;
 	return r;
 }
@@ -79,14 +77,6 @@ void
 relay_free(struct relay *r)
 {
 	free(r);
-}
-
-size_t
-relay_response_line_max(const struct config *cfg)
-{
-	size_t max = cfg->max_line_length;
-
-	return max > RESPONSE_LINE_MAX ? max : RESPONSE_LINE_MAX;
 }
 
 void

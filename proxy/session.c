@@ -531,7 +531,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	s->upstream = bev;
 	bufferevent_setcb(bev, upstream_read, upstream_write, upstream_event, s);
 	bufferevent_setwatermark(bev, EV_READ, 0,
-	    read_watermark(relay_response_line_max(session_config(s))));
+	    read_watermark(imap_response_line_max(session_config(s)->max_line_length)));
 	bufferevent_set_max_single_read(bev, READ_CHUNK);
 	bufferevent_set_max_single_write(bev, WRITE_CHUNK);
 	bufferevent_setwatermark(bev, EV_WRITE, WRITE_LOW, 0);
@@ -540,7 +540,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (s->proxy->cfg->upstream_tls == UPSTREAM_PLAIN)
 		s->upstream_reader = reader_new(bev,
-		    read_watermark(relay_response_line_max(session_config(s))), &upstream_tv,
+		    read_watermark(imap_response_line_max(session_config(s)->max_line_length)), &upstream_tv,
 		    upstream_read, upstream_event, s);
 	if (s->upstream_reader == NULL)
 		bufferevent_set_timeouts(bev, &upstream_tv, NULL);
