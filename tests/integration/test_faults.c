@@ -108,6 +108,17 @@ snapshot(struct imapc *d)
 	return out;
 }
 
+/* No journal record is left in mappend's spool: every job was resolved. */
+static void
+no_journal_record(const char *what, unsigned k)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "ls '%s/spool/journal' 2>/dev/null | grep -q '\\.job$'",
+	    px.dir);
+	cr_assert_neq(system(cmd), 0, "%s k=%u: a journal record is left", what, k);
+}
+
 static void
 fault(struct imapc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void
@@ -192,6 +203,7 @@ every_k(const char *kind, bool closes, bool sync)
 		fault(&d, "CLEAR");
 		after = snapshot(&d);
 		cr_assert_str_eq(after, before, "%s k=%u: the upstream changed", kind, k);
+		no_journal_record(kind, k);
 		free(before);
 		free(after);
 		new_session_works();
@@ -335,6 +347,7 @@ Test(faults, client_leaves_at_every_k)
 		cr_assert_gt(sessions_closed(), closed, "k=%u: the job never ended", k);
 		after = snapshot(&d);
 		cr_assert_str_eq(after, before, "k=%u: left during the replay", k);
+		no_journal_record("client left", k);
 		free(after);
 		free(before);
 		new_session_works();
@@ -376,6 +389,7 @@ spool_full(bool sync)
 		free(r);
 		after = snapshot(&d);
 		cr_assert_str_eq(after, before, "k=%u", k);
+		no_journal_record("spool full", k);
 		free(before);
 		free(after);
 		imapc_close(&c);
