@@ -28,6 +28,7 @@ config_defaults(struct config *c)
 	c->client_idle_timeout = 1800;
 	c->upstream_idle_timeout = 1860;
 	c->shutdown_timeout = 60;
+	c->proxy_protocol_timeout = 5;
 	c->log_level = LOG_LEVEL_INFO;
 	c->log_syslog = false;
 	c->max_line_length = 65536;
@@ -272,31 +273,39 @@ parse_host_port(const char *v, bool listen, char *host, size_t hostlen,
 	return NULL;
 }
 
+/*
+ * "HOST:PORT", then options in any order, each at most once: "tls"
+ * (implicit TLS) and "proxy_protocol" (a PROXY header before anything else,
+ * TLS included).
+ */
 static const char *
 set_listen(struct config *c, const char *v)
 {
 	struct listen_conf *l = &c->listen[c->nlisten];
-	const char *hint, *sp = strchr(v, ' ');
+	const char *hint, *p;
 	char addr[600];
+	size_t alen = strcspn(v, " \t");
 
-	/* "HOST:PORT" or "HOST:PORT tls" */
 	memset(l, 0, sizeof(*l));
-	if (sp != NULL) {
-		const char *kind = sp;
+	if (alen >= sizeof(addr))
+		return "address too long";
+	memcpy(addr, v, alen);
+	addr[alen] = '\0';
+	for (p = v + alen; *(p += strspn(p, " \t")) != '\0'; ) {
+		size_t n = strcspn(p, " \t");
 
-		while (*kind == ' ')
-			kind++;
-		if (strcmp(kind, "tls") != 0)
+		if (n == 3 && strncmp(p, "tls", n) == 0 && !l->tls)
+			l->tls = true;
+		else if (n == 14 && strncmp(p, "proxy_protocol", n) == 0 &&
+		    !l->proxy_protocol)
+			l->proxy_protocol = true;
+		else
 			return "expected HOST:PORT, optionally followed by \"tls\" "
-			    "for implicit TLS (e.g. \"0.0.0.0:993 tls\")";
-		l->tls = true;
-		if ((size_t)(sp - v) >= sizeof(addr))
-			return "address too long";
-		memcpy(addr, v, (size_t)(sp - v));
-		addr[sp - v] = '\0';
-		v = addr;
+			    "for implicit TLS and \"proxy_protocol\" for a PROXY "
+			    "protocol header (e.g. \"0.0.0.0:993 tls\")";
+		p += n;
 	}
-	hint = parse_host_port(v, true, l->host, sizeof l->host, l->port,
+	hint = parse_host_port(addr, true, l->host, sizeof l->host, l->port,
 	    sizeof l->port);
 	if (hint == NULL)
 		c->nlisten++;
@@ -564,6 +573,25 @@ set_pid_file(struct config *c, const char *v)
 	return set_path(v, c->pid_file, sizeof c->pid_file);
 }
 
+/* The reason for a list element names the element, so it is formatted
+ * here; parse_line uses it before the next key is read. */
+static char list_hint[512];
+
+static const char *
+set_proxy_protocol_from(struct config *c, const char *v)
+{
+	if (proxyproto_cidr_parse(&c->proxy_protocol_from, v, list_hint,
+	    sizeof list_hint) < 0)
+		return list_hint;
+	return NULL;
+}
+
+static const char *
+set_proxy_protocol_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->proxy_protocol_timeout);
+}
+
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
@@ -599,6 +627,8 @@ static const struct config_key config_keys[] = {
 	{ "user", set_user, 1 },
 	{ "group", set_group, 1 },
 	{ "pid_file", set_pid_file, 1 },
+	{ "proxy_protocol_from", set_proxy_protocol_from, PROXYPROTO_MAX_NETWORKS },
+	{ "proxy_protocol_timeout", set_proxy_protocol_timeout, 1 },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -894,6 +924,43 @@ check_listen(struct config_reader *r, const struct config *c)
 	return 0;
 }
 
+/*
+ * A PROXY header names any address its sender likes, so a listener that
+ * reads one must know whose to believe; and networks without a listener
+ * that reads headers are a listen line that lacks its option.
+ */
+static int
+check_proxy_protocol(struct config_reader *r, const struct config *c)
+{
+	char name[300];
+	bool any = false;
+
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct listen_conf *l = &c->listen[i];
+
+		if (!l->proxy_protocol)
+			continue;
+		any = true;
+		if (c->proxy_protocol_from.n == 0) {
+			r->line = l->line;
+			return config_error(r, "listen %s has proxy_protocol but "
+			    "proxy_protocol_from is not set: from whom?  A PROXY "
+			    "header names any client address its sender likes; add "
+			    "proxy_protocol_from = the load balancers' networks, "
+			    "e.g. 10.0.0.0/8", listen_name(l, name, sizeof name));
+		}
+	}
+	if (!any && c->proxy_protocol_from.n > 0) {
+		r->line = r->first_line[key_index("proxy_protocol_from")];
+		return config_error(r, "proxy_protocol_from is set but no listen "
+		    "line has proxy_protocol: add \"proxy_protocol\" to the listen "
+		    "lines the load balancer connects to, or remove "
+		    "proxy_protocol_from");
+	}
+	r->line = 0;
+	return 0;
+}
+
 /* Checks that involve more than one key, or none that was written. */
 static int
 check_config(struct config_reader *r, const struct config *c)
@@ -932,6 +999,8 @@ check_config(struct config_reader *r, const struct config *c)
 	if (c->group[0] != '\0' && c->user[0] == '\0')
 		return config_error(r, "group = %s needs user: mappend switches to "
 		    "a group only together with a user", c->group);
+	if (check_proxy_protocol(r, c) < 0)
+		return -1;
 	return check_listen(r, c);
 }
 
