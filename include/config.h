@@ -91,6 +91,11 @@ struct config {
 	 * when a listen line has proxy_protocol; repeatable, comma lists) */
 	struct cidr_list proxy_protocol_from;
 	unsigned proxy_protocol_timeout;	/* seconds for the header, default 5 */
+
+	/* metrics_listen = HOST:PORT: Prometheus metrics over HTTP at /metrics;
+	 * metrics_host "" = off (the default) */
+	char metrics_host[256];
+	char metrics_port[16];
 };
 
 /* Defaults, no file read. */

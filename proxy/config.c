@@ -592,6 +592,13 @@ set_proxy_protocol_timeout(struct config *c, const char *v)
 	return set_duration(v, &c->proxy_protocol_timeout);
 }
 
+static const char *
+set_metrics_listen(struct config *c, const char *v)
+{
+	return parse_host_port(v, true, c->metrics_host, sizeof c->metrics_host,
+	    c->metrics_port, sizeof c->metrics_port);
+}
+
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
@@ -629,6 +636,7 @@ static const struct config_key config_keys[] = {
 	{ "pid_file", set_pid_file, 1 },
 	{ "proxy_protocol_from", set_proxy_protocol_from, PROXYPROTO_MAX_NETWORKS },
 	{ "proxy_protocol_timeout", set_proxy_protocol_timeout, 1 },
+	{ "metrics_listen", set_metrics_listen, 1 },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -961,6 +969,32 @@ check_proxy_protocol(struct config_reader *r, const struct config *c)
 	return 0;
 }
 
+/* The metrics listener may not take a port a listen line needs. */
+static int
+check_metrics_listen(struct config_reader *r, const struct config *c)
+{
+	struct listen_conf m;
+	char na[300], nb[300];
+
+	if (c->metrics_host[0] == '\0')
+		return 0;
+	memset(&m, 0, sizeof m);
+	snprintf(m.host, sizeof m.host, "%s", c->metrics_host);
+	snprintf(m.port, sizeof m.port, "%s", c->metrics_port);
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct listen_conf *l = &c->listen[i];
+
+		if (listen_overlap(l, &m) == OVERLAP_NONE)
+			continue;
+		r->line = r->first_line[key_index("metrics_listen")];
+		return config_error(r, "metrics_listen %s takes the address of "
+		    "listen %s on line %u: choose another port",
+		    listen_name(&m, na, sizeof na), listen_name(l, nb, sizeof nb),
+		    l->line);
+	}
+	return 0;
+}
+
 /* Checks that involve more than one key, or none that was written. */
 static int
 check_config(struct config_reader *r, const struct config *c)
@@ -1001,7 +1035,9 @@ check_config(struct config_reader *r, const struct config *c)
 		    "a group only together with a user", c->group);
 	if (check_proxy_protocol(r, c) < 0)
 		return -1;
-	return check_listen(r, c);
+	if (check_listen(r, c) < 0)
+		return -1;
+	return check_metrics_listen(r, c);
 }
 
 int

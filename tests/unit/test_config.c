@@ -882,3 +882,32 @@ Test(config, proxy_protocol_refused)
 	    "by \"tls\" for implicit TLS and \"proxy_protocol\" for a PROXY "
 	    "protocol header (e.g. \"0.0.0.0:993 tls\"))");
 }
+
+Test(config, metrics_listen)
+{
+	struct config c;
+
+	load_ok(BASE, &c);
+	cr_assert_str_eq(c.metrics_host, "");
+	good_value("metrics_listen = 127.0.0.1:9143", &c);
+	cr_assert_str_eq(c.metrics_host, "127.0.0.1");
+	cr_assert_str_eq(c.metrics_port, "9143");
+	good_value("metrics_listen = [::1]:0", &c);
+	cr_assert_str_eq(c.metrics_host, "::1");
+	cr_assert_str_eq(c.metrics_port, "0");
+	good_value("metrics_listen = *:9143", &c);
+	cr_assert_str_eq(c.metrics_host, "*");
+	bad_value("metrics_listen = 9143", ":3: bad value for metrics_listen: "
+	    "\"9143\" (expected HOST:PORT, e.g. 127.0.0.1:1143, [::1]:1143 or "
+	    "*:1143)");
+	bad_value("metrics_listen = 127.0.0.1:9143\nmetrics_listen = [::1]:9143",
+	    ":4: duplicate key \"metrics_listen\" (already set on line 3)");
+	/* not on a port a listen line needs */
+	load_fails(BASE "metrics_listen = 127.0.0.1:1143\n", ":3: metrics_listen "
+	    "127.0.0.1:1143 takes the address of listen 127.0.0.1:1143 on line 1: "
+	    "choose another port");
+	load_fails(BASE "metrics_listen = *:1143\n", ":3: metrics_listen *:1143 "
+	    "takes the address of listen 127.0.0.1:1143 on line 1: choose another "
+	    "port");
+	load_ok(BASE "metrics_listen = 127.0.0.1:0\nlisten = 127.0.0.1:0\n", &c);
+}
