@@ -284,16 +284,18 @@ set_listen(struct config *c, const char *v)
 	struct listen_conf *l = &c->listen[c->nlisten];
 	const char *hint, *p;
 	char addr[600];
-	size_t alen = strcspn(v, " \t");
+	size_t alen = strcspn(v, " \t"), n = 0;
 
 	memset(l, 0, sizeof(*l));
 	if (alen >= sizeof(addr))
 		return "address too long";
 	memcpy(addr, v, alen);
 	addr[alen] = '\0';
-	for (p = v + alen; *(p += strspn(p, " \t")) != '\0'; ) {
-		size_t n = strcspn(p, " \t");
-
+	for (p = v + alen;; p += n) {
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			break;
+		n = strcspn(p, " \t");
 		if (n == 3 && strncmp(p, "tls", n) == 0 && !l->tls)
 			l->tls = true;
 		else if (n == 14 && strncmp(p, "proxy_protocol", n) == 0 &&
@@ -303,7 +305,6 @@ set_listen(struct config *c, const char *v)
 			return "expected HOST:PORT, optionally followed by \"tls\" "
 			    "for implicit TLS and \"proxy_protocol\" for a PROXY "
 			    "protocol header (e.g. \"0.0.0.0:993 tls\")";
-		p += n;
 	}
 	hint = parse_host_port(addr, true, l->host, sizeof l->host, l->port,
 	    sizeof l->port);
@@ -952,7 +953,7 @@ check_proxy_protocol(struct config_reader *r, const struct config *c)
 		if (c->proxy_protocol_from.n == 0) {
 			r->line = l->line;
 			return config_error(r, "listen %s has proxy_protocol but "
-			    "proxy_protocol_from is not set: from whom?  A PROXY "
+			    "proxy_protocol_from is not set: from whom? A PROXY "
 			    "header names any client address its sender likes; add "
 			    "proxy_protocol_from = the load balancers' networks, "
 			    "e.g. 10.0.0.0/8", listen_name(l, name, sizeof name));

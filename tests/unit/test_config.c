@@ -853,7 +853,7 @@ Test(config, proxy_protocol_refused)
 {
 	load_fails(BASE "listen = 127.0.0.1:1144 proxy_protocol\n",
 	    ":3: listen 127.0.0.1:1144 has proxy_protocol but proxy_protocol_from "
-	    "is not set: from whom?  A PROXY header names any client address its "
+	    "is not set: from whom? A PROXY header names any client address its "
 	    "sender likes; add proxy_protocol_from = the load balancers' "
 	    "networks, e.g. 10.0.0.0/8");
 	load_fails(BASE "\nproxy_protocol_from = 10.0.0.0/8\n",
