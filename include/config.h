@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "proxyproto.h"
 
 #define CONFIG_MAX_LISTEN 16
 
@@ -18,6 +19,8 @@ struct listen_conf {
 	char host[256];		/* numeric address or name; "*" = all */
 	char port[16];		/* "0" lets the kernel choose (tests) */
 	bool tls;		/* "listen = HOST:PORT tls": implicit TLS (993 style) */
+	bool proxy_protocol;	/* "... proxy_protocol": a PROXY header (v1 or v2)
+				 * starts every connection, before TLS */
 	unsigned line;		/* where in the file, for messages */
 };
 
@@ -83,6 +86,16 @@ struct config {
 	char user[64];			/* run as this user after start; "" = don't switch */
 	char group[64];			/* and this group; "" = the user's own */
 	char pid_file[4096];		/* "" = none */
+
+	/* PROXY protocol: the networks whose headers are believed (required
+	 * when a listen line has proxy_protocol; repeatable, comma lists) */
+	struct cidr_list proxy_protocol_from;
+	unsigned proxy_protocol_timeout;	/* seconds for the header, default 5 */
+
+	/* metrics_listen = HOST:PORT: Prometheus metrics over HTTP at /metrics;
+	 * metrics_host "" = off (the default) */
+	char metrics_host[256];
+	char metrics_port[16];
 };
 
 /* Defaults, no file read. */

@@ -28,6 +28,7 @@ config_defaults(struct config *c)
 	c->client_idle_timeout = 1800;
 	c->upstream_idle_timeout = 1860;
 	c->shutdown_timeout = 60;
+	c->proxy_protocol_timeout = 5;
 	c->log_level = LOG_LEVEL_INFO;
 	c->log_syslog = false;
 	c->max_line_length = 65536;
@@ -272,31 +273,40 @@ parse_host_port(const char *v, bool listen, char *host, size_t hostlen,
 	return NULL;
 }
 
+/*
+ * "HOST:PORT", then options in any order, each at most once: "tls"
+ * (implicit TLS) and "proxy_protocol" (a PROXY header before anything else,
+ * TLS included).
+ */
 static const char *
 set_listen(struct config *c, const char *v)
 {
 	struct listen_conf *l = &c->listen[c->nlisten];
-	const char *hint, *sp = strchr(v, ' ');
+	const char *hint, *p;
 	char addr[600];
+	size_t alen = strcspn(v, " \t"), n = 0;
 
-	/* "HOST:PORT" or "HOST:PORT tls" */
 	memset(l, 0, sizeof(*l));
-	if (sp != NULL) {
-		const char *kind = sp;
-
-		while (*kind == ' ')
-			kind++;
-		if (strcmp(kind, "tls") != 0)
+	if (alen >= sizeof(addr))
+		return "address too long";
+	memcpy(addr, v, alen);
+	addr[alen] = '\0';
+	for (p = v + alen;; p += n) {
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			break;
+		n = strcspn(p, " \t");
+		if (n == 3 && strncmp(p, "tls", n) == 0 && !l->tls)
+			l->tls = true;
+		else if (n == 14 && strncmp(p, "proxy_protocol", n) == 0 &&
+		    !l->proxy_protocol)
+			l->proxy_protocol = true;
+		else
 			return "expected HOST:PORT, optionally followed by \"tls\" "
-			    "for implicit TLS (e.g. \"0.0.0.0:993 tls\")";
-		l->tls = true;
-		if ((size_t)(sp - v) >= sizeof(addr))
-			return "address too long";
-		memcpy(addr, v, (size_t)(sp - v));
-		addr[sp - v] = '\0';
-		v = addr;
+			    "for implicit TLS and \"proxy_protocol\" for a PROXY "
+			    "protocol header (e.g. \"0.0.0.0:993 tls\")";
 	}
-	hint = parse_host_port(v, true, l->host, sizeof l->host, l->port,
+	hint = parse_host_port(addr, true, l->host, sizeof l->host, l->port,
 	    sizeof l->port);
 	if (hint == NULL)
 		c->nlisten++;
@@ -564,6 +574,32 @@ set_pid_file(struct config *c, const char *v)
 	return set_path(v, c->pid_file, sizeof c->pid_file);
 }
 
+/* The reason for a list element names the element, so it is formatted
+ * here; parse_line uses it before the next key is read. */
+static char list_hint[512];
+
+static const char *
+set_proxy_protocol_from(struct config *c, const char *v)
+{
+	if (proxyproto_cidr_parse(&c->proxy_protocol_from, v, list_hint,
+	    sizeof list_hint) < 0)
+		return list_hint;
+	return NULL;
+}
+
+static const char *
+set_proxy_protocol_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->proxy_protocol_timeout);
+}
+
+static const char *
+set_metrics_listen(struct config *c, const char *v)
+{
+	return parse_host_port(v, true, c->metrics_host, sizeof c->metrics_host,
+	    c->metrics_port, sizeof c->metrics_port);
+}
+
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
@@ -599,6 +635,9 @@ static const struct config_key config_keys[] = {
 	{ "user", set_user, 1 },
 	{ "group", set_group, 1 },
 	{ "pid_file", set_pid_file, 1 },
+	{ "proxy_protocol_from", set_proxy_protocol_from, PROXYPROTO_MAX_NETWORKS },
+	{ "proxy_protocol_timeout", set_proxy_protocol_timeout, 1 },
+	{ "metrics_listen", set_metrics_listen, 1 },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -894,6 +933,69 @@ check_listen(struct config_reader *r, const struct config *c)
 	return 0;
 }
 
+/*
+ * A PROXY header names any address its sender likes, so a listener that
+ * reads one must know whose to believe; and networks without a listener
+ * that reads headers are a listen line that lacks its option.
+ */
+static int
+check_proxy_protocol(struct config_reader *r, const struct config *c)
+{
+	char name[300];
+	bool any = false;
+
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct listen_conf *l = &c->listen[i];
+
+		if (!l->proxy_protocol)
+			continue;
+		any = true;
+		if (c->proxy_protocol_from.n == 0) {
+			r->line = l->line;
+			return config_error(r, "listen %s has proxy_protocol but "
+			    "proxy_protocol_from is not set: from whom? A PROXY "
+			    "header names any client address its sender likes; add "
+			    "proxy_protocol_from = the load balancers' networks, "
+			    "e.g. 10.0.0.0/8", listen_name(l, name, sizeof name));
+		}
+	}
+	if (!any && c->proxy_protocol_from.n > 0) {
+		r->line = r->first_line[key_index("proxy_protocol_from")];
+		return config_error(r, "proxy_protocol_from is set but no listen "
+		    "line has proxy_protocol: add \"proxy_protocol\" to the listen "
+		    "lines the load balancer connects to, or remove "
+		    "proxy_protocol_from");
+	}
+	r->line = 0;
+	return 0;
+}
+
+/* The metrics listener may not take a port a listen line needs. */
+static int
+check_metrics_listen(struct config_reader *r, const struct config *c)
+{
+	struct listen_conf m;
+	char na[300], nb[300];
+
+	if (c->metrics_host[0] == '\0')
+		return 0;
+	memset(&m, 0, sizeof m);
+	snprintf(m.host, sizeof m.host, "%s", c->metrics_host);
+	snprintf(m.port, sizeof m.port, "%s", c->metrics_port);
+	for (size_t i = 0; i < c->nlisten; i++) {
+		const struct listen_conf *l = &c->listen[i];
+
+		if (listen_overlap(l, &m) == OVERLAP_NONE)
+			continue;
+		r->line = r->first_line[key_index("metrics_listen")];
+		return config_error(r, "metrics_listen %s takes the address of "
+		    "listen %s on line %u: choose another port",
+		    listen_name(&m, na, sizeof na), listen_name(l, nb, sizeof nb),
+		    l->line);
+	}
+	return 0;
+}
+
 /* Checks that involve more than one key, or none that was written. */
 static int
 check_config(struct config_reader *r, const struct config *c)
@@ -932,7 +1034,11 @@ check_config(struct config_reader *r, const struct config *c)
 	if (c->group[0] != '\0' && c->user[0] == '\0')
 		return config_error(r, "group = %s needs user: mappend switches to "
 		    "a group only together with a user", c->group);
-	return check_listen(r, c);
+	if (check_proxy_protocol(r, c) < 0)
+		return -1;
+	if (check_listen(r, c) < 0)
+		return -1;
+	return check_metrics_listen(r, c);
 }
 
 int

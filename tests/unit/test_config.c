@@ -816,3 +816,98 @@ Test(config, listen_combinations_that_bind)
 	cr_assert_eq(c.listen[0].line, 1);
 	cr_assert_eq(c.listen[4].line, 6);
 }
+
+Test(config, proxy_protocol_listeners)
+{
+	struct config c;
+
+	load_ok("upstream = 127.0.0.1:143\n"
+	    "listen = 0.0.0.0:143 proxy_protocol\n"
+	    "listen = 0.0.0.0:993 tls proxy_protocol\n"
+	    "listen = [::]:993 proxy_protocol\ttls\n"
+	    "listen = 127.0.0.1:1143\n"
+	    "proxy_protocol_from = 10.0.0.0/8, ::1/128\n"
+	    "proxy_protocol_from = 192.0.2.7\n"
+	    "tls_cert = /c.pem\ntls_key = /k.pem\n", &c);
+	cr_assert_eq(c.nlisten, 4);
+	cr_assert(c.listen[0].proxy_protocol && !c.listen[0].tls);
+	cr_assert(c.listen[1].proxy_protocol && c.listen[1].tls);
+	cr_assert(c.listen[2].proxy_protocol && c.listen[2].tls);
+	cr_assert(!c.listen[3].proxy_protocol && !c.listen[3].tls);
+	cr_assert_str_eq(c.listen[1].port, "993");
+	/* the lines add up */
+	cr_assert_eq(c.proxy_protocol_from.n, 3);
+	cr_assert_eq(c.proxy_protocol_from.net[2].family, AF_INET);
+	cr_assert_eq(c.proxy_protocol_from.net[2].prefix, 32);
+
+	config_defaults(&c);
+	cr_assert_eq(c.proxy_protocol_from.n, 0);
+	cr_assert_eq(c.proxy_protocol_timeout, 5);
+	good_value("proxy_protocol_timeout = 3s", &c);
+	cr_assert_eq(c.proxy_protocol_timeout, 3);
+	bad_value("proxy_protocol_timeout = 0", ":3: bad value for "
+	    "proxy_protocol_timeout: \"0\" (" HINT_DURATION ")");
+}
+
+Test(config, proxy_protocol_refused)
+{
+	load_fails(BASE "listen = 127.0.0.1:1144 proxy_protocol\n",
+	    ":3: listen 127.0.0.1:1144 has proxy_protocol but proxy_protocol_from "
+	    "is not set: from whom? A PROXY header names any client address its "
+	    "sender likes; add proxy_protocol_from = the load balancers' "
+	    "networks, e.g. 10.0.0.0/8");
+	load_fails(BASE "\nproxy_protocol_from = 10.0.0.0/8\n",
+	    ":4: proxy_protocol_from is set but no listen line has proxy_protocol: "
+	    "add \"proxy_protocol\" to the listen lines the load balancer connects "
+	    "to, or remove proxy_protocol_from");
+	bad_value("proxy_protocol_from = 10.0.0.1/8", ":3: bad value for "
+	    "proxy_protocol_from: \"10.0.0.1/8\" (\"10.0.0.1/8\": bits set after "
+	    "the prefix length (did you mean 10.0.0.0/8?))");
+	bad_value("proxy_protocol_from = 10.0.0.0/8, lb.example.org",
+	    ":3: bad value for proxy_protocol_from: \"10.0.0.0/8, lb.example.org\" "
+	    "(\"lb.example.org\": expected an IPv4 or IPv6 address (no brackets, "
+	    "no host names), optionally with /PREFIX)");
+	bad_value("listen = 127.0.0.1:1144 proxy-protocol", ":3: bad value for "
+	    "listen: \"127.0.0.1:1144 proxy-protocol\" (expected HOST:PORT, "
+	    "optionally followed by \"tls\" for implicit TLS and "
+	    "\"proxy_protocol\" for a PROXY protocol header (e.g. \"0.0.0.0:993 "
+	    "tls\"))");
+	bad_value("listen = 127.0.0.1:1144 proxy_protocol proxy_protocol",
+	    ":3: bad value for listen: \"127.0.0.1:1144 proxy_protocol "
+	    "proxy_protocol\" (expected HOST:PORT, optionally followed by \"tls\" "
+	    "for implicit TLS and \"proxy_protocol\" for a PROXY protocol header "
+	    "(e.g. \"0.0.0.0:993 tls\"))");
+	bad_value("listen = 127.0.0.1:1144 tls tls", ":3: bad value for listen: "
+	    "\"127.0.0.1:1144 tls tls\" (expected HOST:PORT, optionally followed "
+	    "by \"tls\" for implicit TLS and \"proxy_protocol\" for a PROXY "
+	    "protocol header (e.g. \"0.0.0.0:993 tls\"))");
+}
+
+Test(config, metrics_listen)
+{
+	struct config c;
+
+	load_ok(BASE, &c);
+	cr_assert_str_eq(c.metrics_host, "");
+	good_value("metrics_listen = 127.0.0.1:9143", &c);
+	cr_assert_str_eq(c.metrics_host, "127.0.0.1");
+	cr_assert_str_eq(c.metrics_port, "9143");
+	good_value("metrics_listen = [::1]:0", &c);
+	cr_assert_str_eq(c.metrics_host, "::1");
+	cr_assert_str_eq(c.metrics_port, "0");
+	good_value("metrics_listen = *:9143", &c);
+	cr_assert_str_eq(c.metrics_host, "*");
+	bad_value("metrics_listen = 9143", ":3: bad value for metrics_listen: "
+	    "\"9143\" (expected HOST:PORT, e.g. 127.0.0.1:1143, [::1]:1143 or "
+	    "*:1143)");
+	bad_value("metrics_listen = 127.0.0.1:9143\nmetrics_listen = [::1]:9143",
+	    ":4: duplicate key \"metrics_listen\" (already set on line 3)");
+	/* not on a port a listen line needs */
+	load_fails(BASE "metrics_listen = 127.0.0.1:1143\n", ":3: metrics_listen "
+	    "127.0.0.1:1143 takes the address of listen 127.0.0.1:1143 on line 1: "
+	    "choose another port");
+	load_fails(BASE "metrics_listen = *:1143\n", ":3: metrics_listen *:1143 "
+	    "takes the address of listen 127.0.0.1:1143 on line 1: choose another "
+	    "port");
+	load_ok(BASE "metrics_listen = 127.0.0.1:0\nlisten = 127.0.0.1:0\n", &c);
+}
