@@ -160,8 +160,23 @@ write_config(FILE *f, const struct config *c)
 		const struct listen_conf *l = &c->listen[i];
 		bool v6 = strchr(l->host, ':') != NULL;
 
-		fprintf(f, "listen = %s%s%s:%s%s\n", v6 ? "[" : "", l->host,
-		    v6 ? "]" : "", l->port, l->tls ? " tls" : "");
+		fprintf(f, "listen = %s%s%s:%s%s%s\n", v6 ? "[" : "", l->host,
+		    v6 ? "]" : "", l->port, l->tls ? " tls" : "",
+		    l->proxy_protocol ? " proxy_protocol" : "");
+	}
+	for (i = 0; i < c->proxy_protocol_from.n; i++) {
+		const struct proxyproto_net *n = &c->proxy_protocol_from.net[i];
+		char addr[INET6_ADDRSTRLEN];
+
+		CHECK(inet_ntop(n->family, n->addr, addr, sizeof(addr)) != NULL);
+		fprintf(f, "proxy_protocol_from = %s/%u\n", addr, n->prefix);
+	}
+	fprintf(f, "proxy_protocol_timeout = %u\n", c->proxy_protocol_timeout);
+	if (c->metrics_host[0] != '\0') {
+		bool v6 = strchr(c->metrics_host, ':') != NULL;
+
+		fprintf(f, "metrics_listen = %s%s%s:%s\n", v6 ? "[" : "",
+		    c->metrics_host, v6 ? "]" : "", c->metrics_port);
 	}
 	fprintf(f, "upstream = %s%s%s:%s\n", strchr(c->upstream_host, ':') ? "[" : "",
 	    c->upstream_host, strchr(c->upstream_host, ':') ? "]" : "",
