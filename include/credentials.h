@@ -38,6 +38,11 @@ void credentials_note_sasl(struct pending *, const char *line, size_t len);
 bool credentials_usable(const struct session *);
 /* The session's user for log lines ("?" when none is known). */
 const char *credentials_user(const struct session *);
+/* The user a LOGIN or AUTHENTICATE command in flight tries to log in as,
+ * for the log line of a failed login (never the password): "user",
+ * "authzid*authcid" for PLAIN with an authorization identity, "? (MECH)"
+ * for other mechanisms. */
+void credentials_attempted_user(const struct pending *, char *out, size_t len);
 
 /* How a second connection logs in for this session; -1 when it cannot
  * (no credentials, out of memory). */

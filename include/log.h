@@ -26,6 +26,13 @@ void log_also_stderr(bool on);
 bool log_stderr_is_journal(void);
 /* "2026-12-01T16:22:35.123+01:00" into buf; its length, -1 if too short. */
 int log_format_time(const struct timespec *, char *buf, size_t len);
+struct sockaddr;
+/* An IPv4 or IPv6 address with its port for log lines, "192.0.2.1:143" or
+ * "[2001:db8::1]:143"; host alone (without port) into host if not NULL. */
+void log_address(const struct sockaddr *, char *buf, size_t len, char *host,
+    size_t hostlen);
+/* Seconds on the monotonic clock: durations in log lines and metrics. */
+double log_clock(void);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* "error", "warning", "info", "debug"; -1 when unknown */

@@ -29,8 +29,9 @@ enum metrics_end {
 /* How a MULTIAPPEND ended: the "outcome" label of mappend_multiappends_total. */
 enum metrics_outcome {
 	METRICS_MA_OK,			/* all stored, tagged OK */
-	METRICS_MA_REFUSED,		/* NO before any message went upstream */
-	METRICS_MA_ROLLED_BACK,		/* failed half-way, what went up removed */
+	METRICS_MA_REFUSED,		/* NO, and none of it was stored: refused
+					 * by mappend or by the upstream */
+	METRICS_MA_ROLLED_BACK,		/* failed half-way, what was stored removed */
 	METRICS_MA_ROLLBACK_FAILED,	/* failed half-way, something left behind */
 	METRICS_MA_CLIENT_GONE,		/* the client left while it ran */
 	METRICS_MA_COUNT
@@ -43,8 +44,8 @@ const char *metrics_outcome_name(enum metrics_outcome);
 void metrics_session_opened(void);
 void metrics_session_closed(enum metrics_end);
 void metrics_login(bool ok);
-/* One MULTIAPPEND mappend emulated (several messages, an upstream without
- * MULTIAPPEND), however it ended: seconds from its command line to its
+/* One MULTIAPPEND (several messages; emulated, or passed to an upstream
+ * with MULTIAPPEND of its own), however it ended: seconds from its command line to its
  * tagged answer (or to the end of the job when the client left); messages
  * and message bytes sent upstream (0 when refused before the replay). */
 void metrics_multiappend(enum metrics_outcome, double seconds,

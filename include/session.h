@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "metrics.h"
 
 struct append_job;
 struct bufferevent;
@@ -57,14 +58,18 @@ struct listener_info {
 	struct proxy *proxy;
 	bool tls;			/* implicit TLS */
 	bool tls_required;		/* plaintext logins refused before TLS */
+	bool proxy_protocol;		/* a PROXY header starts each connection */
+	char name[64];			/* the address bound, for log lines */
 };
 
-void session_accept(const struct listener_info *, int fd, const struct sockaddr *,
-    int socklen);
-/* The same over a client connection that is a bufferevent already (an
- * accepted socket; a bufferevent pair in the fuzzer); tls: it is TLS. */
-void session_begin(const struct listener_info *, struct bufferevent *, bool tls,
-    const struct sockaddr *peer);
+/*
+ * A session over a client connection that is a bufferevent already (an
+ * accepted socket, see admission.h; a bufferevent pair in the fuzzer);
+ * tls: it is TLS.  peer: the client; via: the load balancer that named it
+ * in a PROXY header, or NULL.  The session copies what it keeps of li.
+ */
+void session_begin(const struct listener_info *li, struct bufferevent *, bool tls,
+    const struct sockaddr *peer, const struct sockaddr *via);
 /* STARTTLS was answered OK: drop what the client pipelined behind it and
  * continue over TLS. */
 void session_starttls(struct session *);
@@ -99,6 +104,8 @@ bool session_client_tls(const struct session *);
 /* No plaintext login on this listener before TLS. */
 bool session_tls_required(const struct session *);
 /* The client's address, for the upstream's ID. */
+/* The client's address for log lines: "192.0.2.1:5143", "[::1]:5143". */
+const char *session_peer(const struct session *);
 const char *session_peer_host(const struct session *);
 const char *session_peer_port(const struct session *);
 bool session_has_upstream(const struct session *);
@@ -115,6 +122,12 @@ struct response *session_response(const struct session *);
 struct credentials *session_credentials(const struct session *);
 struct append_job *session_job(const struct session *);
 void session_set_job(struct session *, struct append_job *);
+/* How the session ends, for its last log line and the metrics: the first
+ * call wins (the cause, not what followed from it); text is short. */
+void session_end_class(struct session *, enum metrics_end, const char *text);
+/* A client command began; a MULTIAPPEND (several messages) was handled. */
+void session_note_command(struct session *);
+void session_note_multiappend(struct session *);
 
 enum session_side { SESSION_CLIENT, SESSION_UPSTREAM };
 struct evbuffer *session_client_input(struct session *);

@@ -17,6 +17,7 @@
 #include "command.h"
 #include "credentials.h"
 #include "log.h"
+#include "metrics.h"
 #include "multiappend.h"
 #include "relay.h"
 #include "response.h"
@@ -86,9 +87,27 @@ logged_in(struct session *s, const struct answer *a)
 		response_query_capabilities(s);
 }
 
+/* A login answered: counted, and a failure logged (never the password). */
+static void
+login_result(struct session *s, struct pending *p, const struct answer *a)
+{
+	size_t off = a->seg->ntok >= 2 ? a->seg->tok[1].off : 0, end = a->len;
+	char user[256];
+
+	metrics_login(a->ok);
+	if (a->ok)
+		return;
+	while (end > off && (a->line[end - 1] == '\r' || a->line[end - 1] == '\n'))
+		end--;
+	credentials_attempted_user(p, user, sizeof(user));
+	log_info(session_id(s), "login failed: user=%s from=%s method=%s: %.*s",
+	    user, session_peer(s), p->cmd->name, (int)(end - off), a->line + off);
+}
+
 static void
 login_answered(struct session *s, struct pending *p, const struct answer *a)
 {
+	login_result(s, p, a);
 	if (!a->ok)
 		return;
 	credentials_from_login(s, p);
@@ -135,10 +154,21 @@ authenticate_line(struct session *s, struct pending *p, const char *buf, size_t 
 static void
 authenticate_answered(struct session *s, struct pending *p, const struct answer *a)
 {
+	login_result(s, p, a);
 	if (!a->ok)
 		return;
 	credentials_from_authenticate(s, p);
 	logged_in(s, a);
+}
+
+/* The session ends as the client asked, whatever the upstream says next. */
+static enum command_verdict
+logout_start(struct session *s, const char *buf, const struct imap_segment *seg)
+{
+	(void)buf;
+	(void)seg;
+	session_end_class(s, METRICS_END_CLIENT, "logout");
+	return VERDICT_RELAY;
 }
 
 /* The next line is DONE, whenever the client sends it. */
@@ -208,6 +238,9 @@ static const struct command_entry idle_entry = {
 static const struct command_entry login_entry = {
 	.name = "LOGIN", .args = 2, .start = login_start, .answered = login_answered,
 };
+static const struct command_entry logout_entry = {
+	.name = "LOGOUT", .start = logout_start,
+};
 static const struct command_entry select_entry = {
 	.name = "SELECT", .args = 1, .answered = select_answered,
 };
@@ -226,6 +259,7 @@ static const struct command_entry *const commands[] = {
 	&examine_entry,
 	&idle_entry,
 	&login_entry,
+	&logout_entry,
 	&select_entry,
 	&starttls_entry,
 	&unselect_entry,

@@ -6,6 +6,7 @@
  * SASL mechanisms are relayed without being understood and leave nothing
  * here; a configured master user covers those sessions.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -87,41 +88,70 @@ set(char **field, size_t *flen, const char *s, size_t len)
 	*flen = *field != NULL ? len : 0;
 }
 
-/* authzid NUL authcid NUL password, from base64 */
-static void
-learn_plain(struct credentials *c, const char *b64, size_t len)
-{
-	unsigned char *raw;
+/* A SASL PLAIN message decoded: authzid NUL authcid NUL password. */
+struct plain {
+	unsigned char *raw;	/* the decoded bytes: wiped by plain_free */
+	size_t rawlen;
 	const char *authz, *authc, *pass, *end;
+};
+
+static void
+plain_free(struct plain *pl)
+{
+	if (pl->raw != NULL)
+		OPENSSL_cleanse(pl->raw, pl->rawlen);
+	free(pl->raw);
+	pl->raw = NULL;
+}
+
+/* 0 with pl's parts set, or -1 (not base64, or not three parts). */
+static int
+plain_parse(const char *b64, size_t len, struct plain *pl)
+{
 	int n;
 
-	if (len == 0 || len % 4 != 0 || (raw = malloc(len)) == NULL)
-		return;
-	n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
+	memset(pl, 0, sizeof(*pl));
+	if (len == 0 || len % 4 != 0 || (pl->raw = malloc(len)) == NULL)
+		return -1;
+	pl->rawlen = len;
+	n = EVP_DecodeBlock(pl->raw, (const unsigned char *)b64, (int)len);
 	if (n < 0) {
-		free(raw);
-		return;
+		plain_free(pl);
+		return -1;
 	}
 	/* EVP_DecodeBlock counts the padding as zero bytes */
 	if (len >= 1 && b64[len - 1] == '=')
 		n--;
 	if (len >= 2 && b64[len - 2] == '=')
 		n--;
-	authz = (const char *)raw;
-	end = authz + n;
-	authc = memchr(authz, '\0', (size_t)n);
-	pass = authc != NULL ? memchr(authc + 1, '\0', (size_t)(end - authc - 1)) : NULL;
-	if (authc != NULL && pass != NULL) {
-		authc++;
-		pass++;
-		clear(c);
-		set(&c->user, &c->user_len, authc, (size_t)(pass - 1 - authc));
-		if (authc - 1 > authz)
-			set(&c->authzid, &c->authzid_len, authz, (size_t)(authc - 1 - authz));
-		set(&c->password, &c->password_len, pass, (size_t)(end - pass));
+	pl->authz = (const char *)pl->raw;
+	pl->end = pl->authz + n;
+	pl->authc = memchr(pl->authz, '\0', (size_t)n);
+	pl->pass = pl->authc != NULL ?
+	    memchr(pl->authc + 1, '\0', (size_t)(pl->end - pl->authc - 1)) : NULL;
+	if (pl->authc == NULL || pl->pass == NULL) {
+		plain_free(pl);
+		return -1;
 	}
-	OPENSSL_cleanse(raw, len);
-	free(raw);
+	pl->authc++;
+	pl->pass++;
+	return 0;
+}
+
+static void
+learn_plain(struct credentials *c, const char *b64, size_t len)
+{
+	struct plain pl;
+
+	if (plain_parse(b64, len, &pl) != 0)
+		return;
+	clear(c);
+	set(&c->user, &c->user_len, pl.authc, (size_t)(pl.pass - 1 - pl.authc));
+	if (pl.authc - 1 > pl.authz)
+		set(&c->authzid, &c->authzid_len, pl.authz,
+		    (size_t)(pl.authc - 1 - pl.authz));
+	set(&c->password, &c->password_len, pl.pass, (size_t)(pl.end - pl.pass));
+	plain_free(&pl);
 }
 
 void
@@ -171,6 +201,29 @@ credentials_usable(const struct session *s)
 	if (session_config(s)->master_user[0] != '\0')
 		return c->user != NULL || c->authzid != NULL;
 	return c->user != NULL && c->password != NULL;
+}
+
+void
+credentials_attempted_user(const struct pending *p, char *out, size_t len)
+{
+	struct plain pl;
+
+	snprintf(out, len, "?");
+	if (p->nargs >= 1 && p->cmd != NULL && strcmp(p->cmd->name, "LOGIN") == 0) {
+		snprintf(out, len, "%.*s", (int)p->arglen[0], p->arg[0]);
+	} else if (p->nargs == 2 && p->arglen[0] == 5 &&
+	    strncasecmp(p->arg[0], "PLAIN", 5) == 0 &&
+	    plain_parse(p->arg[1], p->arglen[1], &pl) == 0) {
+		/* the identity acted for first, as credentials_user says it */
+		if (pl.authc - 1 > pl.authz)
+			snprintf(out, len, "%.*s*%.*s", (int)(pl.authc - 1 - pl.authz),
+			    pl.authz, (int)(pl.pass - 1 - pl.authc), pl.authc);
+		else
+			snprintf(out, len, "%.*s", (int)(pl.pass - 1 - pl.authc), pl.authc);
+		plain_free(&pl);
+	} else if (p->nargs >= 1) {
+		snprintf(out, len, "? (%.*s)", (int)p->arglen[0], p->arg[0]);
+	}
 }
 
 const char *

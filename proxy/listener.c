@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
+#include "admission.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -29,7 +30,7 @@ accepted(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int socklen, void *arg)
 {
 	(void)l;
-	session_accept(arg, fd, sa, socklen);
+	admission_accept(arg, fd, sa, socklen);
 }
 
 static bool
@@ -101,6 +102,7 @@ open_one(struct proxy *proxy, const struct listen_conf *lc)
 
 		li->proxy = proxy;
 		li->tls = lc->tls;
+		li->proxy_protocol = lc->proxy_protocol;
 		/* plaintext logins: refused before TLS where TLS is possible and
 		 * the network is not this machine's own (require_tls = auto) */
 		li->tls_required = cfg->require_tls == REQUIRE_TLS_YES ||
@@ -122,9 +124,11 @@ open_one(struct proxy *proxy, const struct listen_conf *lc)
 		evconnlistener_set_error_cb(l, accept_error);
 		listeners[nlisteners++] = l;
 		describe(evconnlistener_get_fd(l), where, sizeof(where));
-		log_info(0, "listening on %s%s%s", where, lc->tls ? " (TLS)" :
+		snprintf(li->name, sizeof(li->name), "%.63s", where);
+		log_info(0, "listening on %s%s%s%s", where, lc->tls ? " (TLS)" :
 		    cfg->tls_cert[0] != '\0' ? " (STARTTLS)" : "",
-		    li->tls_required && !lc->tls ? ", login only after STARTTLS" : "");
+		    li->tls_required && !lc->tls ? ", login only after STARTTLS" : "",
+		    lc->proxy_protocol ? ", PROXY protocol header first" : "");
 		if (!lc->tls && cfg->tls_cert[0] == '\0' && !is_loopback(ai->ai_addr))
 			log_warn(0, "listening on %s without TLS: passwords cross the "
 			    "network in clear (set tls_cert and tls_key)", where);

@@ -22,9 +22,11 @@
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
 
+#include "admission.h"
 #include "checks.h"
 #include "config.h"
 #include "listener.h"
+#include "metrics.h"
 #include "log.h"
 #include "pidfile.h"
 #include "privileges.h"
@@ -135,6 +137,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	log_info(0, "%s: closing %u sessions and exiting", strsignal((int)sig),
 	    proxy.nsessions);
 	listener_close_all();
+	admission_close_all();
 	session_shutdown_all(&proxy, "Server shutting down");
 	event_base_gettimeofday_cached(proxy.base, &shutdown_started);
 	shutdown_timer = event_new(proxy.base, -1, EV_PERSIST, shutdown_check, NULL);
@@ -336,7 +339,8 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 
 	/* as root: what the run-as user could not do */
 	if (event_loop_new() != 0 || spool_prepare(cfg, ra) != 0 ||
-	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0)
+	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0 ||
+	    metrics_start(proxy.base, cfg) != 0)
 		return -1;
 	if (priv_drop(ra, err, sizeof err) != 0) {
 		log_error(0, "%s", err);
@@ -394,6 +398,8 @@ shut_down(const struct config *cfg)
 	if (shutdown_timer != NULL)
 		event_free(shutdown_timer);
 	listener_close_all();
+	admission_close_all();
+	metrics_stop();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	tls_free();

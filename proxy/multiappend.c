@@ -35,6 +35,7 @@
 #include "credentials.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "multiappend.h"
 #include "relay.h"
 #include "response.h"
@@ -129,6 +130,11 @@ struct append_job {
 	struct rollback *rollback;
 	bool rollback_remote;	/* ...on a second connection */
 	struct staging *staging;
+
+	/* for its log line and the metrics */
+	double t_command, t_spooled;	/* log_clock() at its start and when read */
+	bool succeeded;			/* answered OK */
+	bool rolled_back;		/* a rollback ran and removed all it had to */
 };
 
 static void pump(struct append_job *);
@@ -137,6 +143,7 @@ static void succeed(struct append_job *);
 static void fail(struct append_job *);
 static void rollback(struct append_job *);
 static void finish_staging(struct append_job *);
+static char *stored_uids(const struct append_job *, size_t *);
 
 static void
 enter_state(struct append_job *job, enum job_state state)
@@ -216,6 +223,65 @@ multiappend_free(struct session *s)
 	job_free(job);
 }
 
+static enum metrics_outcome
+outcome(const struct append_job *job)
+{
+	if (job->succeeded)
+		return METRICS_MA_OK;
+	if (job->keep_record)
+		return METRICS_MA_ROLLBACK_FAILED;	/* something may be left */
+	if (session_client_gone(job->s))
+		return METRICS_MA_CLIENT_GONE;
+	/* the messages stored were removed again; otherwise none was */
+	return job->rolled_back ? METRICS_MA_ROLLED_BACK : METRICS_MA_REFUSED;
+}
+
+/* One line and the metrics per MULTIAPPEND (several messages), whatever
+ * its end: who, where, how much, how long, and how it ended. */
+static void
+account(struct append_job *job)
+{
+	struct session *s = job->s;
+	enum metrics_outcome o = outcome(job);
+	double now = log_clock();
+	double spooled = job->t_spooled > 0 ? job->t_spooled : now;
+	uint64_t bytes = 0, sent_bytes = 0;
+	unsigned i, stored = 0;
+	size_t n = 0;
+	char *uids, detail[1024] = "";
+
+	if (job->nmsgs < 2)
+		return;		/* an APPEND, or refused at its first message */
+	uids = stored_uids(job, &n);
+	for (i = 0; i < job->nmsgs; i++) {
+		bytes += job->msgs[i].u.size;
+		if (i < job->sent || !job->emulated)
+			sent_bytes += job->msgs[i].u.size;
+		stored += job->msgs[i].u.state == UPLOAD_STORED;
+	}
+	session_note_multiappend(s);
+	metrics_multiappend(o, now - job->t_command, job->emulated ? job->sent :
+	    job->nmsgs, job->emulated || job->one != NULL ? sent_bytes : 0);
+	if (o == METRICS_MA_OK && uids != NULL && *uids != '\0')
+		snprintf(detail, sizeof(detail), " uids=%s", uids);
+	else if (o != METRICS_MA_OK)
+		snprintf(detail, sizeof(detail), " sent=%u stored=%u%s reason=\"%s\"",
+		    job->emulated ? job->sent : 0, stored,
+		    job->keep_record ? " rollback=failed" : !job->rolled_back ? "" :
+		    job->staging_wire != NULL ? " rollback=staging-deleted" :
+		    job->rollback_remote ? " rollback=second-connection" :
+		    " rollback=same-connection",
+		    job->failure != NULL ? job->failure : job->refusal != NULL ?
+		    job->refusal : "");
+	log_info(session_id(s), "MULTIAPPEND user=%s mailbox=\"%s\" messages=%u "
+	    "bytes=%llu spool=%.3fs replay=%.3fs%s outcome=%s%s",
+	    credentials_user(s), job->mailbox != NULL ? job->mailbox : "",
+	    job->nmsgs, (unsigned long long)bytes, spooled - job->t_command,
+	    now - spooled, job->emulated ? "" : " (by the upstream)",
+	    metrics_outcome_name(o), detail);
+	free(uids);
+}
+
 /* The job is over: the client may go on, or the session ends. */
 static void
 end_job(struct append_job *job)
@@ -223,6 +289,7 @@ end_job(struct append_job *job)
 	struct session *s = job->s;
 	bool lost = job->upstream_lost;
 
+	account(job);
 	multiappend_free(s);
 	relay_hold(s, RELAY_HOLD_APPEND, false);
 	if (session_client_gone(s))
@@ -323,6 +390,7 @@ multiappend_start(struct session *s, const char *buf, const struct imap_segment 
 		return VERDICT_CLOSE;
 	}
 	job->s = s;
+	job->t_command = log_clock();
 	memcpy(job->tag, buf + tag->off, tag->len);
 	job->taglen = tag->len;
 	session_set_job(s, job);
@@ -354,6 +422,7 @@ finish_reading(struct append_job *job)
 
 	relay_release_input(s);
 	relay_hold(s, RELAY_HOLD_APPEND, true);
+	job->t_spooled = log_clock();
 	enter_state(job, JOB_QUEUED);
 	job->emulated = job->nmsgs > 1 && !response_caps(s)->multiappend;
 	log_debug(session_id(s), "APPEND of %u message%s (%llu bytes) spooled, %s",
@@ -978,13 +1047,13 @@ multiappend_answered(struct session *s, struct pending *p, const struct answer *
 {
 	struct append_job *job = session_job(s);
 
-	(void)a;
 	if (job == NULL || job->one != p)
 		return;
 	/* answered before all of it went up (a refused synchronizing
 	 * literal): the rest is not wanted */
 	if (job->wait_plus)
 		relay_expect_plus(s, NULL, NULL);
+	job->succeeded = a->ok;
 	end_job(job);
 }
 
@@ -1038,9 +1107,7 @@ succeed(struct append_job *job)
 		    (int)job->taglen, job->tag, job->uidvalidity, set);
 	else
 		session_reply(s, "%.*s OK Append completed", (int)job->taglen, job->tag);
-	log_info(session_id(s), "MULTIAPPEND of %u messages to \"%s\" done%s%s",
-	    job->nmsgs, job->mailbox, set != NULL && *set ? ", UIDs " : "",
-	    set != NULL ? set : "");
+	job->succeeded = true;
 	free(set);
 	end_job(job);
 }
@@ -1116,6 +1183,8 @@ rolled_back(void *ctx, const char *error)
 
 	/* error belongs to the rollback: used before it is freed */
 	job->keep_record = error != NULL;
+	job->rolled_back = error == NULL;
+	metrics_rollback(error == NULL);
 	if (error != NULL)
 		log_error(session_id(job->s), "rollback failed: %s", error);
 	else if (job->rollback_remote)
@@ -1202,6 +1271,8 @@ staging_dropped(void *ctx, const char *error, const char *refusal)
 		log_error(session_id(job->s), "the staging mailbox %s of user %s is "
 		    "left behind: %s", job->staging_wire, credentials_user(job->s), error);
 	job->keep_record = error != NULL;
+	job->rolled_back = error == NULL;
+	metrics_rollback(error == NULL);
 	staging_free(job->staging);	/* error is its */
 	job->staging = NULL;
 	job->here = HERE_NONE;

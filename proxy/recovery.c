@@ -19,6 +19,7 @@
 #include "credentials.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "parser.h"
 #include "recovery.h"
 #include "rollback.h"
@@ -52,14 +53,16 @@ item_done(struct recovering *it)
 {
 	struct journal_entry *e = it->e;
 
-	if (!it->failed && journal_remove(e->path) == 0)
+	if (!it->failed && journal_remove(e->path) == 0) {
+		metrics_recovery(1);
 		log_info(0, "recovered: the upload of %zu message%s to \"%s\" of user %s "
 		    "(session %llu before the restart) is undone", e->nmsgs,
 		    e->nmsgs == 1 ? "" : "s", e->mailbox, e->user,
 		    (unsigned long long)e->session);
-	else
+	} else {
 		log_error(0, "recovery of %s (user %s, \"%s\") not finished: the record "
 		    "stays for the next start", e->path, e->user, e->mailbox);
+	}
 	if (--it->rec->left == 0)
 		event_base_loopbreak(it->rec->proxy->base);
 }

@@ -282,6 +282,7 @@ start_command(struct session *s, struct relay *r, struct evbuffer *in,
 		discard_segment(r, in, f);
 		return;
 	}
+	session_note_command(s);
 	e = command_lookup(f->buf + name->off, name->len);
 	verdict = e->start != NULL ? e->start(s, f->buf, &f->seg) : VERDICT_RELAY;
 	switch (verdict) {

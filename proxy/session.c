@@ -22,6 +22,7 @@
 #include "command.h"
 #include "credentials.h"
 #include "log.h"
+#include "metrics.h"
 #include "multiappend.h"
 #include "reader.h"
 #include "relay.h"
@@ -56,6 +57,7 @@ struct session {
 	struct reader *client_reader;	/* plain sockets: large reads (reader.h) */
 	struct reader *upstream_reader;
 	struct upstream_connect *connecting;
+	struct evbuffer_cb_entry *count_in, *count_out;	/* bytes_in, bytes_out */
 	struct event *idle_timer;	/* client inactivity; then the close timer */
 	struct event *resume;		/* reads the client's input again, from the loop */
 	double client_activity;		/* event_base time of the last client I/O */
@@ -68,6 +70,17 @@ struct session {
 	bool closing;
 	bool client_gone;		/* the client left while a job runs on */
 	char *end_reason;		/* ending once the job is resolved: the BYE */
+
+	/* for the line that sums the session up when it ends */
+	char listener[64];		/* where it came in */
+	char via[64];			/* the load balancer that named the peer */
+	double started;			/* log_clock() */
+	uint64_t bytes_in, bytes_out;	/* IMAP bytes from and to the client */
+	unsigned commands, multiappends;
+	bool starttls;			/* TLS came by STARTTLS */
+	bool ended;			/* end_class and end_text are set */
+	enum metrics_end end_class;
+	char end_text[80];
 
 	/* what other files keep for the session */
 	struct relay *relay;
@@ -172,6 +185,12 @@ session_tls_required(const struct session *s)
 }
 
 const char *
+session_peer(const struct session *s)
+{
+	return s->peer;
+}
+
+const char *
 session_peer_host(const struct session *s)
 {
 	return s->peer_host;
@@ -242,6 +261,28 @@ void
 session_set_job(struct session *s, struct append_job *job)
 {
 	s->job = job;
+}
+
+void
+session_end_class(struct session *s, enum metrics_end class, const char *text)
+{
+	if (s->ended)
+		return;
+	s->ended = true;
+	s->end_class = class;
+	snprintf(s->end_text, sizeof(s->end_text), "%s", text);
+}
+
+void
+session_note_command(struct session *s)
+{
+	s->commands++;
+}
+
+void
+session_note_multiappend(struct session *s)
+{
+	s->multiappends++;
 }
 
 bool
@@ -436,6 +477,7 @@ idle_check(evutil_socket_t fd, short what, void *arg)
 	idle = (double)now.tv_sec + now.tv_usec / 1e6 - s->client_activity;
 	if (idle >= limit) {
 		log_info(s->id, "client idle for %.0f seconds, closing", idle);
+		session_end_class(s, METRICS_END_IDLE, "client idle");
 		session_close(s, "Autologout; idle for too long");
 		return;
 	}
@@ -525,6 +567,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	s->connecting = NULL;
 	if (bev == NULL) {
 		log_warn(s->id, "%s", error);
+		session_end_class(s, METRICS_END_UPSTREAM, "upstream not available");
 		session_close(s, "Upstream server not available");
 		return;
 	}
@@ -552,12 +595,45 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 		response_greeting_read(s, greeting);
 }
 
+static void
+count_in(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct session *s = arg;
+
+	(void)buf;
+	s->bytes_in += info->n_added;
+}
+
+/* what left the buffer went to the socket (or into TLS) */
+static void
+count_out(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct session *s = arg;
+
+	(void)buf;
+	s->bytes_out += info->n_deleted;
+}
+
+/* Stop counting on the client's current bufferevent (replaced after
+ * STARTTLS: its plain layer carries TLS records then; or gone). */
+static void
+stop_counting(struct session *s)
+{
+	if (s->count_in != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_input(s->client), s->count_in);
+	if (s->count_out != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(s->client), s->count_out);
+	s->count_in = s->count_out = NULL;
+}
+
 /* The client side's bufferevent settings, for a new one after STARTTLS too. */
 static void
 client_setup(struct session *s)
 {
 	size_t high = read_watermark(s->proxy->cfg->max_line_length);
 
+	s->count_in = evbuffer_add_cb(bufferevent_get_input(s->client), count_in, s);
+	s->count_out = evbuffer_add_cb(bufferevent_get_output(s->client), count_out, s);
 	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
 	bufferevent_setwatermark(s->client, EV_READ, 0, high);
 	bufferevent_set_max_single_read(s->client, READ_CHUNK);
@@ -583,6 +659,7 @@ session_starttls(struct session *s)
 		    evbuffer_get_length(in));
 	evbuffer_drain(in, evbuffer_get_length(in));
 	relay_client_restart(s);
+	stop_counting(s);
 	/* the TLS layer reads through the plain bufferevent itself */
 	reader_free(s->client_reader);
 	s->client_reader = NULL;
@@ -599,6 +676,7 @@ session_starttls(struct session *s)
 	/* the "OK" is already in the plain layer's output, ahead of TLS */
 	s->client = tls;
 	s->client_tls = true;
+	s->starttls = true;
 	client_setup(s);
 }
 
@@ -607,23 +685,13 @@ session_starttls(struct session *s)
 static void
 peer_address(struct session *s, const struct sockaddr *sa)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const void *)sa;
-
-		evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		port = ntohs(sin->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const void *)sa;
-
-		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		port = ntohs(sin6->sin6_port);
-	}
-	snprintf(s->peer, sizeof(s->peer), sa->sa_family == AF_INET6 ? "[%s]:%d" :
-	    "%s:%d", host, port);
-	snprintf(s->peer_host, sizeof(s->peer_host), "%s", host);
+	log_address(sa, s->peer, sizeof(s->peer), s->peer_host, sizeof(s->peer_host));
+	if (sa->sa_family == AF_INET)
+		port = ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	else if (sa->sa_family == AF_INET6)
+		port = ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
 	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
 }
 
@@ -643,7 +711,7 @@ session_unmake(struct session *s)
 /* A session over the client's connection, or NULL (bev freed). */
 static struct session *
 session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
-    const struct sockaddr *sa)
+    const struct sockaddr *sa, const struct sockaddr *via)
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
@@ -655,6 +723,10 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	s->proxy = proxy;
 	s->id = ++proxy->next_session_id;
 	peer_address(s, sa);
+	if (via != NULL)
+		log_address(via, s->via, sizeof(s->via), NULL, 0);
+	snprintf(s->listener, sizeof(s->listener), "%s", li->name);
+	s->started = log_clock();
 	s->tls_required = li->tls_required;
 	s->client_tls = tls;
 	s->client = bev;
@@ -675,59 +747,36 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 
 void
 session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
-    const struct sockaddr *sa)
+    const struct sockaddr *sa, const struct sockaddr *via)
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
 
-	if ((s = session_make(li, bev, tls, sa)) == NULL)
+	if ((s = session_make(li, bev, tls, sa, via)) == NULL)
 		return;
 	TAILQ_INSERT_TAIL(&proxy->sessions, s, entry);
 	proxy->nsessions++;
+	metrics_session_opened();
 	client_setup(s);
 	session_client_activity(s);
-	log_info(s->id, "connection from %s%s", s->peer, tls ? " (TLS)" : "");
+	log_info(s->id, "connection from %s%s%s on %s%s", s->peer,
+	    via != NULL ? " via " : "", s->via, s->listener, tls ? " (TLS)" : "");
 
 	if (proxy->shutting_down) {
+		session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
 		session_close(s, "Server shutting down");
 		return;
 	}
 	if (proxy->nsessions > proxy->cfg->max_sessions) {
 		log_warn(s->id, "refused: %u sessions is the configured maximum",
 		    proxy->cfg->max_sessions);
+		session_end_class(s, METRICS_END_LIMIT, "max_sessions");
 		session_close(s, "Too many connections, try again later");
 		return;
 	}
 	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
-}
-
-void
-session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa,
-    int socklen)
-{
-	struct event_base *base = li->proxy->base;
-	struct bufferevent *bev = NULL;
-	SSL *ssl = NULL;
-
-	(void)socklen;
-	evutil_make_socket_nonblocking(fd);
-	upstream_tune_socket(fd);
-	if (!li->tls)
-		bev = bufferevent_socket_new(base, fd,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	else if ((ssl = tls_server_ssl()) != NULL)
-		bev = bufferevent_openssl_socket_new(base, fd, ssl,
-		    BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (bev == NULL) {
-		evutil_closesocket(fd);
-		if (ssl != NULL)
-			SSL_free(ssl);
-		return;
-	}
-	session_begin(li, bev, li->tls, sa);
 }
 
 static void
@@ -779,7 +828,13 @@ session_close(struct session *s, const char *bye_reason)
 {
 	struct timeval tv = { CLOSE_FLUSH_SECONDS, 0 };
 
-	if (s->closing || end_after_job(s, bye_reason))
+	if (s->closing)
+		return;
+	if (bye_reason == NULL)
+		session_end_class(s, METRICS_END_CLIENT, "client gone");
+	else
+		session_end_class(s, METRICS_END_ERROR, bye_reason);
+	if (end_after_job(s, bye_reason))
 		return;
 	if (s->end_reason != NULL)
 		bye_reason = *s->end_reason != '\0' ? s->end_reason : NULL;
@@ -807,12 +862,30 @@ session_close(struct session *s, const char *bye_reason)
 	evtimer_add(s->idle_timer, &tv);
 }
 
+/* Who, from where, how much, how long, and how it ended: one line. */
+static void
+log_summary(struct session *s)
+{
+	/* what is still queued towards the client was never sent */
+	stop_counting(s);
+	log_info(s->id, "session end: user=%s from=%s%s%s listener=%s tls=%s "
+	    "in=%llu out=%llu duration=%.3fs commands=%u multiappends=%u "
+	    "end=%s (%s)", credentials_user(s), s->peer,
+	    s->via[0] != '\0' ? " via=" : "", s->via, s->listener,
+	    !s->client_tls ? "no" : s->starttls ? "starttls" : "yes",
+	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
+	    log_clock() - s->started, s->commands, s->multiappends,
+	    metrics_end_name(s->end_class), s->end_text);
+}
+
 static void
 session_free(struct session *s)
 {
 	struct pending *p;
 
-	log_info(s->id, "closed");
+	session_end_class(s, METRICS_END_CLIENT, "client gone");
+	log_summary(s);
+	metrics_session_closed(s->end_class);
 	multiappend_free(s);
 	/* before the relay and the response handler, which hear of each */
 	while ((p = TAILQ_FIRST(&s->pending)) != NULL)
@@ -841,8 +914,10 @@ session_shutdown_all(struct proxy *proxy, const char *bye_reason)
 		 * then its session ends */
 		if (multiappend_busy(s)) {
 			log_info(s->id, "shutting down after the MULTIAPPEND in progress");
+			session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
 			continue;
 		}
+		session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
 		session_close(s, bye_reason);
 	}
 }
@@ -921,15 +996,20 @@ client_event(struct bufferevent *bev, short what, void *arg)
 
 		ERR_error_string_n(bufferevent_get_openssl_error(bev), why, sizeof(why));
 		log_info(s->id, "client TLS error: %s", why);
-	} else if ((what & BEV_EVENT_EOF) || s->client_tls)
+		session_end_class(s, METRICS_END_CLIENT, "client TLS error");
+	} else if ((what & BEV_EVENT_EOF) || s->client_tls) {
 		log_info(s->id, "client closed the connection");
-	else
+		session_end_class(s, METRICS_END_CLIENT, "client closed the connection");
+	} else {
 		log_info(s->id, "client connection error: %s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		session_end_class(s, METRICS_END_CLIENT, "client connection error");
+	}
 	if (!s->closing && multiappend_client_gone(s)) {
 		/* an upload is half-way upstream: finish it (all or nothing)
 		 * before the session ends */
 		s->client_gone = true;
+		stop_counting(s);
 		session_client_reading(s, false);
 		bufferevent_disable(s->client, EV_READ | EV_WRITE);
 		session_client_output(s);
@@ -973,17 +1053,22 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 		upstream_input(s);
 		if (s->closing)
 			return;
-		if (response_upstream_said_bye(s))
+		if (response_upstream_said_bye(s)) {
 			log_info(s->id, "upstream closed the connection after BYE");
-		else
+			session_end_class(s, METRICS_END_UPSTREAM, "upstream said BYE");
+		} else {
 			log_warn(s->id, "upstream closed the connection");
+			session_end_class(s, METRICS_END_UPSTREAM, "upstream closed");
+		}
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_warn(s->id, "upstream silent for %u seconds, closing",
 		    s->proxy->cfg->upstream_idle_timeout);
+		session_end_class(s, METRICS_END_UPSTREAM, "upstream silent");
 		bye = "Upstream server not responding";
 	} else {
 		log_warn(s->id, "upstream connection error: %s",
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		session_end_class(s, METRICS_END_UPSTREAM, "upstream connection error");
 	}
 	upstream_free(s);
 	/* an upload half-way upstream is cleaned up on a new connection

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "spool.h"
 
 #define IOV_MAX_USED 16
@@ -235,11 +236,15 @@ spool_reserve(uint64_t n)
 	if (n > budget || in_use > budget - n)
 		return -1;
 	in_use += n;
+	metrics_spool_bytes((int64_t)n);
 	return 0;
 }
 
 void
 spool_release(uint64_t n)
 {
-	in_use = n > in_use ? 0 : in_use - n;
+	if (n > in_use)
+		n = in_use;
+	in_use -= n;
+	metrics_spool_bytes(-(int64_t)n);
 }

@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "tls.h"
 #include "upstream.h"
@@ -92,8 +93,10 @@ finish(struct upstream_connect *uc, const char *error)
 	void *arg = uc->arg;
 	char *greeting = uc->greeting;
 
-	if (error != NULL)
+	if (error != NULL) {
+		metrics_upstream_connect_error();
 		drop_connection(uc);
+	}
 	bev = uc->bev;
 	event_free(uc->timer);
 	free(uc);

@@ -309,7 +309,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bufferevent_enable(client, EV_READ | EV_WRITE);
 	imap_framer_init(&client_seen, IMAP_MODE_RESPONSE, 16u << 20);
 	client_used_our_tags = false;
-	session_begin(&li, pair[0], false, (const struct sockaddr *)&peer);
+	session_begin(&li, pair[0], false, (const struct sockaddr *)&peer, NULL);
 	settle();
 	while (at + 3 <= size) {
 		unsigned kind = data[at] % 5;

@@ -284,7 +284,7 @@ static size_t
 sessions_closed(void)
 {
 	char *log = proxy_log(&px);
-	size_t n = count_substr(log, strlen(log), ": closed\n");
+	size_t n = count_substr(log, strlen(log), ": session end: ");
 
 	free(log);
 	return n;
