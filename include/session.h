@@ -104,6 +104,9 @@ bool session_client_tls(const struct session *);
 /* No plaintext login on this listener before TLS. */
 bool session_tls_required(const struct session *);
 /* The client's address, for the upstream's ID. */
+/* The session's id as the upstream hears it (ID "x-session-id"), unique
+ * across restarts: "67a1f2c3-1a2b-17" (start, pid, session). */
+const char *session_key(const struct session *);
 /* The client's address for log lines: "192.0.2.1:5143", "[::1]:5143". */
 const char *session_peer(const struct session *);
 const char *session_peer_host(const struct session *);

@@ -185,8 +185,8 @@ after_greeting(struct session *s, bool preauth)
 	r->preauth = preauth;
 	if (session_config(s)->id_forward_address &&
 	    session_command(s, &id_ops, s, "ID (\"x-originating-ip\" \"%s\" "
-	    "\"x-originating-port\" \"%s\")", session_peer_host(s),
-	    session_peer_port(s)) == NULL) {
+	    "\"x-originating-port\" \"%s\" \"x-session-id\" \"%s\")",
+	    session_peer_host(s), session_peer_port(s), session_key(s)) == NULL) {
 		session_close(s, "Out of memory");
 		return;
 	}

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -46,6 +48,7 @@ struct session {
 	TAILQ_ENTRY(session) entry;
 	struct proxy *proxy;
 	uint64_t id;
+	char key[48];			/* the id the upstream's logs show too */
 	enum session_state state;
 	char peer[64];			/* client address for logs */
 	char peer_host[48], peer_port[8];
@@ -182,6 +185,12 @@ bool
 session_tls_required(const struct session *s)
 {
 	return s->tls_required;
+}
+
+const char *
+session_key(const struct session *s)
+{
+	return s->key;
 }
 
 const char *
@@ -695,6 +704,19 @@ peer_address(struct session *s, const struct sockaddr *sa)
 	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
 }
 
+/* Unique across restarts: this process's start and pid, then the id. */
+static void
+make_key(struct session *s)
+{
+	static char instance[32];
+
+	if (instance[0] == '\0')
+		snprintf(instance, sizeof(instance), "%llx-%lx",
+		    (unsigned long long)time(NULL), (unsigned long)getpid());
+	snprintf(s->key, sizeof(s->key), "%s-%llu", instance,
+	    (unsigned long long)s->id);
+}
+
 static void
 session_unmake(struct session *s)
 {
@@ -722,6 +744,7 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	}
 	s->proxy = proxy;
 	s->id = ++proxy->next_session_id;
+	make_key(s);
 	peer_address(s, sa);
 	if (via != NULL)
 		log_address(via, s->via, sizeof(s->via), NULL, 0);
@@ -759,8 +782,9 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	metrics_session_opened();
 	client_setup(s);
 	session_client_activity(s);
-	log_info(s->id, "connection from %s%s%s on %s%s", s->peer,
-	    via != NULL ? " via " : "", s->via, s->listener, tls ? " (TLS)" : "");
+	log_info(s->id, "connection from %s%s%s on %s%s, session %s", s->peer,
+	    via != NULL ? " via " : "", s->via, s->listener, tls ? " (TLS)" : "",
+	    s->key);
 
 	if (proxy->shutting_down) {
 		session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
