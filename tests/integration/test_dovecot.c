@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -623,4 +624,45 @@ Test(dovecot, client_tls_to_a_tls_only_dovecot)
 	imapc_close(&c);
 	free(conf);
 	remove_dir(certdir);
+}
+
+/* mappend's log and Dovecot's join: the session id mappend logs is the
+ * one Dovecot logs for the login (ID "x-session-id" from a trusted
+ * network), next to the client's own address. */
+Test(dovecot, both_logs_name_the_same_session)
+{
+	struct imapc c;
+	char *log, *p, key[64], want[128], cmd[400], dlog[65536];
+	size_t n = 0;
+	FILE *f;
+
+	dovecot_start(&dc, "--legacy");
+	proxy_start(&px, dc.port, "id_forward_address = yes\n");
+	imapc_connect_login(&c, px.port, dc.user, dc.password);
+	free(imapc_ok(&c, "a", "NOOP"));
+	imapc_close(&c);
+	log = proxy_log(&px);
+	p = strstr(log, ", session ");
+	cr_assert_not_null(p, "%s", log);
+	p += strlen(", session ");
+	snprintf(key, sizeof(key), "%.*s", (int)strcspn(p, "\r\n"), p);
+	free(log);
+	snprintf(want, sizeof(want), "session=<%s>", key);
+	snprintf(cmd, sizeof(cmd), "cat %s/dc/dovecot.log", dc.dir);
+	for (int i = 0; i < 100; i++) {
+		f = popen(cmd, "r");
+		cr_assert_not_null(f);
+		n = fread(dlog, 1, sizeof(dlog) - 1, f);
+		pclose(f);
+		dlog[n] = '\0';
+		if (strstr(dlog, want) != NULL)
+			break;
+		usleep(20 * 1000);
+	}
+	cr_assert(strstr(dlog, want) != NULL, "want %s in Dovecot's log:\n%s", want, dlog);
+	p = strstr(dlog, want);
+	while (p > dlog && p[-1] != '\n')
+		p--;
+	cr_assert(strncmp(strstr(p, "rip="), "rip=127.0.0.1,", 14) == 0, "%.*s",
+	    (int)strcspn(p, "\n"), p);
 }
