@@ -290,7 +290,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool ready;
-	static const struct listener_info li = { &proxy, false, false };
+	static const struct listener_info li = { .proxy = &proxy, .name = "fuzz" };
 	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(1234),
 	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct bufferevent *pair[2];
