@@ -171,7 +171,9 @@ void imap_framer_init(struct imap_framer *, enum imap_mode, size_t max_line);
 enum imap_frame_kind imap_framer_next(struct imap_framer *, struct evbuffer *in,
     struct imap_frame *);
 /* Consume n bytes of the current frame: moved to out, dropped, or taken by
- * the caller itself (consumed: the caller removed them from in). */
+ * the caller itself (consumed: the caller removed them from in, or, of a
+ * literal whose buffered bytes are all consumed, they never entered in:
+ * the kernel moved them, see imap_framer_literal_wanted). */
 void imap_framer_move(struct imap_framer *, struct evbuffer *in,
     struct evbuffer *out, size_t n);
 void imap_framer_drop(struct imap_framer *, struct evbuffer *in, size_t n);
@@ -186,6 +188,11 @@ void imap_framer_set_mode(struct imap_framer *, enum imap_mode);
 bool imap_framer_in_line(const struct imap_framer *);
 /* Bytes of the current literal still to come, skipped ones included. */
 uint64_t imap_framer_literal_left(const struct imap_framer *);
+/* Bytes of the current literal still to come that the caller gets: 0 when
+ * there is none, it is skipped, or a segment is not consumed yet.  With in
+ * empty, the caller may have them moved around in (splice) and report each
+ * part with imap_framer_consumed. */
+uint64_t imap_framer_literal_wanted(const struct imap_framer *);
 
 /* Helpers over tokens of a tokenized segment. */
 bool imap_tok_is(const char *buf, const struct imap_token *t, const char *word);

@@ -574,6 +574,14 @@ imap_framer_literal_left(const struct imap_framer *fr)
 	return fr->literal_left;
 }
 
+uint64_t
+imap_framer_literal_wanted(const struct imap_framer *fr)
+{
+	if (fr->broken || fr->segment_owed > 0 || fr->literal_skip)
+		return 0;
+	return fr->literal_left;
+}
+
 bool
 imap_tok_is(const char *buf, const struct imap_token *t, const char *word)
 {

@@ -706,6 +706,64 @@ Test(parser, framer_skips_literal_exactly)
 	evbuffer_free(in);
 }
 
+/* A literal whose bytes never enter the buffer (the kernel moved them):
+ * the framer is told their count, says how many are still wanted, and
+ * frames the rest of the response after them; a skipped literal is not
+ * wanted, and a count beyond the literal is fatal. */
+Test(parser, framer_counts_literal_bytes_moved_outside)
+{
+	struct imap_framer fr;
+	struct evbuffer *in = evbuffer_new();
+	struct imap_frame f;
+	const char head[] = "* 1 FETCH (BODY[] {100000}\r\nabc";
+
+	imap_framer_init(&fr, IMAP_MODE_RESPONSE, 4096);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 0);
+	evbuffer_add(in, head, sizeof(head) - 1);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	/* the segment itself is not consumed yet: nothing may go around it */
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 0);
+	imap_framer_drop(&fr, in, f.len);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 100000);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_LITERAL);
+	cr_assert_eq(f.len, 3);
+	imap_framer_drop(&fr, in, 3);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_MORE);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 99997);
+	/* moved outside the buffer, in two parts */
+	imap_framer_consumed(&fr, 60000);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 39997);
+	imap_framer_consumed(&fr, 39997);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 0);
+	cr_assert(imap_framer_in_line(&fr), "the response goes on after its literal");
+	evbuffer_add(in, ")\r\n* 2 FETCH (FLAGS ())\r\n", 25);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	cr_assert(!f.seg.first && f.seg.last);
+	imap_framer_drop(&fr, in, f.len);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	cr_assert(f.seg.first && f.seg.last);
+	imap_framer_drop(&fr, in, f.len);
+
+	/* skipped: none of it is wanted */
+	evbuffer_add(in, head, sizeof(head) - 1);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	imap_framer_drop(&fr, in, f.len);
+	imap_framer_skip_literal(&fr);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 0);
+	cr_assert_eq(imap_framer_literal_left(&fr), 100000);
+
+	/* one byte more than the literal holds */
+	imap_framer_init(&fr, IMAP_MODE_RESPONSE, 4096);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	evbuffer_add(in, head, sizeof(head) - 4);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_SEGMENT);
+	imap_framer_drop(&fr, in, f.len);
+	imap_framer_consumed(&fr, 100001);
+	cr_assert_eq(imap_framer_literal_wanted(&fr), 0);
+	cr_assert_eq(imap_framer_next(&fr, in, &f), IMAP_FRAME_FATAL);
+	evbuffer_free(in);
+}
+
 Test(parser, quote)
 {
 	char *q = imap_quote("a\"b\\c d", 7);
