@@ -29,6 +29,10 @@ struct reader *reader_new(struct bufferevent *bev, size_t high,
 void reader_enable(struct reader *, bool on);
 /* The owner consumed input: read again if reading had stopped at high. */
 void reader_resume(struct reader *);
+/* The next read takes at most n bytes, and the owner sees them before
+ * more is read: after a literal the kernel moved (splice.h), the next
+ * literal's header is found before its bytes are read in. */
+void reader_limit_next(struct reader *, size_t n);
 /* Give reading back to the bufferevent (STARTTLS) and free the reader. */
 void reader_free(struct reader *);
 

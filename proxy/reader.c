@@ -23,6 +23,7 @@ struct reader {
 	bool has_timeout;
 	bool enabled;		/* the owner wants data */
 	bool armed;		/* the event is added */
+	size_t next_max;	/* the next read takes at most this (0: no limit) */
 	reader_read_cb read_cb;
 	reader_event_cb event_cb;
 	void *arg;
@@ -64,6 +65,7 @@ readable(evutil_socket_t fd, short what, void *arg)
 	while (total < READ_PER_WAKEUP) {
 		size_t have = evbuffer_get_length(in);
 		size_t want = r->high - have < READ_CHUNK ? r->high - have : READ_CHUNK;
+		size_t limited = r->next_max;
 		struct evbuffer_iovec v[2];
 		struct iovec iov[2];
 		int i, n;
@@ -74,6 +76,8 @@ readable(evutil_socket_t fd, short what, void *arg)
 			arm(r, false);	/* the owner catches up first */
 			break;
 		}
+		if (limited > 0 && limited < want)
+			want = limited;
 		/* a socket bufferevent keeps its input's end frozen except
 		 * while it reads itself; we read in its place */
 		evbuffer_unfreeze(in, 0);
@@ -82,11 +86,13 @@ readable(evutil_socket_t fd, short what, void *arg)
 			evbuffer_freeze(in, 0);
 			break;
 		}
+		/* the space reserved may be larger than asked for */
 		asked = 0;
 		for (i = 0; i < n; i++) {
 			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-			asked += v[i].iov_len;
+			iov[i].iov_len = v[i].iov_len < want - asked ? v[i].iov_len :
+			    want - asked;
+			asked += iov[i].iov_len;
 		}
 		got = readv(fd, iov, n);
 		if (got <= 0) {
@@ -117,8 +123,10 @@ readable(evutil_socket_t fd, short what, void *arg)
 		}
 		evbuffer_commit_space(in, v, n);
 		evbuffer_freeze(in, 0);
-		if (short_read)
-			break;	/* the socket is empty for now */
+		r->next_max = 0;
+		if (short_read || limited > 0)
+			break;	/* the socket is empty for now, or the owner
+				 * looks at these bytes first */
 	}
 	if (total > 0)
 		r->read_cb(r->bev, r->arg);
@@ -165,6 +173,12 @@ reader_resume(struct reader *r)
 {
 	if (r->enabled && !r->armed && below_high(r))
 		arm(r, true);
+}
+
+void
+reader_limit_next(struct reader *r, size_t n)
+{
+	r->next_max = n;
 }
 
 void
