@@ -53,6 +53,9 @@ struct config {
 
 	size_t max_line_length;		/* bytes, default 65536 */
 	unsigned max_sessions;		/* default 1000 */
+	/* splice = yes|no, default yes: long literals between plain sockets
+	 * moved by the kernel (splice.h); no: always copied */
+	bool splice;
 
 	char spool_dir[4096];		/* default /var/spool/mappend */
 	uint64_t max_message_size;	/* bytes, default 64M (APPENDLIMIT) */

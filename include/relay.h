@@ -29,6 +29,9 @@ void relay_free(struct relay *);
 /* Read and relay what the client sent / what the upstream sent. */
 void relay_client_input(struct session *);
 void relay_upstream_input(struct session *);
+/* n bytes of the upstream's current literal went to the client outside the
+ * buffers (moved by the kernel): the framer counts them. */
+void relay_upstream_spliced(struct session *, size_t n);
 /* The client's connection starts over (STARTTLS): nothing of it is kept. */
 void relay_client_restart(struct session *);
 

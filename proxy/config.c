@@ -41,6 +41,7 @@ config_defaults(struct config *c)
 	c->require_tls = REQUIRE_TLS_AUTO;
 	c->upstream_tls = UPSTREAM_PLAIN;
 	c->upstream_tls_verify = true;
+	c->splice = true;
 }
 
 static bool
@@ -531,6 +532,12 @@ set_id_forward_address(struct config *c, const char *v)
 	return set_yes_no(v, &c->id_forward_address);
 }
 
+static const char *
+set_splice(struct config *c, const char *v)
+{
+	return set_yes_no(v, &c->splice);
+}
+
 /* What useradd accepts on Debian, so that a typo is caught here and not
  * at start as "no such user". */
 static const char *
@@ -617,6 +624,7 @@ static const struct config_key config_keys[] = {
 	{ "log", set_log, 1 },
 	{ "max_line_length", set_max_line_length, 1 },
 	{ "max_sessions", set_max_sessions, 1 },
+	{ "splice", set_splice, 1 },
 	{ "spool_dir", set_spool_dir, 1 },
 	{ "max_message_size", set_max_message_size, 1 },
 	{ "max_messages", set_max_messages, 1 },

@@ -33,6 +33,7 @@
 #include "recovery.h"
 #include "journal.h"
 #include "session.h"
+#include "splice.h"
 #include "spool.h"
 #include "tls.h"
 
@@ -402,6 +403,7 @@ shut_down(const struct config *cfg)
 	metrics_stop();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
+	splice_pool_free();
 	tls_free();
 	journal_close();
 	if (cfg->pid_file[0] != '\0' && pidfile_remove(cfg->pid_file) != 0)

@@ -3,7 +3,9 @@
  * framing: the framer (parser.h) cuts each stream into segments and literal
  * data; client segments go to the command table, upstream segments to the
  * response handler, and literal data is moved by count from one evbuffer
- * chain to the other without being copied or looked at.
+ * chain to the other without being copied or looked at.  The rest of a long
+ * upstream literal not read yet may go from socket to socket by the kernel
+ * (the session asks splice.c); the framer still counts every byte of it.
  *
  * The relay keeps the client side's input mode: commands, or a command that
  * owns the input (its entry takes every frame, or one continuation line at
@@ -472,12 +474,19 @@ upstream_segment(struct session *s, struct relay *r, struct evbuffer *in,
 }
 
 void
+relay_upstream_spliced(struct session *s, size_t n)
+{
+	imap_framer_consumed(&session_relay(s)->resp, n);
+}
+
+void
 relay_upstream_input(struct session *s)
 {
 	struct relay *r = session_relay(s);
 	struct evbuffer *in;
 
-	if (session_closing(s) || (in = session_upstream_input(s)) == NULL)
+	if (session_closing(s) || session_splicing(s) ||
+	    (in = session_upstream_input(s)) == NULL)
 		return;
 	while (!session_closing(s)) {
 		struct imap_frame f;
@@ -486,6 +495,11 @@ relay_upstream_input(struct session *s)
 			return;
 		switch (imap_framer_next(&r->resp, in, &f)) {
 		case IMAP_FRAME_MORE:
+			/* the rest of a long literal may go by the kernel */
+			if (imap_framer_literal_wanted(&r->resp) > 0 &&
+			    session_splice_literal(s,
+			    imap_framer_literal_wanted(&r->resp)))
+				break;
 			return;
 		case IMAP_FRAME_FATAL:
 		case IMAP_FRAME_BAD:

@@ -30,6 +30,7 @@
 #include "relay.h"
 #include "response.h"
 #include "session.h"
+#include "splice.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -41,6 +42,10 @@
 #define OUTPUT_HIGH (1024 * 1024)
 /* Output drained to this: the side held back by backpressure reads again. */
 #define WRITE_LOW (256 * 1024)
+/* The first read after a literal the kernel moved: enough for the next
+ * response's first line, so that a long literal in it is found before
+ * its bytes are read in. */
+#define SPLICE_LOOKAHEAD (4 * 1024)
 /* How long a closing session may take to flush its last lines. */
 #define CLOSE_FLUSH_SECONDS 5
 
@@ -59,6 +64,8 @@ struct session {
 	struct bufferevent *upstream;
 	struct reader *client_reader;	/* plain sockets: large reads (reader.h) */
 	struct reader *upstream_reader;
+	struct splice *splice;		/* a literal moved by the kernel (splice.h) */
+	bool upstream_ending;		/* its end is being handled: no new move */
 	struct upstream_connect *connecting;
 	struct evbuffer_cb_entry *count_in, *count_out;	/* bytes_in, bytes_out */
 	struct event *idle_timer;	/* client inactivity; then the close timer */
@@ -79,6 +86,8 @@ struct session {
 	char via[64];			/* the load balancer that named the peer */
 	double started;			/* log_clock() */
 	uint64_t bytes_in, bytes_out;	/* IMAP bytes from and to the client */
+	uint64_t spliced;		/* of bytes_out, moved by the kernel */
+	unsigned spliced_literals;
 	unsigned commands, multiappends;
 	bool starttls;			/* TLS came by STARTTLS */
 	bool ended;			/* end_class and end_text are set */
@@ -110,6 +119,8 @@ static void client_event(struct bufferevent *, short, void *);
 static void upstream_read(struct bufferevent *, void *);
 static void upstream_write(struct bufferevent *, void *);
 static void upstream_event(struct bufferevent *, short, void *);
+static void upstream_input(struct session *);
+static void session_client_activity(struct session *);
 
 void
 session_enter_state(struct session *s, enum session_state state)
@@ -412,7 +423,8 @@ session_client_reading(struct session *s, bool on)
 void
 session_upstream_reading(struct session *s, bool on)
 {
-	if (s->upstream == NULL)
+	/* a literal being moved by the kernel reads the upstream itself */
+	if (s->upstream == NULL || (on && s->splice != NULL))
 		return;
 	if (s->upstream_reader != NULL)
 		reader_enable(s->upstream_reader, on);
@@ -432,9 +444,147 @@ session_input_consumed(struct session *s)
 		reader_resume(s->upstream_reader);
 }
 
+/*
+ * The move of a literal by the kernel is over or given up: what the pipe
+ * still holds goes to the client before anything queued meanwhile, the
+ * client's output flows again, and the upstream is read the buffered way
+ * (the first read small: the next literal's header comes first).
+ */
+static void
+splice_end(struct session *s)
+{
+	struct evbuffer *out, *rest = NULL;
+
+	if (s->splice == NULL)
+		return;
+	if (splice_pending(s->splice) > 0 && !s->client_gone)
+		rest = evbuffer_new();
+	splice_free(s->splice, rest);
+	s->splice = NULL;
+	if (rest != NULL) {
+		/* a socket bufferevent keeps its output's start frozen */
+		out = bufferevent_get_output(s->client);
+		evbuffer_unfreeze(out, 1);
+		evbuffer_prepend_buffer(out, rest);
+		evbuffer_freeze(out, 1);
+		evbuffer_free(rest);
+	}
+	if (!s->client_gone)
+		bufferevent_enable(s->client, EV_WRITE);
+	if (s->upstream_reader != NULL) {
+		reader_limit_next(s->upstream_reader, SPLICE_LOOKAHEAD);
+		reader_enable(s->upstream_reader, true);
+	}
+}
+
+static void
+splice_taken(void *arg, size_t n)
+{
+	relay_upstream_spliced(arg, n);
+}
+
+static void
+splice_sent(void *arg, size_t n)
+{
+	struct session *s = arg;
+
+	s->bytes_out += n;
+	s->spliced += n;
+	session_client_activity(s);
+}
+
+/* The same outcome as the buffered path: what ended it is handled by the
+ * bufferevents' own event callbacks. */
+static void
+splice_ended(void *arg, short what)
+{
+	struct session *s = arg;
+	int err = errno;
+
+	splice_end(s);
+	if (what == 0) {
+		/* the literal is through (or the rest is copied) */
+		upstream_input(s);
+		return;
+	}
+	errno = err;
+	if (what & BEV_EVENT_READING) {
+		s->upstream_ending = true;
+		upstream_event(s->upstream, what, s);
+	} else {
+		client_event(s->client, what, s);
+	}
+}
+
+static const struct splice_ops splice_ops = {
+	.taken = splice_taken,
+	.sent = splice_sent,
+	.ended = splice_ended,
+};
+
+bool
+session_splicing(const struct session *s)
+{
+	return s->splice != NULL;
+}
+
+/*
+ * Send what is queued towards the client now, as its bufferevent would
+ * (which keeps the output's start frozen), so that a literal's move need
+ * not wait a round of the event loop for it: true when nothing is left.
+ */
+static bool
+client_output_sent(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->client);
+
+	if (evbuffer_get_length(out) == 0)
+		return true;
+	evbuffer_unfreeze(out, 1);
+	if (evbuffer_write(out, bufferevent_getfd(s->client)) > 0)
+		session_client_activity(s);
+	evbuffer_freeze(out, 1);
+	return evbuffer_get_length(out) == 0;
+}
+
+/*
+ * The relay is at a literal with n bytes still to come from the upstream
+ * and none buffered: where both sides are plain sockets and it pays, the
+ * kernel moves them.  What is queued towards the client goes first (never
+ * reordered): until it has, the upstream is not read, and client_write
+ * asks the relay again.  True when the literal went through at once.
+ */
+bool
+session_splice_literal(struct session *s, uint64_t n)
+{
+	struct timeval tv = { (time_t)s->proxy->cfg->upstream_idle_timeout, 0 };
+
+	if (s->splice != NULL || !s->proxy->cfg->splice || !splice_worth(n) ||
+	    s->client_reader == NULL || s->upstream_reader == NULL ||
+	    s->closing || s->client_gone || s->upstream_ending)
+		return false;
+	if (!client_output_sent(s)) {
+		reader_enable(s->upstream_reader, false);
+		return false;
+	}
+	s->splice = splice_new(s->proxy->base, bufferevent_getfd(s->upstream),
+	    bufferevent_getfd(s->client), n, &tv, &splice_ops, s);
+	if (s->splice == NULL)
+		return false;	/* no pipe to be had: copied */
+	s->spliced_literals++;
+	reader_enable(s->upstream_reader, false);
+	/* what the proxy writes to the client meanwhile waits behind it */
+	bufferevent_disable(s->client, EV_WRITE);
+	if (!splice_move(s->splice))
+		return false;	/* splice_ended goes on */
+	splice_end(s);
+	return true;
+}
+
 static void
 upstream_free(struct session *s)
 {
+	splice_end(s);
 	reader_free(s->upstream_reader);
 	s->upstream_reader = NULL;
 	if (s->upstream != NULL)
@@ -668,6 +818,8 @@ session_starttls(struct session *s)
 		    evbuffer_get_length(in));
 	evbuffer_drain(in, evbuffer_get_length(in));
 	relay_client_restart(s);
+	/* a literal the kernel was moving goes on over TLS, the buffered way */
+	splice_end(s);
 	stop_counting(s);
 	/* the TLS layer reads through the plain bufferevent itself */
 	reader_free(s->client_reader);
@@ -892,6 +1044,9 @@ log_summary(struct session *s)
 {
 	/* what is still queued towards the client was never sent */
 	stop_counting(s);
+	if (s->spliced_literals > 0)
+		log_debug(s->id, "literals moved by the kernel: %u, %llu bytes",
+		    s->spliced_literals, (unsigned long long)s->spliced);
 	log_info(s->id, "session end: user=%s from=%s%s%s listener=%s tls=%s "
 	    "in=%llu out=%llu duration=%.3fs commands=%u multiappends=%u "
 	    "end=%s (%s)", credentials_user(s), s->peer,
@@ -1031,8 +1186,10 @@ client_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!s->closing && multiappend_client_gone(s)) {
 		/* an upload is half-way upstream: finish it (all or nothing)
-		 * before the session ends */
+		 * before the session ends; the rest of a literal the kernel
+		 * was moving goes where the output goes now */
 		s->client_gone = true;
+		splice_end(s);
 		stop_counting(s);
 		session_client_reading(s, false);
 		bufferevent_disable(s->client, EV_READ | EV_WRITE);

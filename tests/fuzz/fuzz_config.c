@@ -189,6 +189,7 @@ write_config(FILE *f, const struct config *c)
 	fprintf(f, "log = %s   # comment\n", c->log_syslog ? "syslog" : "stderr");
 	fprintf(f, "max_line_length = %zu\n", c->max_line_length);
 	fprintf(f, "max_sessions = %u\n", c->max_sessions);
+	fprintf(f, "splice = %s\n", c->splice ? "yes" : "no");
 	ok &= put(f, "spool_dir", c->spool_dir);
 	fprintf(f, "max_message_size = %llu\n", (unsigned long long)c->max_message_size);
 	fprintf(f, "max_messages = %u\n", c->max_messages);

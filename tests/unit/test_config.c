@@ -111,6 +111,7 @@ Test(config, defaults)
 	cr_assert_eq(c.max_messages, 1000);
 	cr_assert_eq(c.max_session_spool, 1ULL << 30);
 	cr_assert_eq(c.max_total_spool, 4ULL << 30);
+	cr_assert_eq(c.splice, true);
 }
 
 Test(config, minimal_file_keeps_defaults)
@@ -144,6 +145,7 @@ Test(config, every_key)
 	    "log = syslog\n"
 	    "max_line_length = 8K\n"
 	    "max_sessions = 50\n"
+	    "splice = no\n"
 	    "spool_dir = /srv/spool\n"
 	    "max_message_size = 10M\n"
 	    "max_messages = 20\n"
@@ -164,6 +166,7 @@ Test(config, every_key)
 	cr_assert_eq(c.log_syslog, true);
 	cr_assert_eq(c.max_line_length, 8192);
 	cr_assert_eq(c.max_sessions, 50);
+	cr_assert_eq(c.splice, false);
 	cr_assert_str_eq(c.spool_dir, "/srv/spool");
 	cr_assert_eq(c.max_message_size, 10ULL << 20);
 	cr_assert_eq(c.max_messages, 20);
@@ -718,6 +721,20 @@ Test(config, log_keys)
 	    "(expected error, warning, info or debug)");
 	bad_value("log = file", ":3: bad value for log: \"file\" "
 	    "(expected stderr or syslog)");
+}
+
+Test(config, splice)
+{
+	struct config c;
+
+	good_value("splice = yes", &c);
+	cr_assert_eq(c.splice, true);
+	good_value("splice = no", &c);
+	cr_assert_eq(c.splice, false);
+	bad_value("splice = off", ":3: bad value for splice: \"off\" "
+	    "(expected yes or no)");
+	bad_value("splice = No", ":3: bad value for splice: \"No\" "
+	    "(expected yes or no)");
 }
 
 Test(config, spool_dir)
