@@ -3,6 +3,8 @@
 #   make            build ./mappend
 #   make check      install missing Debian packages (as root), build, run every test
 #   make asan       the same tests with AddressSanitizer and UBSan (also: SANITIZE=1)
+#   make test-copy  the pass-through, MULTIAPPEND and Dovecot suites once more
+#                   with splice = no (every literal copied; SANITIZE=1 too)
 #   make demo       a private legacy Dovecot on loopback with mappend in front
 #   make bench      the benchmarks of BENCHMARKS.md
 #   make fuzz       build the libFuzzer targets (tests/fuzz/fuzz_*.c, clang with
@@ -75,7 +77,7 @@ DAEMON := $(BUILD)/mappend
 MOCK := $(BUILD)/tests/mock_imapd
 UNIT := $(BUILD)/tests/unit_tests
 
-.PHONY: all check asan test-unit test-integration test-all demo bench install \
+.PHONY: all check asan test-unit test-integration test-all test-copy demo bench install \
 	uninstall deps clean fuzz fuzz-deps fuzz-binaries
 
 all: mappend
@@ -136,6 +138,14 @@ test-integration: test-binaries
 		echo "make: mappend did not exit cleanly in the tests above"; exit 1; fi
 
 test-all: test-unit test-integration
+
+# The suites whose long literals take the kernel's path (splice), once more
+# on the copy path: the harness appends MAPPEND_TEST_EXTRA_CONF to every
+# configuration it writes.
+COPY_SUITES := passthrough multiappend dovecot
+test-copy: test-binaries
+	MAPPEND_TEST_EXTRA_CONF='splice = no' $(MAKE) test-integration \
+		ITEST_BINS='$(COPY_SUITES:%=$(BUILD)/tests/test_%)'
 
 check: deps
 	$(MAKE) all

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -167,6 +168,58 @@ proxy_log(const struct proxy_proc *p)
 	return read_file(p->log);
 }
 
+bool
+proxy_log_wait(const struct proxy_proc *p, const char *text)
+{
+	long deadline = now_ms() + HARNESS_TIMEOUT_MS;
+
+	for (;;) {
+		char *log = proxy_log(p);
+		bool found = strstr(log, text) != NULL;
+
+		free(log);
+		if (found)
+			return true;
+		if (now_ms() > deadline)
+			return false;
+		usleep(10 * 1000);
+	}
+}
+
+bool
+harness_splice(void)
+{
+	const char *extra = getenv("MAPPEND_TEST_EXTRA_CONF");
+	regex_t re;
+	bool off;
+
+	if (extra == NULL)
+		return true;
+	cr_assert_eq(regcomp(&re, "^[ \t]*splice[ \t]*=[ \t]*no[ \t]*$",
+	    REG_EXTENDED | REG_NOSUB | REG_NEWLINE), 0);
+	off = regexec(&re, extra, 0, NULL, 0) == 0;
+	regfree(&re);
+	return !off;
+}
+
+long
+proxy_rss_kib(const struct proxy_proc *p)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)p->pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	cr_assert_geq(kib, 0, "no VmRSS in %s", path);
+	return kib;
+}
+
 static void proxy_spawn(struct proxy_proc *, size_t starts);
 
 void
@@ -212,6 +265,8 @@ proxy_start_spool_limited(struct proxy_proc *p, int upstream_port,
 		fprintf(f, "upstream = 127.0.0.1:%d\n", upstream_port);
 	fprintf(f, "spool_dir = %s/spool\nlog_level = debug\nconnect_timeout = 5\n%s\n",
 	    p->dir, extra_conf != NULL ? extra_conf : "");
+	if (getenv("MAPPEND_TEST_EXTRA_CONF") != NULL)
+		fprintf(f, "%s\n", getenv("MAPPEND_TEST_EXTRA_CONF"));
 	fclose(f);
 	{
 		char spool[300];

@@ -4,7 +4,9 @@
  * ports the kernel chose, and a small scripted IMAP client.
  *
  * The binaries come from the environment the Makefile exports:
- * MAPPEND_BIN, MAPPEND_MOCK, MAPPEND_DOVECOT_SH.
+ * MAPPEND_BIN, MAPPEND_MOCK, MAPPEND_DOVECOT_SH.  MAPPEND_TEST_EXTRA_CONF,
+ * when set, is appended to every configuration proxy_start writes (the
+ * suites run once more with "splice = no" that way, see .ci/run).
  */
 #ifndef MAPPEND_TEST_HARNESS_H
 #define MAPPEND_TEST_HARNESS_H
@@ -88,6 +90,16 @@ void proxy_restart(struct proxy_proc *);
 void proxy_stop(struct proxy_proc *);
 /* The proxy's log so far, malloc'ed. */
 char *proxy_log(const struct proxy_proc *);
+/* Wait until the proxy's log holds text (true), or HARNESS_TIMEOUT_MS. */
+bool proxy_log_wait(const struct proxy_proc *, const char *text);
+/* The configurations proxy_start writes leave splice on (the default):
+ * long literals between plain sockets are moved by the kernel. */
+bool harness_splice(void);
+/* What mappend's log says at a session's end when the kernel moved
+ * literals of it (debug level, which the harness's configurations use). */
+#define HARNESS_SPLICED "literals moved by the kernel: "
+/* mappend's resident memory now (VmRSS of /proc/PID/status), KiB. */
+long proxy_rss_kib(const struct proxy_proc *);
 
 /* opts: extra arguments for dovecot.sh start, e.g. "--legacy --rawlog" */
 void dovecot_start(struct dovecot *, const char *opts);

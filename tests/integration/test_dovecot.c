@@ -71,9 +71,11 @@ static char *
 scenario(int port, const char *user, const char *password)
 {
 	struct imapc c;
-	char *text = NULL, *line, *msg = make_message(3000, 5);
+	char *text = NULL, *line, *msg = make_message(3000, 5), *big;
 	size_t len = 0;
 	FILE *log = open_memstream(&text, &len);
+	/* long enough for the kernel's path through mappend (splice) */
+	const size_t big_size = 1536 * 1024;
 
 	imapc_connect(&c, port);
 	line = imapc_line(&c);
@@ -92,6 +94,11 @@ scenario(int port, const char *user, const char *password)
 	imapc_send_raw(&c, msg, 3000);
 	step(log, &c, "c", "");
 	step(log, &c, "d", "APPEND INBOX \"01-Feb-2024 11:00:00 +0100\" {11+}\r\nhello world");
+	big = make_message(big_size, 9);
+	imapc_send(&c, "d2 APPEND INBOX \"01-Feb-2024 12:00:00 +0100\" {%zu+}\r\n", big_size);
+	imapc_send_raw(&c, big, big_size);
+	step(log, &c, "d2", "");
+	free(big);
 	step(log, &c, "e", "NOOP");
 	step(log, &c, "f", "FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])");
 	step(log, &c, "g", "UID SEARCH ALL");
@@ -167,13 +174,20 @@ cap_set(const char *text, const char *after)
 
 Test(dovecot, same_session_directly_and_through_the_proxy)
 {
-	char *direct, *proxied;
+	char *direct, *proxied, *log;
 
 	dovecot_start(&dc, "--legacy");
 	proxy_start(&px, dc.port, NULL);
 	direct = scenario(dc.port, dc.user2, dc.password2);
 	proxied = scenario(px.port, dc.user, dc.password);
 	cr_assert_str_eq(proxied, direct);
+	/* the long literal took the kernel's path through mappend (the copy
+	 * path with splice = no) */
+	cr_assert(proxy_log_wait(&px, "session end: "), "the session did not end");
+	log = proxy_log(&px);
+	cr_assert_eq(strstr(log, HARNESS_SPLICED) != NULL, harness_splice(),
+	    "splice %s, the log:\n%s", harness_splice() ? "on" : "off", log);
+	free(log);
 	/* and the session did what it was meant to */
 	cr_assert(strstr(direct, "* 2 EXISTS") != NULL, "%s", direct);
 	cr_assert(strstr(direct, "hello world") != NULL, "%s", direct);

@@ -1,7 +1,9 @@
 /*
  * test_passthrough.c — the real mappend binary between a scripted client
  * and the mock upstream: greeting, capabilities, literals of every kind,
- * pipelining, IDLE, AUTHENTICATE, disconnects, bad input.
+ * pipelining, IDLE, AUTHENTICATE, disconnects, bad input.  Long FETCH
+ * literals take the kernel's path (splice) unless the suite runs with
+ * "splice = no" (MAPPEND_TEST_EXTRA_CONF), and the copy path then.
  */
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -111,14 +113,14 @@ Test(passthrough, hidden_capabilities_are_removed)
 	imapc_close(&c);
 }
 
-Test(passthrough, login_select_fetch_multi_megabyte_literal)
+/* Append size bytes of message seed to INBOX directly (not through the
+ * proxy); the message, malloc'ed. */
+static char *
+append_directly(size_t size, unsigned seed)
 {
-	struct imapc direct, c;
-	const size_t size = 6 * 1024 * 1024 + 17;
-	char *msg = make_message(size, 7), *r, *body;
+	struct imapc direct;
+	char *msg = make_message(size, seed), *r;
 
-	harness_start(NULL, NULL);
-	/* the message goes in directly, and comes back out through the proxy */
 	direct_connect(&direct);
 	imapc_send(&direct, "a APPEND INBOX (\\Seen) {%zu+}\r\n", size);
 	imapc_send_raw(&direct, msg, size);
@@ -126,6 +128,38 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 	r = imapc_until_tagged(&direct, "a", NULL);
 	cr_assert(strncmp(last_line(r), "a OK", 4) == 0, "%s", r);
 	free(r);
+	imapc_close(&direct);
+	return msg;
+}
+
+/* After the session through the proxy ended: the kernel moved literals of
+ * it exactly when the suite runs with splice on. */
+static void
+assert_spliced_as_configured(void)
+{
+	char *log;
+
+	cr_assert(proxy_log_wait(&px, "session end: "), "the session did not end");
+	log = proxy_log(&px);
+	if (harness_splice())
+		cr_assert(strstr(log, HARNESS_SPLICED) != NULL,
+		    "splice is on, yet no literal was moved by the kernel:\n%s", log);
+	else
+		cr_assert(strstr(log, HARNESS_SPLICED) == NULL,
+		    "splice = no, yet a literal was moved by the kernel:\n%s", log);
+	free(log);
+}
+
+Test(passthrough, login_select_fetch_multi_megabyte_literal)
+{
+	struct imapc direct, c;
+	const size_t size = 6 * 1024 * 1024 + 17;
+	char *msg, *r, *body;
+
+	harness_start(NULL, NULL);
+	/* the message goes in directly, and comes back out through the proxy */
+	msg = append_directly(size, 7);
+	direct_connect(&direct);
 
 	connect_proxy(&c);
 	imapc_login(&c, "test", "secret");
@@ -139,9 +173,150 @@ Test(passthrough, login_select_fetch_multi_megabyte_literal)
 	cr_assert_eq(memcmp(body, msg, size), 0, "the body differs");
 	cr_assert(strncmp(last_line(r), "f OK", 4) == 0);
 	free(r);
+	/* twice more in one command, and a small literal between them */
+	r = imapc_command(&c, "g", "UID FETCH 1 (BODY.PEEK[] FLAGS "
+	    "BODY.PEEK[HEADER] BODY.PEEK[TEXT])");
+	cr_assert(strncmp(last_line(r), "g OK", 4) == 0, "%.300s", last_line(r));
+	cr_assert_eq(count_substr(r, strlen(r), msg + size - 200), 2, "the bodies differ");
+	cr_assert_neq(strstr(r, "BODY[HEADER] {"), NULL, "%.300s", r);
+	free(r);
 	free(msg);
 	imapc_close(&c);
 	imapc_close(&direct);
+	assert_spliced_as_configured();
+}
+
+/* The FETCH of a literal of size bytes through the proxy, read slowly in
+ * pieces (each compared): the proxy's memory stays bounded whichever way
+ * the literal goes, since a client that does not read stops the reading
+ * of the upstream. */
+Test(passthrough, long_literal_to_a_slow_client_keeps_memory_bounded, .timeout = 180)
+{
+	const char *args[] = { "--appendlimit", "300000000", NULL };
+	const size_t size = 160 * 1024 * 1024, piece = 64 * 1024;
+	struct imapc c;
+	char *msg, *line;
+	size_t got = 0, lit;
+	long rss0, rss, most = 0;
+
+	harness_start(args, NULL);
+	msg = append_directly(size, 11);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
+	rss0 = proxy_rss_kib(&px);
+	imapc_send(&c, "f UID FETCH 1 (BODY.PEEK[])\r\n");
+	line = imapc_line(&c);
+	cr_assert_not_null(line);
+	cr_assert(strstr(line, "BODY[] {") != NULL, "%s", line);
+	lit = strtoul(strstr(line, "BODY[] {") + 8, NULL, 10);
+	cr_assert_eq(lit, size, "%s", line);
+	free(line);
+	while (got < size) {
+		size_t n = size - got < piece ? size - got : piece;
+		char *data = imapc_bytes(&c, n);
+
+		cr_assert_not_null(data, "the literal stopped after %zu bytes", got);
+		cr_assert_eq(memcmp(data, msg + got, n), 0, "bytes %zu.. differ", got);
+		free(data);
+		got += n;
+		if (got % (4 * 1024 * 1024) == 0) {
+			rss = proxy_rss_kib(&px);
+			most = rss > most ? rss : most;
+			usleep(20 * 1000);	/* a client slower than the upstream */
+		}
+	}
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strcmp(line, ")") == 0, "%s", line);
+	free(line);
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strncmp(line, "f OK", 4) == 0, "%s", line);
+	free(line);
+	/* the literal was 160 MiB; a proxy that kept reading the upstream
+	 * would have held most of it */
+	cr_assert_lt(most - rss0, 48 * 1024, "VmRSS grew from %ld to %ld KiB", rss0, most);
+	free(msg);
+	imapc_close(&c);
+	assert_spliced_as_configured();
+}
+
+/* A client that leaves in the middle of a long literal: its session ends,
+ * the proxy goes on (and the upstream's rest of the literal is not read
+ * into anyone's memory). */
+Test(passthrough, client_leaves_in_the_middle_of_a_literal)
+{
+	const size_t size = 24 * 1024 * 1024;
+	struct imapc c;
+	char *msg, *line, *data, *r;
+
+	harness_start(NULL, NULL);
+	msg = append_directly(size, 5);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
+	imapc_send(&c, "f UID FETCH 1 (BODY.PEEK[])\r\n");
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strstr(line, "BODY[] {") != NULL, "%s", line);
+	free(line);
+	data = imapc_bytes(&c, 3 * 1024 * 1024 + 5);
+	cr_assert_not_null(data);
+	cr_assert_eq(memcmp(data, msg, 3 * 1024 * 1024 + 5), 0);
+	free(data);
+	imapc_close(&c);
+	cr_assert(proxy_log_wait(&px, "session end: "), "the session did not end");
+	/* the proxy goes on */
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
+	r = imapc_ok(&c, "f", "UID FETCH 1 (RFC822.SIZE)");
+	cr_assert(strstr(r, "RFC822.SIZE 25165824") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	free(msg);
+}
+
+/* The upstream goes away in the middle of a long literal: the client gets
+ * what came, then the BYE, then the end of the connection, whichever way
+ * the literal went. */
+Test(passthrough, upstream_leaves_in_the_middle_of_a_literal)
+{
+	static const char bye[] = "* BYE Connection to the upstream server lost\r\n";
+	const size_t size = 48 * 1024 * 1024;
+	struct imapc c;
+	char *msg, *line, *data;
+	size_t tail;
+	int status;
+
+	harness_start(NULL, NULL);
+	msg = append_directly(size, 3);
+	connect_proxy(&c);
+	imapc_login(&c, "test", "secret");
+	free(imapc_ok(&c, "s", "SELECT INBOX"));
+	imapc_send(&c, "f UID FETCH 1 (BODY.PEEK[])\r\n");
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strstr(line, "BODY[] {") != NULL, "%s", line);
+	free(line);
+	data = imapc_bytes(&c, 1024 * 1024);
+	cr_assert_not_null(data);
+	free(data);
+	/* the mock is killed: what it had not written yet is lost */
+	kill(mock.pid, SIGKILL);
+	waitpid(mock.pid, &status, 0);
+	mock.pid = 0;
+	cr_assert(imapc_wait_closed(&c), "the proxy kept the client connection open");
+	/* everything received after the first MiB, BYE included */
+	tail = c.len - c.off;
+	cr_assert_geq(tail, sizeof(bye) - 1);
+	cr_assert_lt(tail, size, "the whole literal came");
+	cr_assert_eq(memcmp(c.buf + c.len - (sizeof(bye) - 1), bye, sizeof(bye) - 1), 0,
+	    "the connection did not end with the BYE: %.*s", (int)(sizeof(bye) - 1),
+	    c.buf + c.len - (sizeof(bye) - 1));
+	cr_assert_eq(memcmp(c.buf + c.off, msg + 1024 * 1024, tail - (sizeof(bye) - 1)), 0,
+	    "the bytes before the BYE are not the literal's");
+	imapc_close(&c);
+	free(msg);
+	cr_assert(proxy_log_wait(&px, "upstream closed the connection"),
+	    "no log line says the upstream left");
 }
 
 Test(passthrough, append_literal_kinds)
