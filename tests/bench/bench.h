@@ -128,6 +128,10 @@ struct opts {
 	/* the main mappend: plain and TLS listeners */
 	int mappend_port, mappend_tls_port;
 	pid_t mappend_pid;
+	/* a mappend with splice = no (plain listener): the copy path beside
+	 * the main one's in the FETCH phase; 0 when not given */
+	int mcopy_port;
+	pid_t mcopy_pid;
 	/* fresh mappend instances for the idle sessions */
 	int idle_port, idle_tls_port;
 	pid_t idle_pid, idle_tls_pid;
@@ -142,6 +146,7 @@ struct opts {
 	int sessions;
 	int logins, login_clients;
 	unsigned small_n, big_n, fetch_mib;
+	size_t fetch_msg_size;	/* the FETCH's messages, default 256 KiB */
 	const char *perf_out;	/* perf record of mappend during the FETCHes */
 	/* a mappend of its own with a master user, for the crash journal */
 	const char *rec_bin, *rec_conf, *rec_log;
@@ -189,22 +194,25 @@ void recovery_bench(struct recovery_result *);
 void report_recovery(const struct recovery_result *);
 
 /* proxies.c */
-enum path_id { P_DIRECT, P_MAPPEND, P_NGINX, P_NGINXD, NPATHS };
-extern const char *const path_name[NPATHS];
+/* The paths of every phase, then the FETCH phase's extra one: mappend with
+ * splice = no, the copy path of the same binary. */
+enum path_id { P_DIRECT, P_MAPPEND, P_NGINX, P_NGINXD, NPATHS, P_MCOPY = NPATHS,
+    NFPATHS };
+extern const char *const path_name[NFPATHS];
 
 struct fetch_result {
 	bool tls;
 	int runs, npaths;
-	int path[NPATHS];		/* which paths, in this order */
+	int path[NFPATHS];		/* which paths, in this order */
 	size_t msgs, msg_size;
 	uint64_t bytes;			/* of the untagged stream, every path */
 	uint32_t crc;
-	double wall[NPATHS][MAX_RUNS];
-	double cpu[NPATHS][MAX_RUNS];	/* the proxy's utime + stime */
-	double run[NPATHS][MAX_RUNS];	/* its sum_exec_runtime, or -1 */
-	double minflt[NPATHS][MAX_RUNS];
-	long hwm_kb[NPATHS];		/* VmHWM during the rounds */
-	long rss_kb[NPATHS];		/* VmRSS before them */
+	double wall[NFPATHS][MAX_RUNS];
+	double cpu[NFPATHS][MAX_RUNS];	/* the proxy's utime + stime */
+	double run[NFPATHS][MAX_RUNS];	/* its sum_exec_runtime, or -1 */
+	double minflt[NFPATHS][MAX_RUNS];
+	long hwm_kb[NFPATHS];		/* VmHWM during the rounds */
+	long rss_kb[NFPATHS];		/* VmRSS before them */
 };
 
 struct idle_result {

@@ -11,8 +11,9 @@
  *   idle       memory per logged-in idle session, plain and TLS, of mappend
  *              and nginx (each set on a fresh process)
  *   fetch      FETCH 1:* (BODY.PEEK[]) of 50 MiB in 256 KiB messages:
- *              direct, mappend, nginx 256k, nginx default in rounds; the
- *              proxy's CPU time and page faults, the wall time
+ *              direct, mappend, mappend with splice = no (the copy path),
+ *              nginx 256k, nginx default in rounds; the proxy's CPU time
+ *              and page faults, the wall time
  *   fetch-tls  the same through the proxies' TLS listeners
  *   logins     connect, greeting, LOGIN, LOGOUT: logins per second
  *   small, big, small-delay, big-delay
@@ -68,6 +69,8 @@ usage(const char *argv0, int status)
 "  --runs N           rounds of each FETCH and logins path (default 9)\n"
 "  --fetch-mib N      size of the FETCH in MiB, as N x 4 messages of 256 KiB\n"
 "                     (default 50)\n"
+"  --fetch-kib N      size of the FETCH's messages in KiB (default 256; the\n"
+"                     FETCH is still --fetch-mib)\n"
 "  --sessions N       idle sessions per set (default and most: 1000, what\n"
 "                     the private Dovecot takes at once)\n"
 "  --logins N         logins per round and path (default 200)\n"
@@ -87,7 +90,9 @@ usage(const char *argv0, int status)
 "--user2 U --password2 PW --mappend-port P --mappend-tls-port P\n"
 "--mappend-pid PID --idle-port P --idle-pid PID --idle-tls-port P\n"
 "--idle-tls-pid PID --nginx-pid PID --nginx-port P --nginx-tls-port P\n"
-"--nginx-default-port P --nginx-default-tls-port P\n", argv0);
+"--nginx-default-port P --nginx-default-tls-port P; optionally\n"
+"--mappend-copy-port P --mappend-copy-pid PID (a mappend with splice = no)\n",
+	    argv0);
 	exit(status);
 }
 
@@ -155,8 +160,11 @@ report_fetch(const struct fetch_result *f)
 {
 	int k;
 
-	printf("\nPass-through: FETCH 1:* (BODY.PEEK[]) of %zu x 256 KiB%s "
-	    "(%d rounds, paths in turn)\n", f->msgs, f->tls ?
+	char size[32];
+
+	printf("\nPass-through: FETCH 1:* (BODY.PEEK[]) of %zu x %s%s "
+	    "(%d rounds, paths in turn)\n", f->msgs,
+	    size_str(f->msg_size, size, sizeof(size)), f->tls ?
 	    ", client side over TLS" : "", f->runs);
 	printf("  every path returned %llu bytes of untagged responses, CRC32 "
 	    "%08x\n\n", (unsigned long long)f->bytes, (unsigned)f->crc);
@@ -190,6 +198,10 @@ report_fetch(const struct fetch_result *f)
 	    "/proc/PID/stat, the same time in 10 ms steps; minflt:\n  minor page "
 	    "faults of the process per FETCH (/proc/PID/stat); VmRSS before the "
 	    "rounds,\n  VmHWM after them (nginx's two paths share one worker)\n");
+	for (k = 0; k < f->npaths; k++)
+		if (f->path[k] == P_MCOPY)
+			printf("  mappend copy: a second mappend, splice = no (every "
+			    "literal copied through user space)\n");
 }
 
 static double
@@ -320,12 +332,38 @@ init_row(struct row *r, const char *what, const char *unit)
 	r->against = -1;
 }
 
+/* The same FETCH through mappend with splice = no, in mappend's column:
+ * before and after in one run. */
+static void
+report_copy_rows(const struct fetch_result *f)
+{
+	struct row r;
+	int p;
+
+	init_row(&r, "FETCH, splice = no: CPU s (med.)", "%.4f");
+	r.v[P_MAPPEND] = median(fetch_cpu(f, P_MCOPY), f->runs);
+	for (p = P_NGINX; p < NPATHS; p++)
+		r.v[p] = median(fetch_cpu(f, p), f->runs);
+	r.target = "<= 0.5x nginx 256k";
+	r.limit = 0.5;
+	r.against = P_NGINX;
+	print_row(&r);
+	init_row(&r, "FETCH, splice = no: wall s (min)", "%.3f");
+	for (p = 0; p < NPATHS; p++)
+		r.v[p] = minimum(f->wall[p == P_MAPPEND ? P_MCOPY : p], f->runs);
+	r.target = "<= 1.05x direct";
+	r.limit = 1.05;
+	r.against = P_DIRECT;
+	print_row(&r);
+}
+
 static void
 report_summary(unsigned phases, const struct fetch_result *f,
     const struct fetch_result *ft, struct idle_result idle[NPATHS][2],
     const struct login_result *l, const struct upload_result *up, int nup)
 {
 	struct row r;
+	char s[32];
 	int p, i;
 
 	printf("\nSummary: mappend beside nginx and direct, from this run\n"
@@ -360,6 +398,8 @@ report_summary(unsigned phases, const struct fetch_result *f,
 		for (p = P_MAPPEND; p < NPATHS; p++)
 			r.v[p] = median(f->minflt[p], f->runs);
 		print_row(&r);
+		if (o.mcopy_port != 0)
+			report_copy_rows(f);
 	}
 	if (phases & PH_FETCH_TLS) {
 		init_row(&r, "FETCH over TLS: CPU s (median)", "%.4f");
@@ -419,8 +459,9 @@ report_summary(unsigned phases, const struct fetch_result *f,
 	}
 	printf("\n  m/n256, m/ndflt, m/dir: mappend's figure divided by nginx "
 	    "256k's, nginx default's,\n  direct's.  CPU: of the proxy process "
-	    "(nginx: its worker) per FETCH of %zu x 256 KiB.\n",
-	    (size_t)o.fetch_mib * MiB / (256 * KiB));
+	    "(nginx: its worker) per FETCH of %zu x %s.\n",
+	    (size_t)o.fetch_mib * MiB / o.fetch_msg_size,
+	    size_str(o.fetch_msg_size, s, sizeof(s)));
 	if (nup > 0)
 		printf("  Uploads: (a) one MULTIAPPEND via mappend, (c) pipelined "
 		    "APPENDs directly (medians).\n");
@@ -451,6 +492,7 @@ main(int argc, char **argv)
 		O_NPORT, O_NTLS, O_NDPORT, O_NDTLS, O_ONLY, O_RUNS, O_FETCH_MIB,
 		O_SESSIONS, O_LOGINS, O_LCLIENTS, O_URUNS, O_DRUNS, O_DELAY,
 		O_BIG_KIB, O_PERF, O_RBIN, O_RCONF, O_RLOG, O_RPID, O_RPORT, O_HELP,
+		O_CPORT, O_CPID, O_FETCH_KIB,
 	};
 	static const struct option longopts[] = {
 		{ "dovecot-port", required_argument, NULL, O_DOVECOT },
@@ -474,6 +516,9 @@ main(int argc, char **argv)
 		{ "phases", required_argument, NULL, O_ONLY },
 		{ "runs", required_argument, NULL, O_RUNS },
 		{ "fetch-mib", required_argument, NULL, O_FETCH_MIB },
+		{ "fetch-kib", required_argument, NULL, O_FETCH_KIB },
+		{ "mappend-copy-port", required_argument, NULL, O_CPORT },
+		{ "mappend-copy-pid", required_argument, NULL, O_CPID },
 		{ "sessions", required_argument, NULL, O_SESSIONS },
 		{ "logins", required_argument, NULL, O_LOGINS },
 		{ "login-clients", required_argument, NULL, O_LCLIENTS },
@@ -505,6 +550,7 @@ main(int argc, char **argv)
 	o.upload_runs = 3;
 	o.delay_runs = 3;
 	o.fetch_mib = 50;
+	o.fetch_msg_size = 256 * KiB;
 	o.delay_ms = 10;
 	o.sessions = 1000;
 	o.logins = 200;
@@ -535,6 +581,9 @@ main(int argc, char **argv)
 		case O_ONLY: phases = parse_phases(optarg); break;
 		case O_RUNS: o.runs = num(optarg, 1, MAX_RUNS, "--runs", argv[0]); break;
 		case O_FETCH_MIB: o.fetch_mib = (unsigned)num(optarg, 1, 2000, "--fetch-mib", argv[0]); break;
+		case O_FETCH_KIB: o.fetch_msg_size = (size_t)num(optarg, 1, 65536, "--fetch-kib", argv[0]) * KiB; break;
+		case O_CPORT: o.mcopy_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_CPID: o.mcopy_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
 		case O_SESSIONS: o.sessions = num(optarg, 1, 1000, "--sessions", argv[0]); break;
 		case O_LOGINS: o.logins = num(optarg, 1, 100000, "--logins", argv[0]); break;
 		case O_LCLIENTS: o.login_clients = num(optarg, 1, 500, "--login-clients", argv[0]); break;
@@ -556,7 +605,8 @@ main(int argc, char **argv)
 	    !o.pass2 || !o.mappend_port || !o.mappend_tls_port || !o.mappend_pid ||
 	    !o.idle_port || !o.idle_pid || !o.idle_tls_port || !o.idle_tls_pid ||
 	    !o.nginx_pid || !o.nginx_port || !o.nginx_tls_port || !o.nginxd_port ||
-	    !o.nginxd_tls_port || phases == 0)
+	    !o.nginxd_tls_port || phases == 0 || (!o.mcopy_port != !o.mcopy_pid) ||
+	    o.fetch_msg_size > (size_t)o.fetch_mib * MiB)
 		usage(argv[0], 2);
 	signal(SIGPIPE, SIG_IGN);
 	/* one descriptor per idle session, and some */

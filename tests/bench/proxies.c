@@ -20,10 +20,8 @@
 
 #include "bench.h"
 
-#define FETCH_MSG_SIZE (256 * KiB)
-
-const char *const path_name[NPATHS] = {
-	"direct", "mappend", "nginx 256k", "nginx default",
+const char *const path_name[NFPATHS] = {
+	"direct", "mappend", "nginx 256k", "nginx default", "mappend copy",
 };
 
 static int
@@ -34,6 +32,8 @@ path_port(int p, bool tls)
 		return tls ? 0 : o.dovecot_port;
 	case P_MAPPEND:
 		return tls ? o.mappend_tls_port : o.mappend_port;
+	case P_MCOPY:
+		return tls ? 0 : o.mcopy_port;
 	case P_NGINX:
 		return tls ? o.nginx_tls_port : o.nginx_port;
 	default:
@@ -51,6 +51,8 @@ path_pid(int p)
 		return 0;
 	if (p == P_MAPPEND)
 		return o.mappend_pid;
+	if (p == P_MCOPY)
+		return o.mcopy_pid;
 	if ((w = nginx_worker(o.nginx_pid)) == 0)
 		die("nginx (master %ld) has no single worker process",
 		    (long)o.nginx_pid);
@@ -152,8 +154,10 @@ drop_mailbox(const char *box)
 }
 
 /*
- * FETCH 1:* (BODY.PEEK[]) of fetch_mib MiB in 256 KiB messages on every
- * path (with tls: the proxies' TLS listeners).  A first, untimed round on
+ * FETCH 1:* (BODY.PEEK[]) of fetch_mib MiB in messages of fetch_msg_size
+ * (256 KiB) on every path (with tls: the proxies' TLS listeners; mappend
+ * with splice = no beside mappend when run.sh started one: plain only,
+ * since TLS is copied anyway).  A first, untimed round on
  * every path checks that each returns the same bytes (count and CRC32 of
  * the untagged responses) and warms the page cache; the timed rounds
  * check the count.
@@ -162,21 +166,24 @@ void
 fetch_bench(struct fetch_result *res, bool tls)
 {
 	const char *box = tls ? "bench-fetch-tls" : "bench-fetch";
-	struct conn *c[NPATHS] = { NULL };
-	char login_answer[NPATHS][512];
-	pid_t pid[NPATHS], perf;
+	struct conn *c[NFPATHS] = { NULL };
+	char login_answer[NFPATHS][512];
+	pid_t pid[NFPATHS], perf;
 	int i, k, r;
 
 	memset(res, 0, sizeof(*res));
 	res->tls = tls;
 	res->runs = o.runs;
-	res->msg_size = FETCH_MSG_SIZE;
-	res->msgs = (size_t)o.fetch_mib * MiB / FETCH_MSG_SIZE;
-	for (i = tls ? P_MAPPEND : P_DIRECT; i < NPATHS; i++)
+	res->msg_size = o.fetch_msg_size;
+	res->msgs = (size_t)o.fetch_mib * MiB / o.fetch_msg_size;
+	for (i = tls ? P_MAPPEND : P_DIRECT; i < NPATHS; i++) {
 		res->path[res->npaths++] = i;
+		if (i == P_MAPPEND && !tls && o.mcopy_port != 0)
+			res->path[res->npaths++] = P_MCOPY;
+	}
 
-	progress("fetch%s: %zu messages of 256 KiB into %s, directly", tls ?
-	    " (TLS)" : "", res->msgs, box);
+	progress("fetch%s: %zu messages of %zu bytes into %s, directly", tls ?
+	    " (TLS)" : "", res->msgs, res->msg_size, box);
 	fill_mailbox(box, res->msgs, res->msg_size);
 	for (k = 0; k < res->npaths; k++) {
 		int p = res->path[k];
@@ -192,7 +199,7 @@ fetch_bench(struct fetch_result *res, bool tls)
 	}
 	/* nginx passes Dovecot's answer to LOGIN on as it came */
 	if (!tls)
-		for (i = P_NGINX; i < NPATHS; i++)
+		for (i = P_NGINX; i <= P_NGINXD; i++)
 			if (strcmp(login_answer[i], login_answer[P_DIRECT]) != 0)
 				die("LOGIN via %s answered \"%s\", directly \"%s\"",
 				    path_name[i], login_answer[i],

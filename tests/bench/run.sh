@@ -18,6 +18,8 @@
 #   Dovecot     tests/dovecot/dovecot.sh start DIR --legacy
 #   mappend     the one measured for FETCH, logins and uploads: a plain and
 #               a TLS listener (certificates from tests/tls/gen-certs.sh)
+#   mappend     "copy": splice = no, a plain listener; the FETCH's copy path
+#               beside the main one's in the same rounds
 #   mappend x2  fresh instances for the idle sessions only, plain and TLS
 #               (a process that has served sessions before reuses their
 #               freed heap, which would hide the cost of new ones)
@@ -211,6 +213,8 @@ EOF
 
 start_mappend main both
 MAIN_PID=$M_PID MAIN_PORT=$M_PORT MAIN_TLS_PORT=$M_TLS_PORT
+EXTRA_CONF="splice = no" start_mappend copy plain
+COPY_PID=$M_PID COPY_PORT=$M_PORT
 start_mappend idle plain
 IDLE_PID=$M_PID IDLE_PORT=$M_PORT
 start_mappend idle-tls tls
@@ -356,7 +360,7 @@ mappend benchmark run: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit
 kernel $(uname -sr), $(nproc) CPUs, Dovecot $(PATH="$PATH:/usr/sbin" dovecot --version 2>/dev/null || echo '?'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 files (maildirs, spool, logs) in $TMP ($(stat -f -c %T "$TMP" 2>/dev/null || echo '?'))
 EOF
-say "Dovecot on 127.0.0.1:$UP_PORT; mappend (pid $MAIN_PID) on :$MAIN_PORT, TLS :$MAIN_TLS_PORT; nginx (pid $NGINX_PID) on :${NP[0]} :${NP[2]}, TLS :${NP[1]} :${NP[3]}"
+say "Dovecot on 127.0.0.1:$UP_PORT; mappend (pid $MAIN_PID) on :$MAIN_PORT, TLS :$MAIN_TLS_PORT; splice = no (pid $COPY_PID) on :$COPY_PORT; nginx (pid $NGINX_PID) on :${NP[0]} :${NP[2]}, TLS :${NP[1]} :${NP[3]}"
 
 # In the background, so that a signal to this script is handled at once
 # (bash runs traps only between foreground commands).
@@ -365,6 +369,7 @@ rc=0
 	--user2 "$USER2" --password2 "$PASS2" \
 	--mappend-port "$MAIN_PORT" --mappend-tls-port "$MAIN_TLS_PORT" \
 	--mappend-pid "$MAIN_PID" \
+	--mappend-copy-port "$COPY_PORT" --mappend-copy-pid "$COPY_PID" \
 	--idle-port "$IDLE_PORT" --idle-pid "$IDLE_PID" \
 	--idle-tls-port "$IDLE_TLS_PORT" --idle-tls-pid "$IDLE_TLS_PID" \
 	--nginx-pid "$NGINX_PID" --nginx-port "${NP[0]}" --nginx-tls-port "${NP[1]}" \
