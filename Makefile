@@ -45,7 +45,7 @@ BUILD ?= build/release
 SAN :=
 endif
 
-ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -Iinclude $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -iquote include $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
 # the daemon's sources; main.c is the only one the tests do not link
@@ -167,7 +167,7 @@ FUZZ_BUILD := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS = $(STD) $(WARNINGS) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
-	-Iinclude $(PKG_CFLAGS) -MMD -MP
+	-iquote include $(PKG_CFLAGS) -MMD -MP
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIB_SRCS := $(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
