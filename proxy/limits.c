@@ -498,8 +498,10 @@ limits_init(struct event_base *base, double window)
 	table_key();
 	for (int v = LIMITS_OK + 1; v < LIMITS_NVERDICTS; v++) {
 		lim.warn[v].timer = evtimer_new(base, window_end, (void *)(intptr_t)v);
-		if (lim.warn[v].timer == NULL)
+		if (lim.warn[v].timer == NULL) {
+			log_error(0, "cannot create the timers of refusal warnings");
 			return -1;
+		}
 	}
 	return 0;
 }

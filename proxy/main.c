@@ -24,6 +24,7 @@
 
 #include "checks.h"
 #include "config.h"
+#include "limits.h"
 #include "listener.h"
 #include "log.h"
 #include "pidfile.h"
@@ -335,7 +336,9 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 	char err[1024];
 
 	/* as root: what the run-as user could not do */
-	if (event_loop_new() != 0 || spool_prepare(cfg, ra) != 0 ||
+	if (event_loop_new() != 0 ||
+	    limits_init(proxy.base, LIMITS_WARNING_WINDOW) != 0 ||
+	    spool_prepare(cfg, ra) != 0 ||
 	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0)
 		return -1;
 	if (priv_drop(ra, err, sizeof err) != 0) {
@@ -394,6 +397,7 @@ shut_down(const struct config *cfg)
 	if (shutdown_timer != NULL)
 		event_free(shutdown_timer);
 	listener_close_all();
+	limits_free();	/* writes what its open windows counted */
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	tls_free();

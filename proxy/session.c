@@ -21,6 +21,7 @@
 
 #include "command.h"
 #include "credentials.h"
+#include "limits.h"
 #include "log.h"
 #include "multiappend.h"
 #include "reader.h"
@@ -48,6 +49,10 @@ struct session {
 	enum session_state state;
 	char peer[64];			/* client address for logs */
 	char peer_host[48], peer_port[8];
+	/* the client's address; admission counts by it, so it may change
+	 * (a PROXY header) before session_begin, and never after */
+	struct sockaddr_storage peer_sa;
+	bool admitted;			/* limits_admit said OK: release once */
 	bool client_tls;		/* the client's connection is TLS now */
 	bool tls_required;		/* no plaintext login on this listener before TLS */
 
@@ -615,11 +620,15 @@ peer_address(struct session *s, const struct sockaddr *sa)
 
 		evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
 		port = ntohs(sin->sin_port);
+		memcpy(&s->peer_sa, sin, sizeof(*sin));
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
 
 		evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
 		port = ntohs(sin6->sin6_port);
+		memcpy(&s->peer_sa, sin6, sizeof(*sin6));
+	} else {
+		s->peer_sa.ss_family = sa->sa_family;
 	}
 	snprintf(s->peer, sizeof(s->peer), sa->sa_family == AF_INET6 ? "[%s]:%d" :
 	    "%s:%d", host, port);
@@ -679,6 +688,7 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
+	enum limits_verdict v;
 
 	if ((s = session_make(li, bev, tls, sa)) == NULL)
 		return;
@@ -692,12 +702,15 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		session_close(s, "Server shutting down");
 		return;
 	}
-	if (proxy->nsessions > proxy->cfg->max_sessions) {
-		log_warn(s->id, "refused: %u sessions is the configured maximum",
-		    proxy->cfg->max_sessions);
-		session_close(s, "Too many connections, try again later");
+	/* limits.c logs refusals, aggregated; client_activity is now */
+	v = limits_admit((const struct sockaddr *)&s->peer_sa, session_config(s),
+	    s->client_activity);
+	if (v != LIMITS_OK) {
+		log_debug(s->id, "refused: %s", limits_reason(v));
+		session_close(s, limits_reason(v));
 		return;
 	}
+	s->admitted = true;
 	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
@@ -826,6 +839,8 @@ session_free(struct session *s)
 	free(s->end_reason);
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
+	if (s->admitted)
+		limits_release((const struct sockaddr *)&s->peer_sa);
 	session_unmake(s);	/* the credentials are wiped there */
 }
 
