@@ -45,6 +45,8 @@ BUILD ?= build/release
 SAN :=
 endif
 
+# -iquote: our headers for #include "..." only, so that include/limits.h
+# never stands in for the C library's <limits.h>
 ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -iquote include $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
