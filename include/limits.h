@@ -56,6 +56,9 @@ enum limits_verdict limits_admit(const struct sockaddr *client,
 void limits_release(const struct sockaddr *client);
 /* The "* BYE" text for a refusal (NULL for LIMITS_OK). */
 const char *limits_reason(enum limits_verdict);
+/* The configuration key behind a refusal, "max_sessions_per_address" (for
+ * log lines; NULL for LIMITS_OK). */
+const char *limits_name(enum limits_verdict);
 
 /* For tests and metrics. */
 struct limits_stats {

@@ -114,6 +114,12 @@ limits_reason(enum limits_verdict v)
 	return (unsigned)v < LIMITS_NVERDICTS ? reasons[v] : NULL;
 }
 
+const char *
+limits_name(enum limits_verdict v)
+{
+	return (unsigned)v < LIMITS_NVERDICTS ? keys[v] : NULL;
+}
+
 /* --- addresses --- */
 
 /* IPv4 as IPv4-mapped IPv6, so that both spellings are one address; any

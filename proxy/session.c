@@ -706,7 +706,7 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	v = limits_admit((const struct sockaddr *)&s->peer_sa, session_config(s),
 	    s->client_activity);
 	if (v != LIMITS_OK) {
-		log_debug(s->id, "refused: %s", limits_reason(v));
+		log_debug(s->id, "refused: %s", limits_name(v));
 		session_close(s, limits_reason(v));
 		return;
 	}

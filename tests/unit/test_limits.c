@@ -117,6 +117,11 @@ Test(limits, reasons)
 	    "Too many connections from your address, try again later");
 	cr_assert_str_eq(limits_reason(LIMITS_TOO_FAST),
 	    "Too many new connections from your address, try again later");
+	cr_assert_null(limits_name(LIMITS_OK));
+	cr_assert_str_eq(limits_name(LIMITS_TOO_MANY_SESSIONS), "max_sessions");
+	cr_assert_str_eq(limits_name(LIMITS_TOO_MANY_FROM_ADDRESS),
+	    "max_sessions_per_address");
+	cr_assert_str_eq(limits_name(LIMITS_TOO_FAST), "connection_rate_per_address");
 }
 
 Test(limits, per_address_count)
