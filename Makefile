@@ -45,7 +45,9 @@ BUILD ?= build/release
 SAN :=
 endif
 
-ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -Iinclude $(PKG_CFLAGS) -MMD -MP
+# -iquote: our headers for #include "..." only, so that include/limits.h
+# never stands in for the C library's <limits.h>
+ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -iquote include $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
 # the daemon's sources; main.c is the only one the tests do not link
@@ -167,7 +169,7 @@ FUZZ_BUILD := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS = $(STD) $(WARNINGS) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
-	-Iinclude $(PKG_CFLAGS) -MMD -MP
+	-iquote include $(PKG_CFLAGS) -MMD -MP
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIB_SRCS := $(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)

@@ -53,6 +53,13 @@ struct config {
 
 	size_t max_line_length;		/* bytes, default 65536 */
 	unsigned max_sessions;		/* default 1000 */
+	/* Per client address (the PROXY header's where a listener reads one):
+	 * sessions at once, 0 = no limit (the default); new connections a
+	 * second, a token bucket of connection_burst_per_address (default
+	 * 10), 0 = no limit (the default) */
+	unsigned max_sessions_per_address;
+	double connection_rate_per_address;
+	unsigned connection_burst_per_address;
 
 	char spool_dir[4096];		/* default /var/spool/mappend */
 	uint64_t max_message_size;	/* bytes, default 64M (APPENDLIMIT) */

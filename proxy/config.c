@@ -19,6 +19,7 @@
 #define LINE_LENGTH_MIN 1024
 #define LINE_LENGTH_MAX (16u * 1024 * 1024)
 #define COUNT_MAX 1000000u
+#define RATE_DECIMALS 3
 
 void
 config_defaults(struct config *c)
@@ -33,6 +34,7 @@ config_defaults(struct config *c)
 	c->log_syslog = false;
 	c->max_line_length = 65536;
 	c->max_sessions = 1000;
+	c->connection_burst_per_address = 10;
 	snprintf(c->spool_dir, sizeof c->spool_dir, "%s", "/var/spool/mappend");
 	c->max_message_size = UINT64_C(64) << 20;
 	c->max_messages = 1000;
@@ -387,6 +389,52 @@ set_max_sessions(struct config *c, const char *v)
 }
 
 static const char *
+set_max_sessions_per_address(struct config *c, const char *v)
+{
+	uint64_t n;
+
+	if (parse_decimal(&v, &n) < 0 || *v != '\0' || n > COUNT_MAX)
+		return "expected a number from 0 (no limit) to 1000000";
+	c->max_sessions_per_address = (unsigned)n;
+	return NULL;
+}
+
+/*
+ * Connections a second: digits with at most RATE_DECIMALS after a point,
+ * kept as thousandths and divided once, so the same text always gives the
+ * same double and "%.3f" writes it back.
+ */
+static const char *
+set_connection_rate_per_address(struct config *c, const char *v)
+{
+	const char *hint = "expected connections a second: 0 (no limit), or "
+	    "from 0.001 to 1000000 with at most 3 decimals, e.g. 0.5 or 10";
+	uint64_t whole, frac = 0;
+	int decimals = 0;
+
+	if (parse_decimal(&v, &whole) < 0 || whole > COUNT_MAX)
+		return hint;
+	if (*v == '.') {
+		for (v++; is_digit(*v) && decimals < RATE_DECIMALS; v++, decimals++)
+			frac = frac * 10 + (uint64_t)(*v - '0');
+		if (decimals == 0)
+			return hint;
+		for (; decimals < RATE_DECIMALS; decimals++)
+			frac *= 10;
+	}
+	if (*v != '\0' || (whole == COUNT_MAX && frac > 0))
+		return hint;
+	c->connection_rate_per_address = (double)(whole * 1000 + frac) / 1000.0;
+	return NULL;
+}
+
+static const char *
+set_connection_burst_per_address(struct config *c, const char *v)
+{
+	return set_count(v, &c->connection_burst_per_address);
+}
+
+static const char *
 set_spool_dir(struct config *c, const char *v)
 {
 	if (v[0] != '/')
@@ -617,6 +665,9 @@ static const struct config_key config_keys[] = {
 	{ "log", set_log, 1 },
 	{ "max_line_length", set_max_line_length, 1 },
 	{ "max_sessions", set_max_sessions, 1 },
+	{ "max_sessions_per_address", set_max_sessions_per_address, 1 },
+	{ "connection_rate_per_address", set_connection_rate_per_address, 1 },
+	{ "connection_burst_per_address", set_connection_burst_per_address, 1 },
 	{ "spool_dir", set_spool_dir, 1 },
 	{ "max_message_size", set_max_message_size, 1 },
 	{ "max_messages", set_max_messages, 1 },
@@ -1017,6 +1068,11 @@ check_config(struct config_reader *r, const struct config *c)
 		    "larger than max_total_spool (%" PRIu64 " bytes); lower "
 		    "max_session_spool or raise max_total_spool",
 		    c->max_session_spool, c->max_total_spool);
+	if (c->max_sessions_per_address > c->max_sessions)
+		return config_error(r, "max_sessions_per_address (%u) is larger than "
+		    "max_sessions (%u): it would never refuse anything; lower "
+		    "max_sessions_per_address or raise max_sessions",
+		    c->max_sessions_per_address, c->max_sessions);
 	if ((c->master_user[0] == '\0') != (c->master_password[0] == '\0'))
 		return config_error(r, "master_user and master_password go "
 		    "together: set both or neither");

@@ -25,6 +25,7 @@
 #include "admission.h"
 #include "checks.h"
 #include "config.h"
+#include "limits.h"
 #include "listener.h"
 #include "metrics.h"
 #include "log.h"
@@ -338,7 +339,9 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 	char err[1024];
 
 	/* as root: what the run-as user could not do */
-	if (event_loop_new() != 0 || spool_prepare(cfg, ra) != 0 ||
+	if (event_loop_new() != 0 ||
+	    limits_init(proxy.base, LIMITS_WARNING_WINDOW) != 0 ||
+	    spool_prepare(cfg, ra) != 0 ||
 	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0 ||
 	    metrics_start(proxy.base, cfg) != 0)
 		return -1;
@@ -399,6 +402,7 @@ shut_down(const struct config *cfg)
 		event_free(shutdown_timer);
 	listener_close_all();
 	admission_close_all();
+	limits_free();	/* writes what its open windows counted */
 	metrics_stop();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);

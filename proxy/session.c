@@ -23,6 +23,7 @@
 
 #include "command.h"
 #include "credentials.h"
+#include "limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "multiappend.h"
@@ -52,6 +53,10 @@ struct session {
 	enum session_state state;
 	char peer[64];			/* client address for logs */
 	char peer_host[48], peer_port[8];
+	/* the client's address; admission counts by it, so it may change
+	 * (a PROXY header) before session_begin, and never after */
+	struct sockaddr_storage peer_sa;
+	bool admitted;			/* limits_admit said OK: release once */
 	bool client_tls;		/* the client's connection is TLS now */
 	bool tls_required;		/* no plaintext login on this listener before TLS */
 
@@ -697,10 +702,15 @@ peer_address(struct session *s, const struct sockaddr *sa)
 	int port = 0;
 
 	log_address(sa, s->peer, sizeof(s->peer), s->peer_host, sizeof(s->peer_host));
-	if (sa->sa_family == AF_INET)
+	if (sa->sa_family == AF_INET) {
 		port = ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-	else if (sa->sa_family == AF_INET6)
+		memcpy(&s->peer_sa, sa, sizeof(struct sockaddr_in));
+	} else if (sa->sa_family == AF_INET6) {
 		port = ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+		memcpy(&s->peer_sa, sa, sizeof(struct sockaddr_in6));
+	} else {
+		s->peer_sa.ss_family = sa->sa_family;
+	}
 	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
 }
 
@@ -774,6 +784,7 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
+	enum limits_verdict v;
 
 	if ((s = session_make(li, bev, tls, sa, via)) == NULL)
 		return;
@@ -782,20 +793,24 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	metrics_session_opened();
 	client_setup(s);
 	session_client_activity(s);
-	log_info(s->id, "connection from %s%s%s on %s%s, session %s", s->peer,
+	/* limits.c logs refusals, aggregated: a refused connection's own
+	 * lines are debug lines, or a burst would flood the log */
+	v = limits_admit((const struct sockaddr *)&s->peer_sa, session_config(s),
+	    s->client_activity);
+	s->admitted = v == LIMITS_OK;	/* released in session_free */
+	log_msg(v == LIMITS_OK ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s->id,
+	    "connection from %s%s%s on %s%s, session %s", s->peer,
 	    via != NULL ? " via " : "", s->via, s->listener, tls ? " (TLS)" : "",
 	    s->key);
-
 	if (proxy->shutting_down) {
 		session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
 		session_close(s, "Server shutting down");
 		return;
 	}
-	if (proxy->nsessions > proxy->cfg->max_sessions) {
-		log_warn(s->id, "refused: %u sessions is the configured maximum",
-		    proxy->cfg->max_sessions);
-		session_end_class(s, METRICS_END_LIMIT, "max_sessions");
-		session_close(s, "Too many connections, try again later");
+	if (v != LIMITS_OK) {
+		log_debug(s->id, "refused: %s", limits_name(v));
+		session_end_class(s, METRICS_END_LIMIT, limits_name(v));
+		session_close(s, limits_reason(v));
 		return;
 	}
 	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
@@ -892,7 +907,8 @@ log_summary(struct session *s)
 {
 	/* what is still queued towards the client was never sent */
 	stop_counting(s);
-	log_info(s->id, "session end: user=%s from=%s%s%s listener=%s tls=%s "
+	log_msg(s->admitted ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s->id,
+	    "session end: user=%s from=%s%s%s listener=%s tls=%s "
 	    "in=%llu out=%llu duration=%.3fs commands=%u multiappends=%u "
 	    "end=%s (%s)", credentials_user(s), s->peer,
 	    s->via[0] != '\0' ? " via=" : "", s->via, s->listener,
@@ -923,6 +939,8 @@ session_free(struct session *s)
 	free(s->end_reason);
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
+	if (s->admitted)
+		limits_release((const struct sockaddr *)&s->peer_sa);
 	session_unmake(s);	/* the credentials are wiped there */
 }
 

@@ -144,6 +144,9 @@ Test(config, every_key)
 	    "log = syslog\n"
 	    "max_line_length = 8K\n"
 	    "max_sessions = 50\n"
+	    "max_sessions_per_address = 5\n"
+	    "connection_rate_per_address = 0.5\n"
+	    "connection_burst_per_address = 4\n"
 	    "spool_dir = /srv/spool\n"
 	    "max_message_size = 10M\n"
 	    "max_messages = 20\n"
@@ -164,6 +167,9 @@ Test(config, every_key)
 	cr_assert_eq(c.log_syslog, true);
 	cr_assert_eq(c.max_line_length, 8192);
 	cr_assert_eq(c.max_sessions, 50);
+	cr_assert_eq(c.max_sessions_per_address, 5);
+	cr_assert(c.connection_rate_per_address == 0.5);
+	cr_assert_eq(c.connection_burst_per_address, 4);
 	cr_assert_str_eq(c.spool_dir, "/srv/spool");
 	cr_assert_eq(c.max_message_size, 10ULL << 20);
 	cr_assert_eq(c.max_messages, 20);
@@ -184,6 +190,7 @@ Test(config, sample_file_loads)
 	cr_assert_str_eq(c.upstream_host, "127.0.0.1");
 	cr_assert_str_eq(c.upstream_port, "143");
 	cr_assert_geq(c.client_idle_timeout, 1800);
+	cr_assert_eq(c.max_sessions_per_address, 50);
 }
 
 /* --- the file as a whole --- */
@@ -686,6 +693,113 @@ Test(config, count_keys)
 			    HINT_COUNT ")", keys[i], bad[j]);
 			bad_value(line, want);
 		}
+	}
+}
+
+/* --- limits per client address --- */
+
+#define HINT_PER_ADDRESS "expected a number from 0 (no limit) to 1000000"
+#define HINT_RATE "expected connections a second: 0 (no limit), or from " \
+	"0.001 to 1000000 with at most 3 decimals, e.g. 0.5 or 10"
+
+Test(config, per_address_defaults)
+{
+	struct config c;
+
+	load_ok(BASE, &c);
+	cr_assert_eq(c.max_sessions_per_address, 0);
+	cr_assert(c.connection_rate_per_address == 0);
+	cr_assert_eq(c.connection_burst_per_address, 10);
+}
+
+Test(config, max_sessions_per_address)
+{
+	static const char *const bad[] = { "-1", "+1", "1K", "ten", "1 000",
+	    "1000001", "99999999999999999999999", "1.5" };
+	struct config c;
+	char line[128], want[512];
+
+	good_value("max_sessions_per_address = 0", &c);
+	cr_assert_eq(c.max_sessions_per_address, 0);
+	good_value("max_sessions_per_address = 20", &c);
+	cr_assert_eq(c.max_sessions_per_address, 20);
+	good_value("max_sessions_per_address = 1000", &c);
+	cr_assert_eq(c.max_sessions_per_address, 1000);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(line, sizeof line, "max_sessions_per_address = %s", bad[i]);
+		snprintf(want, sizeof want, ":3: bad value for max_sessions_per_address: "
+		    "\"%s\" (" HINT_PER_ADDRESS ")", bad[i]);
+		bad_value(line, want);
+	}
+}
+
+Test(config, max_sessions_per_address_within_max_sessions)
+{
+	struct config c;
+
+	load_ok(BASE "max_sessions = 50\nmax_sessions_per_address = 50\n", &c);
+	cr_assert_eq(c.max_sessions_per_address, 50);
+	load_fails(BASE "max_sessions = 50\nmax_sessions_per_address = 51\n",
+	    ": max_sessions_per_address (51) is larger than max_sessions (50): it "
+	    "would never refuse anything; lower max_sessions_per_address or raise "
+	    "max_sessions");
+	/* against the default max_sessions too */
+	load_fails(BASE "max_sessions_per_address = 1001\n",
+	    ": max_sessions_per_address (1001) is larger than max_sessions (1000): "
+	    "it would never refuse anything; lower max_sessions_per_address or "
+	    "raise max_sessions");
+}
+
+Test(config, connection_rate_per_address)
+{
+	static const struct { const char *text; double value; } good[] = {
+		{ "0", 0 }, { "0.0", 0 }, { "0.000", 0 }, { "10", 10 }, { "0.5", 0.5 },
+		{ "0.25", 0.25 }, { "0.001", 0.001 }, { "2.125", 2.125 },
+		{ "000.5", 0.5 }, { "1000000", 1000000 }, { "1000000.000", 1000000 },
+	};
+	static const char *const bad[] = { "-1", "+1", ".5", "5.", "0.0001",
+	    "1e3", "1,5", "1000000.001", "1000001", "fast", "0x10", "1 0", "inf",
+	    "nan" };
+	struct config c;
+	char line[128], want[512];
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(line, sizeof line, "connection_rate_per_address = %s",
+		    good[i].text);
+		good_value(line, &c);
+		cr_assert(c.connection_rate_per_address == good[i].value,
+		    "%s read as %.17g", good[i].text, c.connection_rate_per_address);
+	}
+	/* the same text, the same bits: 0.1 is 1/10 as strtod reads it */
+	good_value("connection_rate_per_address = 0.1", &c);
+	cr_assert(c.connection_rate_per_address == 0.1);
+	good_value("connection_rate_per_address = 0.3", &c);
+	cr_assert(c.connection_rate_per_address == 0.3);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(line, sizeof line, "connection_rate_per_address = %s", bad[i]);
+		snprintf(want, sizeof want, ":3: bad value for "
+		    "connection_rate_per_address: \"%s\" (" HINT_RATE ")", bad[i]);
+		bad_value(line, want);
+	}
+}
+
+Test(config, connection_burst_per_address)
+{
+	static const char *const bad[] = { "0", "-1", "1.5", "1000001", "many" };
+	struct config c;
+	char line[128], want[512];
+
+	good_value("connection_burst_per_address = 1", &c);
+	cr_assert_eq(c.connection_burst_per_address, 1);
+	good_value("connection_rate_per_address = 0.5\n"
+	    "connection_burst_per_address = 3", &c);
+	cr_assert(c.connection_rate_per_address == 0.5);
+	cr_assert_eq(c.connection_burst_per_address, 3);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(line, sizeof line, "connection_burst_per_address = %s", bad[i]);
+		snprintf(want, sizeof want, ":3: bad value for "
+		    "connection_burst_per_address: \"%s\" (" HINT_COUNT ")", bad[i]);
+		bad_value(line, want);
 	}
 }
 
