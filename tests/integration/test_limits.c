@@ -4,9 +4,12 @@
  * its BYE while 127.0.0.2 still gets in, and one more once a session
  * ended), max_sessions for all, connection_rate_per_address (a burst, a
  * refusal, a token back a second later), and a burst of 500 refused
- * connections written to the log as two lines, the second at exit.
+ * connections written to the log as two lines, the second at exit; behind
+ * a load balancer, the address its PROXY header names is the one counted.
  */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "proxyproto.h"
 
 TestSuite(limits, .fini = harness_teardown, .timeout = 60);
 
@@ -221,4 +225,65 @@ Test(limits, refusals_logged_aggregated)
 	 * logs debug lines): the kept session's own and a few of the daemon's */
 	cr_assert_lt(lines_with(started, "]: info: "), 10, "%s", started);
 	free(log);
+}
+
+/* A PROXY v2 header naming client, sent on a fresh connection to px. */
+static void
+connect_proxied(struct imapc *c, const char *client)
+{
+	struct proxyproto_addr a = { .version = 2, .command = PROXYPROTO_PROXY,
+	    .len = sizeof(struct sockaddr_in) };
+	struct sockaddr_in *src = (struct sockaddr_in *)&a.src;
+	struct sockaddr_in *dst = (struct sockaddr_in *)&a.dst;
+	unsigned char hdr[PROXYPROTO_MAX];
+	int n;
+
+	src->sin_family = dst->sin_family = AF_INET;
+	cr_assert_eq(inet_pton(AF_INET, client, &src->sin_addr), 1);
+	src->sin_port = htons(40000);
+	dst->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	dst->sin_port = htons((uint16_t)px.port);
+	n = proxyproto_build(&a, 2, hdr, sizeof(hdr));
+	cr_assert_gt(n, 0);
+	imapc_connect(c, px.port);
+	imapc_send_raw(c, hdr, (size_t)n);
+}
+
+/* Behind a load balancer every connection comes from its address: the
+ * limit counts the address the PROXY header names. */
+Test(limits, counted_by_the_address_a_proxy_header_names)
+{
+	struct imapc a, b, c;
+	char *log;
+
+	harness_start(NULL, "listen = 127.0.0.1:0 proxy_protocol\n"
+	    "proxy_protocol_from = 127.0.0.0/8\n"
+	    "max_sessions_per_address = 1\n");
+	/* the generated config's own listener comes first: px.port is it;
+	 * the log names the second */
+	log = proxy_log(&px);
+	{
+		const char *p = strstr(log, ", PROXY protocol header first");
+		const char *q = p;
+
+		cr_assert_not_null(p, "%s", log);
+		while (q > log && q[-1] != ':')
+			q--;
+		px.port = atoi(q);
+	}
+	free(log);
+	connect_proxied(&a, "192.0.2.7");
+	expect_greeting(&a);
+	connect_proxied(&b, "192.0.2.7");
+	expect_bye(&b, BYE_ADDRESS);
+	connect_proxied(&c, "192.0.2.8");
+	expect_greeting(&c);
+	log = proxy_log(&px);
+	cr_assert(strstr(log, "connection from 192.0.2.7:40000 via 127.0.0.1:") != NULL,
+	    "%s", log);
+	cr_assert(strstr(log, "refused a connection from 192.0.2.7") != NULL, "%s", log);
+	free(log);
+	imapc_close(&a);
+	imapc_close(&b);
+	imapc_close(&c);
 }
