@@ -363,7 +363,7 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 
 /* Serve until a signal says stop. */
 static int
-serve(const struct config *cfg, int ready_fd)
+serve(int ready_fd)
 {
 	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct event *signals[3];
@@ -378,7 +378,7 @@ serve(const struct config *cfg, int ready_fd)
 		return 1;
 	listener_accept_all();
 	log_info(0, "mappend started, upstream %s:%s (version %s)",
-	    cfg->upstream_host, cfg->upstream_port, MAPPEND_VERSION);
+	    proxy.cfg->upstream_host, proxy.cfg->upstream_port, MAPPEND_VERSION);
 	daemon_ready(ready_fd);
 	log_also_stderr(false);
 	event_base_dispatch(proxy.base);
@@ -388,9 +388,13 @@ serve(const struct config *cfg, int ready_fd)
 	return 0;
 }
 
+/* The configuration in force now (a reload may have replaced the start's;
+ * pid_file is the start's all the same). */
 static void
-shut_down(const struct config *cfg)
+shut_down(void)
 {
+	const struct config *cfg = proxy.cfg;
+
 	if (shutdown_timer != NULL)
 		event_free(shutdown_timer);
 	listener_close_all();
@@ -401,12 +405,14 @@ shut_down(const struct config *cfg)
 	if (cfg->pid_file[0] != '\0' && pidfile_remove(cfg->pid_file) != 0)
 		log_warn(0, "pid_file %s: cannot remove it: %s", cfg->pid_file,
 		    strerror(errno));
+	proxy.cfg = NULL;
+	config_unref(cfg);
 }
 
 int
 main(int argc, char **argv)
 {
-	static struct config cfg;
+	struct config *cfg;
 	struct options opt = { 0 };
 	struct run_as ra;
 	char err[1024];
@@ -416,29 +422,33 @@ main(int argc, char **argv)
 		return rc;
 	keep_buffers_mapped();
 	log_init("mappend", LOG_LEVEL_INFO, false);
-	if (config_load(opt.path, &cfg, err, sizeof(err)) != 0 ||
-	    priv_resolve(&cfg, &ra, err, sizeof err) != 0) {
+	/* the daemon's from the start: sessions will hold references to it */
+	if ((proxy.cfg = cfg = config_new()) == NULL) {
+		fprintf(stderr, "mappend: out of memory\n");
+		return 1;
+	}
+	if (config_load(opt.path, cfg, err, sizeof(err)) != 0 ||
+	    priv_resolve(cfg, &ra, err, sizeof err) != 0) {
 		fprintf(stderr, "mappend: %s\n", err);
 		return 1;
 	}
 	if (opt.test_only)
-		return check_only(opt.path, &cfg, &ra);
+		return check_only(opt.path, cfg, &ra);
 	if (opt.list_recovery)
-		return recovery_list(&cfg, stdout) == 0 ? 0 : 1;
-	if (cfg.pid_file[0] != '\0' && pidfile_check(cfg.pid_file, NULL, err,
+		return recovery_list(cfg, stdout) == 0 ? 0 : 1;
+	if (cfg->pid_file[0] != '\0' && pidfile_check(cfg->pid_file, NULL, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "mappend: %s\n", err);
 		return 1;
 	}
 	/* a daemon has no stderr once detached: syslog, and until then both */
-	log_init("mappend", cfg.log_level, cfg.log_syslog || !opt.foreground);
-	log_also_stderr(cfg.log_syslog || !opt.foreground);
+	log_init("mappend", cfg->log_level, cfg->log_syslog || !opt.foreground);
+	log_also_stderr(cfg->log_syslog || !opt.foreground);
 	signal(SIGPIPE, SIG_IGN);
-	checks_run(opt.path, &cfg, &ra, true);
-	proxy.cfg = &cfg;
-	if (start_up(&opt, &cfg, &ra, &ready_fd) != 0)
+	checks_run(opt.path, cfg, &ra, true);
+	if (start_up(&opt, cfg, &ra, &ready_fd) != 0)
 		return 1;
-	rc = serve(&cfg, ready_fd);
-	shut_down(&cfg);
+	rc = serve(ready_fd);
+	shut_down();
 	return rc;
 }

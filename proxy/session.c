@@ -44,6 +44,7 @@
 struct session {
 	TAILQ_ENTRY(session) entry;
 	struct proxy *proxy;
+	const struct config *cfg;	/* its own reference: a reload keeps it */
 	uint64_t id;
 	enum session_state state;
 	char peer[64];			/* client address for logs */
@@ -138,7 +139,7 @@ session_proxy(const struct session *s)
 const struct config *
 session_config(const struct session *s)
 {
-	return s->proxy->cfg;
+	return s->cfg;
 }
 
 enum session_state
@@ -425,7 +426,7 @@ idle_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	struct timeval now, tv;
-	double idle, limit = s->proxy->cfg->client_idle_timeout;
+	double idle, limit = s->cfg->client_idle_timeout;
 
 	(void)fd;
 	(void)what;
@@ -519,7 +520,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
     void *arg)
 {
 	struct session *s = arg;
-	struct timeval tv = { (time_t)s->proxy->cfg->client_idle_timeout, 0 };
+	struct timeval tv = { (time_t)s->cfg->client_idle_timeout, 0 };
 	struct timeval upstream_tv = { 0, 0 };
 
 	s->connecting = NULL;
@@ -536,9 +537,9 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	bufferevent_set_max_single_write(bev, WRITE_CHUNK);
 	bufferevent_setwatermark(bev, EV_WRITE, WRITE_LOW, 0);
 	/* an upstream silent this long is gone, even without a TCP reset */
-	upstream_tv.tv_sec = (time_t)s->proxy->cfg->upstream_idle_timeout;
+	upstream_tv.tv_sec = (time_t)s->cfg->upstream_idle_timeout;
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (s->proxy->cfg->upstream_tls == UPSTREAM_PLAIN)
+	if (s->cfg->upstream_tls == UPSTREAM_PLAIN)
 		s->upstream_reader = reader_new(bev,
 		    read_watermark(imap_response_line_max(session_config(s)->max_line_length)), &upstream_tv,
 		    upstream_read, upstream_event, s);
@@ -556,7 +557,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 static void
 client_setup(struct session *s)
 {
-	size_t high = read_watermark(s->proxy->cfg->max_line_length);
+	size_t high = read_watermark(s->cfg->max_line_length);
 
 	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
 	bufferevent_setwatermark(s->client, EV_READ, 0, high);
@@ -637,6 +638,7 @@ session_unmake(struct session *s)
 	relay_free(s->relay);
 	response_free(s->response);
 	credentials_free(s->creds);
+	config_unref(s->cfg);
 	free(s);
 }
 
@@ -653,6 +655,7 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		return NULL;
 	}
 	s->proxy = proxy;
+	s->cfg = config_ref(proxy->cfg);
 	s->id = ++proxy->next_session_id;
 	peer_address(s, sa);
 	s->tls_required = li->tls_required;
@@ -692,13 +695,13 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		session_close(s, "Server shutting down");
 		return;
 	}
-	if (proxy->nsessions > proxy->cfg->max_sessions) {
+	if (proxy->nsessions > s->cfg->max_sessions) {
 		log_warn(s->id, "refused: %u sessions is the configured maximum",
-		    proxy->cfg->max_sessions);
+		    s->cfg->max_sessions);
 		session_close(s, "Too many connections, try again later");
 		return;
 	}
-	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
+	s->connecting = upstream_connect(proxy, s->cfg, s->id, upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
 }
@@ -979,7 +982,7 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 			log_warn(s->id, "upstream closed the connection");
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_warn(s->id, "upstream silent for %u seconds, closing",
-		    s->proxy->cfg->upstream_idle_timeout);
+		    s->cfg->upstream_idle_timeout);
 		bye = "Upstream server not responding";
 	} else {
 		log_warn(s->id, "upstream connection error: %s",
