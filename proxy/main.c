@@ -124,7 +124,6 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP) {
 		/* the certificate and key, read again from their files */
 		log_info(0, "SIGHUP: reloading the TLS certificate");
-		tls_reload(proxy.cfg);
 		return;
 	}
 	if (proxy.shutting_down) {
@@ -400,7 +399,6 @@ shut_down(void)
 	listener_close_all();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
-	tls_free();
 	journal_close();
 	if (cfg->pid_file[0] != '\0' && pidfile_remove(cfg->pid_file) != 0)
 		log_warn(0, "pid_file %s: cannot remove it: %s", cfg->pid_file,

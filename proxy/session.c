@@ -575,7 +575,7 @@ session_starttls(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client);
 	struct bufferevent *tls;
-	SSL *ssl = tls_server_ssl();
+	SSL *ssl = tls_server_ssl(s->cfg);
 
 	/* whatever the client sent behind STARTTLS before the handshake was
 	 * written in clear by anyone on the path: it is never executed */
@@ -720,7 +720,7 @@ session_accept(const struct listener_info *li, int fd, const struct sockaddr *sa
 	if (!li->tls)
 		bev = bufferevent_socket_new(base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	else if ((ssl = tls_server_ssl()) != NULL)
+	else if ((ssl = tls_server_ssl(li->proxy->cfg)) != NULL)
 		bev = bufferevent_openssl_socket_new(base, fd, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);

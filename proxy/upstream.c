@@ -111,7 +111,7 @@ start_tls(struct upstream_connect *uc)
 {
 	const struct config *cfg = uc->cfg;
 	evutil_socket_t fd = bufferevent_getfd(uc->bev);
-	SSL *ssl = tls_upstream_ssl(tls_name(cfg));
+	SSL *ssl = tls_upstream_ssl(cfg, tls_name(cfg));
 	static char reason[300];
 
 	if (ssl == NULL) {
