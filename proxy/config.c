@@ -1227,21 +1227,26 @@ same_listen_line(const struct listen_conf *x, const struct listen_conf *y)
 	    x->tls == y->tls && x->proxy_protocol == y->proxy_protocol;
 }
 
-/* The same listen lines, in any order (each is there once: check_listen). */
+static size_t
+listen_count(const struct config *c, const struct listen_conf *l)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlisten; i++)
+		n += same_listen_line(&c->listen[i], l);
+	return n;
+}
+
+/* The same listen lines, in any order ("HOST:0" may be there twice: the
+ * kernel chooses a port for each). */
 static bool
 same_listen(const struct config *a, const struct config *b)
 {
 	if (a->nlisten != b->nlisten)
 		return false;
-	for (size_t i = 0; i < a->nlisten; i++) {
-		size_t j;
-
-		for (j = 0; j < b->nlisten; j++)
-			if (same_listen_line(&a->listen[i], &b->listen[j]))
-				break;
-		if (j == b->nlisten)
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (listen_count(a, &a->listen[i]) != listen_count(b, &a->listen[i]))
 			return false;
-	}
 	return true;
 }
 
