@@ -26,9 +26,11 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "pidfile.h"
 #include "privileges.h"
 #include "recovery.h"
+#include "reload.h"
 #include "journal.h"
 #include "session.h"
 #include "spool.h"
@@ -45,6 +47,7 @@
 #define SHUTDOWN_GRACE_SECONDS 10
 
 static struct proxy proxy;
+static struct reload_origin origin;	/* how it was started, for SIGHUP */
 static struct event *shutdown_timer;
 static struct timeval shutdown_started;
 
@@ -122,8 +125,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
-		/* the certificate and key, read again from their files */
-		log_info(0, "SIGHUP: reloading the TLS certificate");
+		reload_run(&proxy, &origin);
 		return;
 	}
 	if (proxy.shutting_down) {
@@ -397,6 +399,7 @@ shut_down(void)
 	if (shutdown_timer != NULL)
 		event_free(shutdown_timer);
 	listener_close_all();
+	metrics_stop();		/* a reload may have started it */
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	journal_close();
@@ -444,6 +447,7 @@ main(int argc, char **argv)
 	log_also_stderr(cfg->log_syslog || !opt.foreground);
 	signal(SIGPIPE, SIG_IGN);
 	checks_run(opt.path, cfg, &ra, true);
+	origin = (struct reload_origin){ opt.path, ra, opt.foreground };
 	if (start_up(&opt, cfg, &ra, &ready_fd) != 0)
 		return 1;
 	rc = serve(ready_fd);

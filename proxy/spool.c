@@ -243,3 +243,11 @@ spool_release(uint64_t n)
 {
 	in_use = n > in_use ? 0 : in_use - n;
 }
+
+void
+spool_set_budget(uint64_t total_budget)
+{
+	/* what is reserved stays so; new reservations are refused until
+	 * enough is released */
+	budget = total_budget;
+}
