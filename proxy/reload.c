@@ -86,17 +86,20 @@ restart_key(const char *key, const char *was, const char *now, void *arg)
 	summary_add(arg, part);
 }
 
-/* log and log_level.  A daemon has no stderr: it logs to syslog whatever
- * "log" says, as at start. */
+/* log and log_level, at the more verbose of the two levels for now: the
+ * line about the reload is seen whichever way log_level went.  A daemon
+ * has no stderr: it logs to syslog whatever "log" says, as at start. */
 static void
 apply_logs(const struct config *cfg, const struct config *old, bool foreground)
 {
 	bool was = old->log_syslog || !foreground, now = cfg->log_syslog || !foreground;
+	enum log_level level = cfg->log_level > old->log_level ? cfg->log_level :
+	    old->log_level;
 
 	if (was != now)
-		log_init("mappend", cfg->log_level, now);
+		log_init("mappend", level, now);
 	else
-		log_set_level(cfg->log_level);
+		log_set_level(level);
 }
 
 /* Nothing can fail from here on. */
@@ -119,9 +122,10 @@ commit(struct proxy *proxy, const struct reload_origin *o, struct config *cfg,
 	spool_set_budget(cfg->max_total_spool);
 	tls_warn_unverified(cfg, old);
 	proxy->cfg = cfg;
+	apply_logs(cfg, old, o->foreground);
 	log_info(0, "reloaded %s: %s", o->path, summary[0] != '\0' ? summary :
 	    "no change");
-	apply_logs(cfg, old, o->foreground);
+	log_set_level(cfg->log_level);
 	config_unref(old);	/* its sessions hold it until they end */
 }
 
