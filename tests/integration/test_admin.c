@@ -3,7 +3,8 @@
  * (-V, -h, a bad option), -t on configurations that start would trip over,
  * the pid file, start-up errors of a daemon on stderr, the switch to an
  * unprivileged user after reading a root-only key, the warning about a
- * readable master_password, and make install / uninstall with man pages
+ * readable master_password, a reload after the switch (a port below 1024
+ * refused with the reason), and make install / uninstall with man pages
  * that render.  Tests that need root say so and skip when not root; the
  * unprivileged user is the system's "nobody".
  */
@@ -754,6 +755,60 @@ Test(admin, privilege_drop_after_reading_root_only_key)
 	cr_assert_not_null(s);
 	cr_assert_eq(strncmp(last_line(s), "a OK", 4), 0, "%s", s);
 	free(s);
+	imapc_close(&c);
+	stop(pid);
+}
+
+/* After the switch to nobody, a reload can still add a listener on a high
+ * port, but not on one below 1024: refused, with why. */
+Test(admin, reload_after_switch_low_port_refused)
+{
+	const char *mock_args[] = { NULL };
+	PATH_IN(conf, "mappend.conf");
+	PATH_IN(logp, "mappend.log");
+	struct passwd *pw;
+	struct imapc c;
+	char *log, *s;
+	pid_t pid;
+	int port;
+
+	NEED_ROOT("the switch to another user");
+	pw = getpwnam("nobody");
+	cr_assert_not_null(pw, "no user nobody");
+	mock_start(&mock, mock_args);
+	write_file(conf, 0640, "user = nobody\nlisten = 127.0.0.1:0\nupstream = "
+	    "127.0.0.1:%d\nspool_dir = %s/spool\n", mock.port, dir);
+	cr_assert_eq(chown(conf, 0, pw->pw_gid), 0);
+	pid = start_foreground(conf, logp, false, &port);
+	imapc_connect_login(&c, port, "test", "secret");
+
+	write_file(conf, 0640, "user = nobody\nlisten = 127.0.0.1:0\nlisten = "
+	    "127.0.0.2:0\nupstream = 127.0.0.1:%d\nspool_dir = %s/spool\n", mock.port,
+	    dir);
+	kill(pid, SIGHUP);
+	free(wait_log(logp, "info: reloaded "));
+
+	write_file(conf, 0640, "user = nobody\nlisten = 127.0.0.1:0\nlisten = "
+	    "127.0.0.2:0\nlisten = 127.0.0.1:993\nupstream = 127.0.0.1:%d\n"
+	    "spool_dir = %s/spool\nmax_sessions = 1\n", mock.port, dir);
+	kill(pid, SIGHUP);
+	log = wait_log(logp, "reload refused: ");
+	cr_assert_not_null(strstr(log, "reload refused: listen 127.0.0.1:993: "
+	    "Permission denied: a port below 1024 needs root or CAP_NET_BIND_SERVICE, "
+	    "which mappend gave up when it switched to its user after start: restart "
+	    "mappend to listen there; the running configuration stays\n"), "%s", log);
+	free(log);
+	/* nothing of it applied: max_sessions is still 1000 */
+	imapc_send(&c, "a NOOP\r\n");
+	s = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(s != NULL && strncmp(last_line(s), "a OK", 4) == 0, "%s", s);
+	free(s);
+	{
+		struct imapc d;
+
+		imapc_connect_login(&d, port, "test", "secret");
+		imapc_close(&d);
+	}
 	imapc_close(&c);
 	stop(pid);
 }
