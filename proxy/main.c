@@ -446,6 +446,9 @@ main(int argc, char **argv)
 	log_init("mappend", cfg->log_level, cfg->log_syslog || !opt.foreground);
 	log_also_stderr(cfg->log_syslog || !opt.foreground);
 	signal(SIGPIPE, SIG_IGN);
+	/* until the loop handles it: a reload during start-up is moot (the
+	 * file was just read), and must not kill mappend */
+	signal(SIGHUP, SIG_IGN);
 	checks_run(opt.path, cfg, &ra, true);
 	origin = (struct reload_origin){ opt.path, ra, opt.foreground };
 	if (start_up(&opt, cfg, &ra, &ready_fd) != 0)
