@@ -411,11 +411,10 @@ listener_commit(struct listener_plan *plan, const struct config *cfg,
 			continue;
 		}
 		if (lc->tls != b->conf.tls || lc->proxy_protocol != b->conf.proxy_protocol)
-			say(summary, summarylen, "listener %s now%s%s%s", b->where,
-			    lc->tls ? " tls" : " without tls",
-			    lc->proxy_protocol ? ", proxy_protocol" : "",
-			    !lc->proxy_protocol && b->conf.proxy_protocol ?
-			    ", without proxy_protocol" : "");
+			say(summary, summarylen, "listener %s now %s", b->where,
+			    lc->tls && lc->proxy_protocol ? "tls proxy_protocol" :
+			    lc->tls ? "tls" : lc->proxy_protocol ? "proxy_protocol" :
+			    "without options");
 		b->conf = *lc;
 		set_info(b, plan->proxy, cfg);
 		bound[n++] = b;

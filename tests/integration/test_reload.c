@@ -126,6 +126,15 @@ listening_port(const char *text, const char *addr)
 	return last != NULL ? atoi(last + strlen(key)) : 0;
 }
 
+static const char *
+path_of_ca(void)
+{
+	static char path[128];
+
+	snprintf(path, sizeof path, "%s/ca.pem", certs);
+	return path;
+}
+
 /* ---- clients ---- */
 
 static int
@@ -693,6 +702,54 @@ Test(reload, require_tls_for_new_sessions)
 	cr_assert_null(strstr(r, "LOGINDISABLED"), "%s", r);
 	free(r);
 	imapc_login(&a, "test", "secret");
+	still_works(&a);
+	imapc_close(&a);
+}
+
+/* A line whose options change keeps its socket (host and port the same):
+ * new connections speak TLS from the first byte, the old one goes on in
+ * the clear. */
+Test(reload, options_changed_on_the_same_socket)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof sin;
+	struct imapc a, b;
+	char conf[1024], *r;
+	int fd, port;
+
+	snprintf(certs, sizeof certs, "/tmp/mappend-certs.XXXXXX");
+	cr_assert_not_null(mkdtemp(certs));
+	make_certs(certs);
+	/* a port the kernel chose, for a line that must name one */
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	snprintf(conf, sizeof conf, "tls_cert = %s/server.pem\ntls_key = %s/server.key\n",
+	    certs, certs);
+	harness_start(NULL, conf);
+	write_conf("listen = 127.0.0.1:0\nlisten = 127.0.0.2:%d\nupstream = "
+	    "127.0.0.1:%d\nlog_level = debug\n%s", port, mock.port, conf);
+	free(sighup(true));
+	session_at(&a, "127.0.0.2", port);
+
+	write_conf("listen = 127.0.0.1:0\nlisten = 127.0.0.2:%d tls\nupstream = "
+	    "127.0.0.1:%d\nlog_level = debug\n%s", port, mock.port, conf);
+	r = sighup(true);
+	cr_assert_not_null(strstr(r, ": changed listen; listener 127.0.0.2:"), "%s", r);
+	cr_assert_not_null(strstr(r, " now tls\n"), "%s", r);
+	cr_assert_null(strstr(r, "listening on 127.0.0.2"), "bound again: %s", r);
+	free(r);
+	connect_to(&b, "127.0.0.2", port);
+	cr_assert(imapc_tls(&b, path_of_ca()), "no TLS on the changed listener");
+	r = imapc_line(&b);
+	cr_assert(r != NULL && strncmp(r, "* OK", 4) == 0, "%s", r);
+	free(r);
+	imapc_login(&b, "test", "secret");
+	still_works(&b);
+	imapc_close(&b);
 	still_works(&a);
 	imapc_close(&a);
 }
