@@ -190,6 +190,7 @@ checks_run(const char *conf_path, const struct config *cfg, const struct run_as 
 {
 	struct checker ck = { start ? CHECKS_START : CHECKS_TEST, 0, NULL, 0 };
 	char msg[1024];
+	int e;
 
 	if (!start) {
 		check_spool(&ck, cfg, ra);
@@ -198,6 +199,10 @@ checks_run(const char *conf_path, const struct config *cfg, const struct run_as 
 	check_tls(&ck, cfg, ra);
 	if (priv_secret_exposed(conf_path, cfg, ra, msg, sizeof msg))
 		report(&ck, false, "%s", msg);
+	if (ra->switching && (e = priv_access(ra, conf_path, R_OK)) != 0)
+		report(&ck, false, "%s: user %s cannot read it (%s): a reload on "
+		    "SIGHUP reads it as that user and will fail; install it 0640, "
+		    "group %s", conf_path, ra->user, strerror(e), ra->group);
 	if (geteuid() == 0 && !ra->switching)
 		report(&ck, false, "user is not set: mappend runs as root; set "
 		    "user = mappend (see mappend.conf(5))");

@@ -361,6 +361,30 @@ Test(admin, check_key_unreadable_by_run_user_warns)
 	    "SIGHUP will fail");
 }
 
+/* The file itself is read again on SIGHUP, as the run-as user. */
+Test(admin, check_config_unreadable_by_run_user_warns)
+{
+	struct passwd *pw = getpwnam("nobody");
+	PATH_IN(conf, "mappend.conf");
+
+	NEED_ROOT("user = nobody");
+	cr_assert_not_null(pw);
+	conf_with("user = nobody\n");
+	check_t(conf, false, 0, "mappend.conf: user nobody cannot read it (Permission "
+	    "denied): a reload on SIGHUP reads it as that user and will fail; "
+	    "install it 0640, group ");
+	cr_assert_eq(chown(conf, 0, pw->pw_gid), 0);
+	cr_assert_eq(chmod(conf, 0640), 0);
+	{
+		struct run r;
+
+		run_mappend(&r, false, "-t", "-c", conf, NULL);
+		cr_assert_eq(r.status, 0, "%s", r.err);
+		cr_assert_null(strstr(r.err, "cannot read it"), "%s", r.err);
+		run_free(&r);
+	}
+}
+
 Test(admin, check_mismatched_cert_and_key)
 {
 	char more[1024];
