@@ -384,8 +384,12 @@ serve(int ready_fd)
 	log_also_stderr(false);
 	event_base_dispatch(proxy.base);
 	log_info(0, "mappend stopped");
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 3; i++) {
 		event_free(signals[i]);
+		/* exiting already: another signal must not cut the clean-up
+		 * short (the pid file would stay, the status be the signal's) */
+		signal(signos[i], SIG_IGN);
+	}
 	return 0;
 }
 
