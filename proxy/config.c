@@ -1,14 +1,18 @@
 /*
  * config.c — reads the "key = value" configuration file into struct config.
  * Every mistake is refused at load with "PATH:LINE: reason", so the daemon
- * never starts (or reloads) with a setting the user did not mean.
+ * never starts (or reloads) with a setting the user did not mean.  Also
+ * the life of a configuration in use (a reference count), and what a
+ * reload changes (the keys that differ, those that need a restart).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -1137,4 +1141,227 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	rc = config_load_stream(f, path, c, err, errlen);
 	fclose(f);
 	return rc;
+}
+
+/* ---- configurations on the heap, counted ---- */
+
+struct config_box {
+	unsigned refs;
+	void *attached;
+	void (*attached_free)(void *);
+	struct config c;
+};
+
+/* The count is not part of the configuration's value: the box is always
+ * writable, whatever its users may do with the configuration. */
+static struct config_box *
+box_of(const struct config *c)
+{
+	return (struct config_box *)(void *)((char *)(uintptr_t)c -
+	    offsetof(struct config_box, c));
+}
+
+struct config *
+config_new(void)
+{
+	struct config_box *b = calloc(1, sizeof *b);
+
+	if (b == NULL)
+		return NULL;
+	b->refs = 1;
+	config_defaults(&b->c);
+	return &b->c;
+}
+
+const struct config *
+config_ref(const struct config *c)
+{
+	box_of(c)->refs++;
+	return c;
+}
+
+void
+config_unref(const struct config *c)
+{
+	struct config_box *b;
+
+	if (c == NULL)
+		return;
+	b = box_of(c);
+	if (--b->refs > 0)
+		return;
+	if (b->attached_free != NULL)
+		b->attached_free(b->attached);
+	/* master_password is in there */
+	explicit_bzero(&b->c, sizeof b->c);
+	free(b);
+}
+
+void
+config_attach(const struct config *c, void *obj, void (*free_fn)(void *))
+{
+	struct config_box *b = box_of(c);
+
+	if (b->attached_free != NULL)
+		b->attached_free(b->attached);
+	b->attached = obj;
+	b->attached_free = free_fn;
+}
+
+void *
+config_attached(const struct config *c)
+{
+	return box_of(c)->attached;
+}
+
+/* ---- what a reload changes ---- */
+
+#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+
+/* Where each key keeps its value: one or two fields, compared byte for
+ * byte (config_defaults zeroes every byte first).  A key missing here is
+ * reported as changed at every reload, so that it is noticed. */
+static const struct config_field {
+	const char *key;
+	size_t off, len, off2, len2;
+	bool restart;		/* cannot change while mappend runs */
+} config_fields[] = {
+	{ "listen", FIELD(nlisten), 0, 0, false },	/* and the lines: below */
+	{ "upstream", FIELD(upstream_host), FIELD(upstream_port), false },
+	{ "connect_timeout", FIELD(connect_timeout), 0, 0, false },
+	{ "client_idle_timeout", FIELD(client_idle_timeout), 0, 0, false },
+	{ "upstream_idle_timeout", FIELD(upstream_idle_timeout), 0, 0, false },
+	{ "shutdown_timeout", FIELD(shutdown_timeout), 0, 0, false },
+	{ "log_level", FIELD(log_level), 0, 0, false },
+	{ "log", FIELD(log_syslog), 0, 0, false },
+	{ "max_line_length", FIELD(max_line_length), 0, 0, false },
+	{ "max_sessions", FIELD(max_sessions), 0, 0, false },
+	{ "max_sessions_per_address", FIELD(max_sessions_per_address), 0, 0, false },
+	{ "connection_rate_per_address", FIELD(connection_rate_per_address), 0, 0, false },
+	{ "connection_burst_per_address", FIELD(connection_burst_per_address), 0, 0, false },
+	{ "spool_dir", FIELD(spool_dir), 0, 0, true },
+	{ "max_message_size", FIELD(max_message_size), 0, 0, false },
+	{ "max_messages", FIELD(max_messages), 0, 0, false },
+	{ "max_session_spool", FIELD(max_session_spool), 0, 0, false },
+	{ "max_total_spool", FIELD(max_total_spool), 0, 0, false },
+	{ "master_user", FIELD(master_user), 0, 0, false },
+	{ "master_password", FIELD(master_password), 0, 0, false },
+	{ "tls_cert", FIELD(tls_cert), 0, 0, false },
+	{ "tls_key", FIELD(tls_key), 0, 0, false },
+	{ "require_tls", FIELD(require_tls), 0, 0, false },
+	{ "upstream_tls", FIELD(upstream_tls), 0, 0, false },
+	{ "upstream_tls_verify", FIELD(upstream_tls_verify), 0, 0, false },
+	{ "upstream_ca_file", FIELD(upstream_ca_file), 0, 0, false },
+	{ "upstream_tls_name", FIELD(upstream_tls_name), 0, 0, false },
+	{ "id_forward_address", FIELD(id_forward_address), 0, 0, false },
+	{ "user", FIELD(user), 0, 0, true },
+	{ "group", FIELD(group), 0, 0, true },
+	{ "pid_file", FIELD(pid_file), 0, 0, true },
+	{ "proxy_protocol_from", FIELD(proxy_protocol_from), 0, 0, false },
+	{ "proxy_protocol_timeout", FIELD(proxy_protocol_timeout), 0, 0, false },
+	{ "metrics_listen", FIELD(metrics_host), FIELD(metrics_port), false },
+};
+
+#define NFIELDS (sizeof config_fields / sizeof config_fields[0])
+
+static const struct config_field *
+field_of(const char *key)
+{
+	for (size_t i = 0; i < NFIELDS; i++)
+		if (strcmp(config_fields[i].key, key) == 0)
+			return &config_fields[i];
+	return NULL;
+}
+
+static bool
+same_bytes(const struct config *a, const struct config *b, size_t off, size_t len)
+{
+	return memcmp((const char *)a + off, (const char *)b + off, len) == 0;
+}
+
+static bool
+same_listen_line(const struct listen_conf *x, const struct listen_conf *y)
+{
+	return strcmp(x->host, y->host) == 0 && strcmp(x->port, y->port) == 0 &&
+	    x->tls == y->tls && x->proxy_protocol == y->proxy_protocol;
+}
+
+static size_t
+listen_count(const struct config *c, const struct listen_conf *l)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlisten; i++)
+		n += same_listen_line(&c->listen[i], l);
+	return n;
+}
+
+/* The same listen lines, in any order ("HOST:0" may be there twice: the
+ * kernel chooses a port for each). */
+static bool
+same_listen(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (listen_count(a, &a->listen[i]) != listen_count(b, &a->listen[i]))
+			return false;
+	return true;
+}
+
+static bool
+same_value(const struct config *a, const struct config *b, const char *key)
+{
+	const struct config_field *f = field_of(key);
+
+	if (f == NULL)
+		return false;
+	if (strcmp(key, "listen") == 0)
+		return same_listen(a, b);
+	return same_bytes(a, b, f->off, f->len) &&
+	    (f->len2 == 0 || same_bytes(a, b, f->off2, f->len2));
+}
+
+size_t
+config_changed_keys(const struct config *a, const struct config *b, char *out,
+    size_t outlen)
+{
+	size_t n = 0, used = 0;
+	bool full = outlen == 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *key = config_keys[i].name;
+		int w;
+
+		if (same_value(a, b, key))
+			continue;
+		n++;
+		if (full)
+			continue;
+		/* whole names only: a cut one would name another key */
+		w = snprintf(out + used, outlen - used, "%s%s", used > 0 ? ", " : "", key);
+		if (w > 0 && (size_t)w < outlen - used)
+			used += (size_t)w;
+		else
+			full = true;
+	}
+	if (outlen > 0)
+		out[used] = '\0';
+	return n;
+}
+
+void
+config_keep_restart_keys(struct config *next, const struct config *cur,
+    void (*fn)(const char *key, const char *was, const char *now, void *arg),
+    void *arg)
+{
+	for (size_t i = 0; i < NFIELDS; i++) {
+		const struct config_field *f = &config_fields[i];
+
+		/* each of them is one string */
+		if (!f->restart || same_bytes(next, cur, f->off, f->len))
+			continue;
+		fn(f->key, (const char *)cur + f->off, (const char *)next + f->off, arg);
+		memcpy((char *)next + f->off, (const char *)cur + f->off, f->len);
+	}
 }

@@ -48,6 +48,7 @@
 struct session {
 	TAILQ_ENTRY(session) entry;
 	struct proxy *proxy;
+	const struct config *cfg;	/* its own reference: a reload keeps it */
 	uint64_t id;
 	char key[48];			/* the id the upstream's logs show too */
 	enum session_state state;
@@ -159,7 +160,7 @@ session_proxy(const struct session *s)
 const struct config *
 session_config(const struct session *s)
 {
-	return s->proxy->cfg;
+	return s->cfg;
 }
 
 enum session_state
@@ -480,7 +481,7 @@ idle_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	struct timeval now, tv;
-	double idle, limit = s->proxy->cfg->client_idle_timeout;
+	double idle, limit = s->cfg->client_idle_timeout;
 
 	(void)fd;
 	(void)what;
@@ -575,7 +576,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
     void *arg)
 {
 	struct session *s = arg;
-	struct timeval tv = { (time_t)s->proxy->cfg->client_idle_timeout, 0 };
+	struct timeval tv = { (time_t)s->cfg->client_idle_timeout, 0 };
 	struct timeval upstream_tv = { 0, 0 };
 
 	s->connecting = NULL;
@@ -593,9 +594,9 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	bufferevent_set_max_single_write(bev, WRITE_CHUNK);
 	bufferevent_setwatermark(bev, EV_WRITE, WRITE_LOW, 0);
 	/* an upstream silent this long is gone, even without a TCP reset */
-	upstream_tv.tv_sec = (time_t)s->proxy->cfg->upstream_idle_timeout;
+	upstream_tv.tv_sec = (time_t)s->cfg->upstream_idle_timeout;
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (s->proxy->cfg->upstream_tls == UPSTREAM_PLAIN)
+	if (s->cfg->upstream_tls == UPSTREAM_PLAIN)
 		s->upstream_reader = reader_new(bev,
 		    read_watermark(imap_response_line_max(session_config(s)->max_line_length)), &upstream_tv,
 		    upstream_read, upstream_event, s);
@@ -644,7 +645,7 @@ stop_counting(struct session *s)
 static void
 client_setup(struct session *s)
 {
-	size_t high = read_watermark(s->proxy->cfg->max_line_length);
+	size_t high = read_watermark(s->cfg->max_line_length);
 
 	s->count_in = evbuffer_add_cb(bufferevent_get_input(s->client), count_in, s);
 	s->count_out = evbuffer_add_cb(bufferevent_get_output(s->client), count_out, s);
@@ -664,7 +665,7 @@ session_starttls(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client);
 	struct bufferevent *tls;
-	SSL *ssl = tls_server_ssl();
+	SSL *ssl = tls_server_ssl(s->cfg);
 
 	/* whatever the client sent behind STARTTLS before the handshake was
 	 * written in clear by anyone on the path: it is never executed */
@@ -737,6 +738,7 @@ session_unmake(struct session *s)
 	relay_free(s->relay);
 	response_free(s->response);
 	credentials_free(s->creds);
+	config_unref(s->cfg);
 	free(s);
 }
 
@@ -753,6 +755,7 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		return NULL;
 	}
 	s->proxy = proxy;
+	s->cfg = config_ref(proxy->cfg);
 	s->id = ++proxy->next_session_id;
 	make_key(s);
 	peer_address(s, sa);
@@ -813,7 +816,7 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		session_close(s, limits_reason(v));
 		return;
 	}
-	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
+	s->connecting = upstream_connect(proxy, s->cfg, s->id, upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
 }
@@ -1104,7 +1107,7 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 		}
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_warn(s->id, "upstream silent for %u seconds, closing",
-		    s->proxy->cfg->upstream_idle_timeout);
+		    s->cfg->upstream_idle_timeout);
 		session_end_class(s, METRICS_END_UPSTREAM, "upstream silent");
 		bye = "Upstream server not responding";
 	} else {

@@ -1025,3 +1025,111 @@ Test(config, metrics_listen)
 	    "port");
 	load_ok(BASE "metrics_listen = 127.0.0.1:0\nlisten = 127.0.0.1:0\n", &c);
 }
+
+/* ---- configurations in use: counted; what a reload changes ---- */
+
+static int attached_freed;
+
+static void
+count_free(void *p)
+{
+	cr_assert_eq(p, &attached_freed);
+	attached_freed++;
+}
+
+Test(config, counted_and_attached_freed_with_the_last_reference)
+{
+	struct config *c = config_new();
+
+	cr_assert_not_null(c);
+	cr_assert_eq(c->max_sessions, 1000, "defaults");
+	load_ok(BASE "max_sessions = 3\n", c);
+	cr_assert_eq(c->max_sessions, 3);
+	config_attach(c, &attached_freed, count_free);
+	cr_assert_eq(config_attached(c), &attached_freed);
+	cr_assert_eq(config_ref(c), c);
+	config_unref(c);
+	cr_assert_eq(attached_freed, 0, "freed with a reference left");
+	cr_assert_eq(c->max_sessions, 3);
+	config_unref(c);
+	cr_assert_eq(attached_freed, 1);
+	config_unref(NULL);
+}
+
+static size_t
+changed(const char *a_text, const char *b_text, char *out, size_t outlen)
+{
+	struct config a, b;
+
+	load_ok(a_text, &a);
+	load_ok(b_text, &b);
+	return config_changed_keys(&a, &b, out, outlen);
+}
+
+/* Every key the parser knows is compared: a key missing from the table of
+ * fields would be reported at every reload. */
+Test(config, changed_keys_none)
+{
+	struct config a, b;
+	char out[512];
+
+	config_defaults(&a);
+	config_defaults(&b);
+	cr_assert_eq(config_changed_keys(&a, &b, out, sizeof out), 0, "%s", out);
+	cr_assert_str_eq(out, "");
+	cr_assert_eq(changed("listen = 127.0.0.1:1\nlisten = 127.0.0.1:2 tls\n"
+	    "upstream = h:1\ntls_cert = /c\ntls_key = /k\n",
+	    "upstream = h:1\n# moved\nlisten = 127.0.0.1:2 tls\ntls_key = /k\n"
+	    "tls_cert = /c\nlisten = 127.0.0.1:1\n", out, sizeof out), 0,
+	    "the order of lines is no change: %s", out);
+}
+
+Test(config, changed_keys_named)
+{
+	char out[512];
+
+	cr_assert_eq(changed(BASE "max_sessions = 5\n", BASE "max_sessions = 4\n"
+	    "log_level = debug\n", out, sizeof out), 2);
+	cr_assert_str_eq(out, "log_level, max_sessions");
+	cr_assert_eq(changed(BASE, "listen = 127.0.0.1:1143 tls\n"
+	    "upstream = 127.0.0.1:144\ntls_cert = /c\ntls_key = /k\n", out,
+	    sizeof out), 4);
+	cr_assert_str_eq(out, "listen, upstream, tls_cert, tls_key");
+	cr_assert_eq(changed(BASE, BASE "listen = 127.0.0.1:1144\n", out, sizeof out), 1);
+	cr_assert_str_eq(out, "listen");
+	/* too short a buffer: cut, still terminated, still counted */
+	cr_assert_eq(changed(BASE, BASE "user = u\ngroup = g\n", out, 8), 2);
+	cr_assert_str_eq(out, "user");
+}
+
+static char kept[512];
+
+static void
+note_kept(const char *key, const char *was, const char *now, void *arg)
+{
+	size_t n = strlen(kept);
+
+	cr_assert_eq(arg, kept);
+	snprintf(kept + n, sizeof kept - n, "%s:%s>%s;", key, was, now);
+}
+
+Test(config, restart_keys_keep_the_running_values)
+{
+	struct config cur, next;
+
+	load_ok(BASE "user = a\nspool_dir = /s1\nmax_sessions = 5\n", &cur);
+	load_ok(BASE "user = b\ngroup = g\nspool_dir = /s2\npid_file = /p\n"
+	    "max_sessions = 4\n", &next);
+	kept[0] = '\0';
+	config_keep_restart_keys(&next, &cur, note_kept, kept);
+	cr_assert_str_eq(kept, "spool_dir:/s1>/s2;user:a>b;group:>g;pid_file:>/p;");
+	cr_assert_str_eq(next.user, "a");
+	cr_assert_str_eq(next.group, "");
+	cr_assert_str_eq(next.spool_dir, "/s1");
+	cr_assert_str_eq(next.pid_file, "");
+	cr_assert_eq(next.max_sessions, 4, "the others are the new ones");
+	/* nothing left to tell */
+	kept[0] = '\0';
+	config_keep_restart_keys(&next, &cur, note_kept, kept);
+	cr_assert_str_eq(kept, "");
+}
