@@ -80,7 +80,8 @@ write_config(struct haproxy *h, const char *const *servers, const char *extra)
 	size_t i;
 
 	cr_assert_not_null(f, "%s: %s", h->conf, strerror(errno));
-	/* one thread: the machine is shared; log each connection to stderr */
+	/* one thread: the machine is shared; log each connection to stderr;
+	 * a unique id for every connection, for proxy-v2-options unique-id */
 	fprintf(f, "global\n"
 	    "    nbthread 1\n"
 	    "    maxconn 256\n"
@@ -91,7 +92,8 @@ write_config(struct haproxy *h, const char *const *servers, const char *extra)
 	    "    option tcplog\n"
 	    "    timeout connect 5s\n"
 	    "    timeout client 60s\n"
-	    "    timeout server 60s\n");
+	    "    timeout server 60s\n"
+	    "    unique-id-format %%{+X}o\\ %%ci:%%cp_%%fi:%%fp_%%Ts_%%rt:%%pid\n");
 	for (i = 0; i < h->n; i++)
 		fprintf(f, "frontend f%zu\n"
 		    "    bind fd@%zu\n"
