@@ -3,7 +3,8 @@
  * mappend binary.  Behind a real HAProxy (Debian's, harness_haproxy.c):
  * send-proxy and send-proxy-v2, plain and implicit TLS passed through in
  * TCP mode, a client bound to 127.0.0.2: its address is logged, forwarded
- * upstream (ID "x-originating-ip") and the balancer's shown as "via".
+ * upstream (ID "x-originating-ip") and counted by the per-address limit,
+ * and the balancer's shown as "via".
  * With raw sockets: an untrusted sender, malformed headers, a missing or
  * trickling header, a header split across writes, LOCAL and UNKNOWN, the
  * client's first bytes in the header's packet (TLS too), the cap on
@@ -135,21 +136,8 @@ connect_from(struct imapc *c, const char *src, int port)
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	struct timeval tv = { 10, 0 };
-	int on = 1;
 
-	memset(c, 0, sizeof(*c));
-	c->fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(c->fd, 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	cr_assert_eq(inet_pton(AF_INET, src, &sin.sin_addr), 1);
-	cr_assert_eq(bind(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0,
-	    "bind %s: %s", src, strerror(errno));
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0,
-	    "connect to port %d: %s", port, strerror(errno));
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	imapc_connect_from(c, port, src);
 	/* imapc_tls blocks in SSL_connect: a handshake that stalls fails */
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	cr_assert_eq(getsockname(c->fd, (struct sockaddr *)&sin, &len), 0);
@@ -383,6 +371,31 @@ Test(proxyproto, haproxy_implicit_tls_v1_and_v2)
 	start_haproxy(V2_WITH_TLVS, true);
 	session_through_haproxy("TLS, send-proxy-v2", "127.0.0.1", hp.port[1],
 	    pp_tls_port, true);
+}
+
+/* Every connection comes from HAProxy's address: max_sessions_per_address
+ * counts the one its header names, so 127.0.0.2 is refused a second
+ * session while 127.0.0.3 gets one. */
+Test(proxyproto, haproxy_limits_count_the_clients_address)
+{
+	struct imapc a, b, c;
+	char *line;
+
+	start("127.0.0.1/32", false, "max_sessions_per_address = 1\n");
+	start_haproxy("send-proxy-v2", false);
+	connect_from(&a, "127.0.0.2", hp.port[0]);
+	expect_greeting(&a, "first from 127.0.0.2");
+	connect_from(&b, "127.0.0.2", hp.port[0]);
+	line = imapc_line(&b);
+	cr_assert(line != NULL && strcmp(line, "* BYE Too many connections from your "
+	    "address, try again later") == 0, "second from 127.0.0.2: %s", line);
+	free(line);
+	connect_from(&c, "127.0.0.3", hp.port[0]);
+	expect_greeting(&c, "first from 127.0.0.3");
+	free(log_with("refused a connection from 127.0.0.2"));
+	imapc_close(&a);
+	imapc_close(&b);
+	imapc_close(&c);
 }
 
 /*
