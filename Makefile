@@ -238,10 +238,11 @@ uninstall:
 		echo "left in place: $(SYSCONFDIR)/mappend (if not empty), user mappend, /var/spool/mappend"; \
 	fi
 
-# Debian packages for building, testing and the demo (and for make fuzz).
+# Debian packages for building, testing (haproxy: the PROXY protocol tests
+# put a real one in front of mappend) and the demo (and for make fuzz).
 # As root they are installed; otherwise the exact command is printed.
 DEB_PKGS := gcc make pkg-config libc6-dev libevent-dev libssl-dev openssl \
-	libcriterion-dev dovecot-imapd procps groff-base
+	libcriterion-dev dovecot-imapd haproxy procps groff-base
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 deps:
 	@$(call install_debs,deps,$(DEB_PKGS))
