@@ -11,7 +11,10 @@
  * first line of a command or response carries its tag.  On the
  * server->proxy stream of the armed connection a line is held until its LF
  * has come, so that the k-th answer can be withheld; literal data passes at
- * once.  Every other stream is forwarded as it is read.
+ * once.  Every other stream is forwarded as it is read.  On the
+ * proxy->server stream of the armed connection lines are held the same
+ * way, so that a stall with catch_up_ms can hold back everything from the
+ * (k+1)-th APPEND on, to the byte.
  */
 #include <criterion/criterion.h>
 #include <ctype.h>
@@ -27,6 +30,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "faultrelay.h"
@@ -51,6 +55,11 @@ struct pair {
 	struct scan up, down;	/* proxy->server, server->proxy */
 	unsigned long tags[MAXTAGS];	/* N of "mappend.N APPEND" not answered */
 	size_t ntags;
+	unsigned appends;	/* APPENDs of mappend's seen */
+	bool hold;		/* proxy->server bytes go to held */
+	char *held;
+	size_t nheld, capheld;
+	long flush_at;		/* when held goes to the server (ms), or 0 */
 };
 
 static struct pair pairs[MAXPAIRS];
@@ -60,6 +69,15 @@ static bool arm_next;
 static int upstream_port;
 
 /* ---- the child ---- */
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
 
 static int
 send_all(int fd, const void *data, size_t n)
@@ -106,6 +124,7 @@ pair_close(struct pair *pr)
 		close(pr->s);
 	free(pr->up.line);
 	free(pr->down.line);
+	free(pr->held);
 	memset(pr, 0, sizeof(*pr));
 	pr->p = pr->s = -1;
 }
@@ -195,27 +214,53 @@ line_done(struct scan *sc)
 	return first;
 }
 
-/* proxy -> server: forwarded at once; on the armed connection the tags of
- * mappend's own APPENDs are noted. */
+/* Bytes for the server: sent, or held. */
+static int
+to_server(struct pair *pr, const char *d, size_t n)
+{
+	if (!pr->hold)
+		return send_all(pr->s, d, n);
+	if (pr->nheld + n > pr->capheld) {
+		pr->capheld = (pr->nheld + n) * 2;
+		if ((pr->held = realloc(pr->held, pr->capheld)) == NULL)
+			_exit(3);
+	}
+	memcpy(pr->held + pr->nheld, d, n);
+	pr->nheld += n;
+	return 0;
+}
+
+/* proxy -> server: on the armed connection lines are held until complete
+ * and the tags of mappend's own APPENDs are noted. */
 static int
 up_data(struct pair *pr, const char *d, size_t n)
 {
 	if (pr->mute_p2s)
 		return 0;
-	if (send_all(pr->s, d, n) != 0)
-		return -1;
-	while (pr->armed && n > 0) {
+	if (!pr->armed)
+		return to_server(pr, d, n);
+	while (n > 0) {
 		enum piece what;
 		size_t m = take(&pr->up, d, n, &what), after;
 		unsigned long tag;
 		const char *line = pr->up.line;
 		size_t len = pr->up.len;
 
-		if (what == PIECE_LINE && line_done(&pr->up) &&
-		    own_tag(line, len, &tag, &after) && len - after > 6 &&
-		    strncasecmp(line + after, "APPEND", 6) == 0 &&
-		    pr->ntags < MAXTAGS)
-			pr->tags[pr->ntags++] = tag;
+		if (what == PIECE_LITERAL) {
+			if (to_server(pr, d, m) != 0)
+				return -1;
+		} else if (what == PIECE_LINE) {
+			if (line_done(&pr->up) && own_tag(line, len, &tag, &after) &&
+			    len - after > 6 && strncasecmp(line + after, "APPEND", 6) == 0) {
+				if (pr->ntags < MAXTAGS)
+					pr->tags[pr->ntags++] = tag;
+				if (++pr->appends == fault.k + 1 && fault.catch_up_ms > 0 &&
+				    fault.action == FAULTRELAY_STALL)
+					pr->hold = true;
+			}
+			if (to_server(pr, line, len) != 0)
+				return -1;
+		}
 		d += m;
 		n -= m;
 	}
@@ -278,7 +323,8 @@ do_fault(struct pair *pr, const char *line, size_t len)
 		pr->mute_s2p = true;
 		return send_long_line(pr->p, fault.crlf);
 	case FAULTRELAY_STALL:
-		pr->mute_s2p = pr->mute_p2s = true;
+		pr->mute_s2p = true;
+		pr->mute_p2s = fault.catch_up_ms == 0;
 		return 0;
 	case FAULTRELAY_NONE:
 		break;
@@ -318,7 +364,7 @@ down_data(struct pair *pr, const char *d, size_t n)
 	return 0;
 }
 
-/* A held part of a line goes on, and the connection is relayed as is. */
+/* Held parts of lines go on, and the connection is relayed as is. */
 static int
 disarm(struct pair *pr)
 {
@@ -326,6 +372,9 @@ disarm(struct pair *pr)
 
 	if (pr->armed && !pr->mute_s2p && pr->down.len > 0)
 		rc = send_all(pr->p, pr->down.line, pr->down.len);
+	if (rc == 0 && pr->armed && !pr->mute_p2s && pr->up.len > 0)
+		rc = to_server(pr, pr->up.line, pr->up.len);
+	pr->up.len = pr->down.len = 0;
 	pr->armed = false;
 	return rc;
 }
@@ -337,10 +386,37 @@ server_gone(struct pair *pr)
 		/* the proxy is not to hear of it */
 		close(pr->s);
 		pr->s = -1;
+		if (pr->p < 0)
+			pair_close(pr);
 		return;
 	}
 	disarm(pr);
 	pair_close(pr);
+}
+
+static void
+proxy_gone(struct pair *pr)
+{
+	if (pr->hold && pr->s >= 0) {
+		/* the server catches up later; its answers go nowhere */
+		close(pr->p);
+		pr->p = -1;
+		pr->mute_s2p = true;
+		pr->flush_at = now_ms() + (long)fault.catch_up_ms;
+		return;
+	}
+	pair_close(pr);
+}
+
+/* What was held reaches the server, then its input ends (it goes on until
+ * it has read all of it, and closes). */
+static void
+catch_up(struct pair *pr)
+{
+	pr->hold = false;
+	pr->flush_at = 0;
+	if (send_all(pr->s, pr->held, pr->nheld) != 0 || shutdown(pr->s, SHUT_WR) != 0)
+		pair_close(pr);
 }
 
 static int
@@ -429,18 +505,27 @@ relay_loop(int lfd, int ctl)
 	for (;;) {
 		struct pollfd pfd[2 + 2 * MAXPAIRS];
 		nfds_t n = 2, j;
+		long now = now_ms(), wait = -1;
 
 		pfd[0] = (struct pollfd){ ctl, POLLIN, 0 };
 		pfd[1] = (struct pollfd){ lfd, POLLIN, 0 };
 		for (i = 0; i < MAXPAIRS; i++) {
 			if (!pairs[i].used)
 				continue;
+			if (pairs[i].flush_at > 0 && pairs[i].flush_at <= now) {
+				catch_up(&pairs[i]);
+				if (!pairs[i].used)
+					continue;
+			}
+			if (pairs[i].flush_at > 0 &&
+			    (wait < 0 || pairs[i].flush_at - now < wait))
+				wait = pairs[i].flush_at - now;
 			if (pairs[i].p >= 0)
 				pfd[n++] = (struct pollfd){ pairs[i].p, POLLIN, 0 };
 			if (pairs[i].s >= 0)
 				pfd[n++] = (struct pollfd){ pairs[i].s, POLLIN, 0 };
 		}
-		if (poll(pfd, n, -1) < 0) {
+		if (poll(pfd, n, (int)wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			_exit(4);
@@ -461,7 +546,9 @@ relay_loop(int lfd, int ctl)
 				if (r < 0 && errno == EINTR)
 					break;
 				if (pr->p == pfd[j].fd) {
-					if (r <= 0 || up_data(pr, buf, (size_t)r) != 0)
+					if (r <= 0)
+						proxy_gone(pr);
+					else if (up_data(pr, buf, (size_t)r) != 0)
 						pair_close(pr);
 				} else if (r <= 0) {
 					server_gone(pr);

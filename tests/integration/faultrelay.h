@@ -31,7 +31,8 @@ enum faultrelay_action {
 				 * bytes to the proxy, then nothing more from
 				 * the server */
 	FAULTRELAY_STALL,	/* nothing more either way; the sockets stay
-				 * open until the proxy closes its own */
+				 * open until the proxy closes its own (see
+				 * catch_up_ms) */
 };
 
 #define FAULTRELAY_GARBAGE_LINE "mappend.999999 OK [APPENDUID 1 99] not yours\r\n"
@@ -44,6 +45,13 @@ struct faultrelay_fault {
 				 * it is withheld (the server stored message k,
 				 * the proxy never hears of it) */
 	bool crlf;		/* FAULTRELAY_LONGLINE: the line ends with CRLF */
+	unsigned catch_up_ms;	/* FAULTRELAY_STALL: 0, what the proxy sends
+				 * after the k-th answer is dropped.  Else a
+				 * server that catches up late: what the proxy
+				 * sends from the (k+1)-th APPEND on is held, and
+				 * reaches the server this long after the proxy
+				 * has closed its side (then the server's input
+				 * ends, and its answers are dropped) */
 };
 
 /* What the relay saw since the last arm. */

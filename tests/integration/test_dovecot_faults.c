@@ -14,8 +14,8 @@
  * flags, internal dates, the bytes of every message); no body line was
  * executed; no staging mailbox, no journal record; a new session works.
  *
- * Two tests at the end show what mappend gets wrong against Dovecot; they
- * are skipped unless MAPPEND_KNOWN_BUGS=1 (see known_bug).
+ * Three tests at the end show what mappend gets wrong against Dovecot;
+ * they are skipped unless MAPPEND_KNOWN_BUGS=1 (see known_bug).
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -374,7 +374,8 @@ every_k(enum faultrelay_action action, bool forward_kth)
 	login(&d, dc.port);
 	base = snapshot(&d);
 	for (k = 1; k <= N; k++) {
-		struct faultrelay_fault f = { action, k, forward_kth, k % 2 == 1 };
+		struct faultrelay_fault f = { .action = action, .k = k,
+		    .forward_kth = forward_kth, .crlf = k % 2 == 1 };
 		/* mappend heard every answer before the connection went */
 		bool complete = forward_kth && k == N;
 
@@ -449,7 +450,7 @@ Test(dovecot_faults, over_quota_at_k)
 	for (i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
 		unsigned k = ks[i];
 		bool selected = k % 2 == 0;
-		struct faultrelay_fault f = { FAULTRELAY_NONE, 0, false, false };
+		struct faultrelay_fault f = { .action = FAULTRELAY_NONE };
 		struct faultrelay_report rep;
 		char *r, *log, want[64];
 
@@ -510,7 +511,7 @@ spool_full(bool sync)
 	base = snapshot(&d);
 	for (k = 1; k <= N; k++) {
 		size_t limit = body_size(k - 1) / 2;
-		struct faultrelay_fault f = { FAULTRELAY_NONE, 0, false, false };
+		struct faultrelay_fault f = { .action = FAULTRELAY_NONE };
 		struct faultrelay_report rep;
 		char *r;
 
@@ -567,12 +568,51 @@ known_bug(const char *what)
 }
 
 /*
+ * A server that stalls after message k and catches up a second after
+ * mappend has given up on it (upstream_idle_timeout): the relay holds what
+ * mappend sent from the (k+1)-th APPEND on and lets it reach Dovecot then.
+ * mappend looks for the messages of unknown UID once, right after it lost
+ * the connection; what is stored later stays in INBOX, and the client was
+ * told NO.  Certain; the next test shows the same without the relay's help.
+ */
+Test(dovecot_faults, the_server_catches_up_after_the_rollback)
+{
+	const char *what = "stall, the server catches up";
+	struct imapc d;
+	char *base, *snap;
+	unsigned k;
+
+	known_bug("the rollback does not wait for what the lost connection had "
+	    "pipelined: the server stores messages after it looked");
+	start("--legacy", "upstream_idle_timeout = 2\n");
+	login(&d, dc.port);
+	base = snapshot(&d);
+	for (k = 1; k < N; k += 4) {
+		struct faultrelay_fault f = { .action = FAULTRELAY_STALL, .k = k,
+		    .catch_up_ms = 1000 };
+
+		fault_at(&f, what, false);
+		snap = snapshot(&d);
+		same_as(base, snap, what, k, "after the NO");
+		free(snap);
+		sleep(2);
+		snap = snapshot(&d);
+		same_as(base, snap, what, k, "two seconds after the NO");
+		free(snap);
+		cr_assert_eq(records(), 0, "%s k=%u: a journal record is left", what, k);
+	}
+	free(base);
+	imapc_close(&d);
+}
+
+/*
  * The connection is lost early in a MULTIAPPEND of large messages: Dovecot
  * has received more of the pipeline than it has stored, and goes on storing
  * it after mappend's second connection has looked for the messages of
  * unknown UID (SEARCH UID old-UIDNEXT:*).  Those stay in INBOX, and the
  * client was told NO.  INBOX is compared right after the NO and again a
- * second later.
+ * second later.  Nothing is held back here: Dovecot had the bytes before
+ * the connection went.  A race, lost in some rounds only.
  */
 Test(dovecot_faults, late_stores_after_the_rollback_looked)
 {
@@ -580,10 +620,11 @@ Test(dovecot_faults, late_stores_after_the_rollback_looked)
 		{ FAULTRELAY_DROP, false }, { FAULTRELAY_DROP, true },
 		{ FAULTRELAY_GARBAGE, false },
 	};
+	struct faultrelay_fault f = { .k = 1 };
 	struct imapc d;
-	char *base, *snap;
+	char *base, *snap, when[64];
+	unsigned round;
 	size_t i;
-	unsigned k;
 
 	known_bug("the rollback does not wait for what the lost connection had "
 	    "pipelined: Dovecot stores messages after it looked");
@@ -591,22 +632,25 @@ Test(dovecot_faults, late_stores_after_the_rollback_looked)
 	start("--legacy", NULL);
 	login(&d, dc.port);
 	base = snapshot(&d);
-	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *what = action_name(kinds[i].action, kinds[i].forward_kth);
+	/* k = 1 leaves Dovecot the most to store; a round misses the race at
+	 * times, three of each kind rarely do */
+	for (round = 1; round <= 3; round++) {
+		for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+			const char *what = action_name(kinds[i].action, kinds[i].forward_kth);
 
-		for (k = 1; k <= 3; k++) {
-			struct faultrelay_fault f = { kinds[i].action, k, kinds[i].forward_kth,
-			    false };
-
+			f.action = kinds[i].action;
+			f.forward_kth = kinds[i].forward_kth;
 			fault_at(&f, what, false);
 			snap = snapshot(&d);
-			same_as(base, snap, what, k, "after the NO");
+			snprintf(when, sizeof(when), "round %u, after the NO", round);
+			same_as(base, snap, what, f.k, when);
 			free(snap);
 			sleep(1);
 			snap = snapshot(&d);
-			same_as(base, snap, what, k, "a second after the NO");
+			snprintf(when, sizeof(when), "round %u, a second after the NO", round);
+			same_as(base, snap, what, f.k, when);
 			free(snap);
-			cr_assert_eq(records(), 0, "%s k=%u: a journal record is left", what, k);
+			cr_assert_eq(records(), 0, "%s: a journal record is left", what);
 		}
 	}
 	free(base);
@@ -633,7 +677,7 @@ Test(dovecot_faults, messages_the_server_rewrites)
 	login(&d, dc.port);
 	base = snapshot(&d);
 	for (k = 1; k <= N; k += 4) {
-		struct faultrelay_fault f = { FAULTRELAY_DROP, k, false, false };
+		struct faultrelay_fault f = { .action = FAULTRELAY_DROP, .k = k };
 
 		fault_at(&f, "drop before the answer, bare LF", false);
 		snap = snapshot(&d);
