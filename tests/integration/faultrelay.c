@@ -60,6 +60,7 @@ struct pair {
 	char *held;
 	size_t nheld, capheld;
 	long flush_at;		/* when held goes to the server (ms), or 0 */
+	bool waiting;		/* the fault waits for the server's answers */
 };
 
 static struct pair pairs[MAXPAIRS];
@@ -304,23 +305,22 @@ send_long_line(int fd, bool crlf)
 	return crlf ? send_all(fd, "\r\n", 2) : 0;
 }
 
-/* The k-th answer (line, len) has come: the fault.  -1: the connection
- * ends. */
+/* The fault itself.  -1: the connection ends. */
 static int
-do_fault(struct pair *pr, const char *line, size_t len)
+fault_done(struct pair *pr)
 {
-	rep.fired = true;
-	if (fault.forward_kth && send_all(pr->p, line, len) != 0)
-		return -1;
+	pr->waiting = false;
 	switch (fault.action) {
 	case FAULTRELAY_DROP:
 		return -1;
 	case FAULTRELAY_GARBAGE:
 		pr->mute_s2p = true;
+		pr->mute_p2s = fault.wait_idle;
 		return send_all(pr->p, FAULTRELAY_GARBAGE_LINE,
 		    sizeof(FAULTRELAY_GARBAGE_LINE) - 1);
 	case FAULTRELAY_LONGLINE:
 		pr->mute_s2p = true;
+		pr->mute_p2s = fault.wait_idle;
 		return send_long_line(pr->p, fault.crlf);
 	case FAULTRELAY_STALL:
 		pr->mute_s2p = true;
@@ -329,11 +329,28 @@ do_fault(struct pair *pr, const char *line, size_t len)
 	case FAULTRELAY_NONE:
 		break;
 	}
-	return send_all(pr->p, line, len);
+	return 0;
+}
+
+/* The k-th answer (line, len) has come: it goes to the proxy or not, and
+ * the fault is done now or once the server has answered every APPEND it
+ * was sent. */
+static int
+fault_begins(struct pair *pr, const char *line, size_t len)
+{
+	rep.fired = true;
+	if (fault.forward_kth && send_all(pr->p, line, len) != 0)
+		return -1;
+	if (fault.wait_idle && fault.action != FAULTRELAY_STALL && pr->ntags > 0) {
+		pr->waiting = true;
+		return 0;
+	}
+	return fault_done(pr);
 }
 
 /* server -> proxy: on the armed connection, lines are held until complete
- * and the answers to mappend's APPENDs counted. */
+ * and the answers to mappend's APPENDs counted; while the fault waits for
+ * the server, what it sends is dropped. */
 static int
 down_data(struct pair *pr, const char *d, size_t n)
 {
@@ -346,13 +363,19 @@ down_data(struct pair *pr, const char *d, size_t n)
 		size_t len = pr->down.len;
 
 		if (what == PIECE_LITERAL) {
-			if (send_all(pr->p, d, m) != 0)
+			if (!pr->waiting && send_all(pr->p, d, m) != 0)
 				return -1;
 		} else if (what == PIECE_LINE) {
 			bool answer = line_done(&pr->down) && answers_append(pr, line, len);
 
-			if (answer && ++rep.answers == fault.k && fault.action != FAULTRELAY_NONE) {
-				if (do_fault(pr, line, len) != 0)
+			if (answer)
+				rep.answers++;
+			if (pr->waiting) {
+				if (pr->ntags == 0 && fault_done(pr) != 0)
+					return -1;
+			} else if (answer && rep.answers == fault.k &&
+			    fault.action != FAULTRELAY_NONE) {
+				if (fault_begins(pr, line, len) != 0)
 					return -1;
 			} else if (send_all(pr->p, line, len) != 0) {
 				return -1;

@@ -45,6 +45,13 @@ struct faultrelay_fault {
 				 * it is withheld (the server stored message k,
 				 * the proxy never hears of it) */
 	bool crlf;		/* FAULTRELAY_LONGLINE: the line ends with CRLF */
+	bool wait_idle;		/* DROP, GARBAGE, LONGLINE: done once the server
+				 * has answered every APPEND it was sent (the
+				 * answers after the k-th are dropped), and then
+				 * nothing more reaches it: it has nothing left
+				 * to store once the proxy hears of the fault.
+				 * Else done at once, and the server may go on
+				 * storing what it had received */
 	unsigned catch_up_ms;	/* FAULTRELAY_STALL: 0, what the proxy sends
 				 * after the k-th answer is dropped.  Else a
 				 * server that catches up late: what the proxy

@@ -358,9 +358,13 @@ fault_at(const struct faultrelay_fault *f, const char *what, bool complete)
 /*
  * The fault at every k.  The client's literals alternate between {n+}
  * (odd k) and {n} (even k); a long line ends with CRLF for odd k, without
- * for even k.  INBOX is compared with what it was before the first k, so
- * a message that turns up late (stored by Dovecot after the rollback had
- * looked) is not taken for the next round's "before".
+ * for even k.  The relay lets Dovecot store every message it was sent
+ * before the fault reaches mappend (wait_idle): the answers after the k-th
+ * are lost, so mappend has to find messages k (or k + 1) to N by content,
+ * and nothing is stored behind its back later (that race is
+ * late_stores_after_the_rollback_looked).  INBOX is compared with what it
+ * was before the first k, so a message that turned up late would not pass
+ * for the next round's "before".
  */
 static void
 every_k(enum faultrelay_action action, bool forward_kth)
@@ -375,7 +379,7 @@ every_k(enum faultrelay_action action, bool forward_kth)
 	base = snapshot(&d);
 	for (k = 1; k <= N; k++) {
 		struct faultrelay_fault f = { .action = action, .k = k,
-		    .forward_kth = forward_kth, .crlf = k % 2 == 1 };
+		    .forward_kth = forward_kth, .crlf = k % 2 == 1, .wait_idle = true };
 		/* mappend heard every answer before the connection went */
 		bool complete = forward_kth && k == N;
 
