@@ -149,6 +149,23 @@ drop_recent(char *r)
 	}
 }
 
+/* LIST's mailbox attributes are Dovecot's to change (\UnMarked comes and
+ * goes with its own indexes): only the names are compared. */
+static void
+drop_list_attributes(char *r)
+{
+	char *p = r;
+
+	while ((p = strstr(p, "* LIST (")) != NULL) {
+		char *end = strchr(p, ')');
+
+		if (end == NULL)
+			break;
+		memmove(p + 6, end + 1, strlen(end + 1) + 1);
+		p += 6;
+	}
+}
+
 /* What Dovecot holds, seen directly: the mailboxes, and INBOX's UIDs,
  * flags, internal dates and bytes. */
 static char *
@@ -164,6 +181,7 @@ snapshot(struct imapc *d)
 	r = imapc_ok(d, "y", "UID FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])");
 	free(imapc_ok(d, "z", "UNSELECT"));
 	drop_tagged(list);
+	drop_list_attributes(list);
 	drop_tagged(r);
 	drop_recent(r);
 	cr_assert_geq(asprintf(&out, "%s%s", list, r), 0);
@@ -228,11 +246,17 @@ static void
 same_as(const char *base, const char *snap, const char *what, unsigned k,
     const char *when)
 {
+	size_t at = 0;
+
 	if (strcmp(base, snap) == 0)
 		return;
+	while (base[at] == snap[at])
+		at++;
+	at = at > 100 ? at - 100 : 0;
 	show_log();
 	show_uids("INBOX was", base);
 	show_uids("INBOX is", snap);
+	cr_log_error("they differ here:\nwas: %.300s\nis:  %.300s", base + at, snap + at);
 	cr_assert_fail("%s k=%u: INBOX changed (%s)", what, k, when);
 }
 
