@@ -61,8 +61,9 @@ UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 MOCK_SRCS := $(wildcard tests/mock/*.c)
 MOCK_OBJS := $(MOCK_SRCS:%.c=$(BUILD)/%.o)
 
-# tests/integration: shared harness (harness_*.c) plus one binary per test_*.c
-ITEST_LIB_SRCS := $(wildcard tests/integration/harness*.c)
+# tests/integration: shared harness (harness*.c, the fault relay) plus one
+# binary per test_*.c
+ITEST_LIB_SRCS := $(wildcard tests/integration/harness*.c) tests/integration/faultrelay.c
 ITEST_LIB_OBJS := $(ITEST_LIB_SRCS:%.c=$(BUILD)/%.o)
 ITEST_SRCS := $(wildcard tests/integration/test_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
