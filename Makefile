@@ -47,7 +47,9 @@ BUILD ?= build/release
 SAN :=
 endif
 
-ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -Iinclude $(PKG_CFLAGS) -MMD -MP
+# -iquote: our headers for #include "..." only, so that include/limits.h
+# never stands in for the C library's <limits.h>
+ALL_CFLAGS = $(STD) $(WARNINGS) $(CFLAGS) $(SAN) -iquote include $(PKG_CFLAGS) -MMD -MP
 ALL_LDFLAGS = $(LDFLAGS) $(SAN)
 
 # the daemon's sources; main.c is the only one the tests do not link
@@ -61,8 +63,9 @@ UNIT_OBJS := $(UNIT_SRCS:%.c=$(BUILD)/%.o)
 MOCK_SRCS := $(wildcard tests/mock/*.c)
 MOCK_OBJS := $(MOCK_SRCS:%.c=$(BUILD)/%.o)
 
-# tests/integration: shared harness (harness_*.c) plus one binary per test_*.c
-ITEST_LIB_SRCS := $(wildcard tests/integration/harness*.c)
+# tests/integration: shared harness (harness*.c, the fault relay) plus one
+# binary per test_*.c
+ITEST_LIB_SRCS := $(wildcard tests/integration/harness*.c) tests/integration/faultrelay.c
 ITEST_LIB_OBJS := $(ITEST_LIB_SRCS:%.c=$(BUILD)/%.o)
 ITEST_SRCS := $(wildcard tests/integration/test_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
@@ -177,7 +180,7 @@ FUZZ_BUILD := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS = $(STD) $(WARNINGS) -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
-	-Iinclude $(PKG_CFLAGS) -MMD -MP
+	-iquote include $(PKG_CFLAGS) -MMD -MP
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIB_SRCS := $(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
@@ -246,10 +249,11 @@ uninstall:
 		echo "left in place: $(SYSCONFDIR)/mappend (if not empty), user mappend, /var/spool/mappend"; \
 	fi
 
-# Debian packages for building, testing and the demo (and for make fuzz).
+# Debian packages for building, testing (haproxy: the PROXY protocol tests
+# put a real one in front of mappend) and the demo (and for make fuzz).
 # As root they are installed; otherwise the exact command is printed.
 DEB_PKGS := gcc make pkg-config libc6-dev libevent-dev libssl-dev openssl \
-	libcriterion-dev dovecot-imapd procps groff-base
+	libcriterion-dev dovecot-imapd haproxy procps groff-base
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 deps:
 	@$(call install_debs,deps,$(DEB_PKGS))

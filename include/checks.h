@@ -5,6 +5,7 @@
 #define MAPPEND_CHECKS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct config;
 struct run_as;
@@ -18,5 +19,14 @@ struct run_as;
  */
 int checks_run(const char *conf_path, const struct config *, const struct run_as *,
     bool start);
+/*
+ * On SIGHUP, for a configuration about to replace the running one: the
+ * checks that make sense in a running mappend, as the process itself (the
+ * user it switched to): the certificate, key and CA file readable.
+ * Warnings are logged; the first error goes to err.  Returns the number of
+ * errors.
+ */
+int checks_reload(const char *conf_path, const struct config *,
+    const struct run_as *, char *err, size_t errlen);
 
 #endif

@@ -53,6 +53,13 @@ struct config {
 
 	size_t max_line_length;		/* bytes, default 65536 */
 	unsigned max_sessions;		/* default 1000 */
+	/* Per client address (the PROXY header's where a listener reads one):
+	 * sessions at once, 0 = no limit (the default); new connections a
+	 * second, a token bucket of connection_burst_per_address (default
+	 * 10), 0 = no limit (the default) */
+	unsigned max_sessions_per_address;
+	double connection_rate_per_address;
+	unsigned connection_burst_per_address;
 	/* splice = yes|no, default yes: long literals between plain sockets
 	 * moved by the kernel (splice.h); no: always copied */
 	bool splice;
@@ -103,6 +110,40 @@ struct config {
 
 /* Defaults, no file read. */
 void config_defaults(struct config *c);
+
+/*
+ * Configurations the daemon uses live on the heap with a reference count:
+ * the daemon holds the current one (for new sessions), each session the
+ * one it started with, so a reload never changes a running session's
+ * settings.  config_new: defaults and one reference, NULL when out of
+ * memory.  config_ref and config_unref take only config_new's objects;
+ * config_unref(NULL) is fine.
+ */
+struct config *config_new(void);
+const struct config *config_ref(const struct config *);
+void config_unref(const struct config *);
+/* Something built from the configuration that lives exactly as long as it
+ * (tls.c's OpenSSL contexts): free_fn(obj) runs with the last reference. */
+void config_attach(const struct config *, void *obj, void (*free_fn)(void *));
+void *config_attached(const struct config *);
+
+/*
+ * What a reload changes: the names of the keys whose values differ
+ * between a and b, as "key, key" into out ("" when none), and their
+ * number.  listen compares the set of lines, whatever their order; keys
+ * that need a restart are named too.
+ */
+size_t config_changed_keys(const struct config *a, const struct config *b,
+    char *out, size_t outlen);
+/*
+ * Keys that cannot change while mappend runs (user, group, pid_file,
+ * spool_dir): for each whose value differs, fn(key, old value, new value,
+ * arg) is called and next takes cur's value, so that the configuration a
+ * reload puts in place says what is really in force.
+ */
+void config_keep_restart_keys(struct config *next, const struct config *cur,
+    void (*fn)(const char *key, const char *was, const char *now, void *arg),
+    void *arg);
 
 /*
  * Read path into c (defaults first).  On failure returns -1 and writes

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct config;
 struct login;
 struct proxy;
 struct rollback;
@@ -84,13 +85,14 @@ typedef void (*rollback_done_cb)(void *ctx, const char *error);
 
 /*
  * Carry a plan out: on s's own upstream connection when the plan allows
- * (s may be NULL otherwise), else on a second connection logged in with
- * login (copied).  done is called later, never from inside this call;
- * NULL when out of memory.
+ * (s may be NULL otherwise), else on a second connection to cfg's upstream
+ * (the session's configuration) logged in with login (copied).  done is
+ * called later, never from inside this call; NULL when out of memory.
  */
-struct rollback *rollback_start(struct proxy *, uint64_t log_id, struct session *s,
-    const struct login *, const struct rollback_plan *,
-    const struct rollback_target *, rollback_done_cb, void *ctx);
+struct rollback *rollback_start(struct proxy *, const struct config *cfg,
+    uint64_t log_id, struct session *s, const struct login *,
+    const struct rollback_plan *, const struct rollback_target *,
+    rollback_done_cb, void *ctx);
 /* The UIDs found (NULL and 0 with an error). */
 typedef void (*rollback_found_cb)(void *ctx, const char *error,
     const uint32_t *uids, size_t n);
@@ -100,9 +102,9 @@ typedef void (*rollback_found_cb)(void *ctx, const char *error,
  * mailbox among the UIDs from t->uidnext on (by size and SHA-256), e.g.
  * after a COPY whose answer was lost.  Nothing is removed.
  */
-struct rollback *rollback_find(struct proxy *, uint64_t log_id, const struct login *,
-    const struct rollback_unknown *, size_t n, const struct rollback_target *,
-    rollback_found_cb, void *ctx);
+struct rollback *rollback_find(struct proxy *, const struct config *cfg,
+    uint64_t log_id, const struct login *, const struct rollback_unknown *,
+    size_t n, const struct rollback_target *, rollback_found_cb, void *ctx);
 
 /* Stop (the session ends): nothing is called back. */
 void rollback_free(struct rollback *);

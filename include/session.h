@@ -35,7 +35,9 @@ struct sockaddr;
 struct proxy {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct config *cfg;
+	/* The configuration new sessions take (a reload replaces it); each
+	 * session holds a reference to its own, session_config. */
+	const struct config *cfg;
 	TAILQ_HEAD(, session) sessions;
 	unsigned nsessions;
 	uint64_t next_session_id;
@@ -95,6 +97,8 @@ void session_resume_input(struct session *);
 /* What the other parts ask of a session. */
 uint64_t session_id(const struct session *);
 struct proxy *session_proxy(const struct session *);
+/* The configuration the session started with: everything done for it
+ * (its upstream, second connections, limits, timeouts) follows this one. */
 const struct config *session_config(const struct session *);
 enum session_state session_state(const struct session *);
 bool session_closing(const struct session *);

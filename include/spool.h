@@ -36,5 +36,7 @@ void spool_close(struct spool *);
 /* The global budget: reserve before spooling, release when done. */
 int spool_reserve(uint64_t n);
 void spool_release(uint64_t n);
+/* A reload's max_total_spool: for every reservation from now on. */
+void spool_set_budget(uint64_t total_budget);
 
 #endif

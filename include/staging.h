@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct config;
 struct login;
 struct rollback_unknown;
 struct proxy;
@@ -38,17 +39,19 @@ const char *staging_mailbox(const struct staging *);
 
 /*
  * Run op: on s's connection for NAME (in the personal namespace) and
- * CREATE, and for DELETE when s is not NULL; otherwise on a
- * second connection logged in with login (copied: new connections after a
+ * CREATE, and for DELETE when s is not NULL; otherwise on a second
+ * connection to cfg's upstream (the session's configuration; a reference
+ * is held) logged in with login (copied: new connections after a
  * broken one use it too).  staging_wire names the staging mailbox (not for
  * CREATE), target_wire COPY's target, msgs the staged messages (COPY: to
  * find out whether a COPY whose answer was lost ran).  done is called
  * later, never from inside this call; NULL when out of memory.
  */
-struct staging *staging_start(struct proxy *, uint64_t log_id, struct session *s,
-    const struct login *, enum staging_op, const char *staging_wire,
-    const char *target_wire, const struct rollback_unknown *msgs, size_t nmsgs,
-    staging_done_cb, void *ctx);
+struct staging *staging_start(struct proxy *, const struct config *cfg,
+    uint64_t log_id, struct session *s, const struct login *, enum staging_op,
+    const char *staging_wire, const char *target_wire,
+    const struct rollback_unknown *msgs, size_t nmsgs, staging_done_cb,
+    void *ctx);
 /* Stop (the session ends): nothing is called back. */
 void staging_free(struct staging *);
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 struct bufferevent;
+struct config;
 struct proxy;
 struct upstream_connect;
 
@@ -20,8 +21,10 @@ struct upstream_connect;
 typedef void (*upstream_connected_cb)(struct bufferevent *bev,
     const char *greeting, const char *error, void *arg);
 
-struct upstream_connect *upstream_connect(struct proxy *, uint64_t session,
-    upstream_connected_cb, void *arg);
+/* To cfg's upstream, with cfg's timeout and TLS (a reference is held
+ * until the callback or the cancel). */
+struct upstream_connect *upstream_connect(struct proxy *, const struct config *cfg,
+    uint64_t session, upstream_connected_cb, void *arg);
 /* Abandon a connect in progress; the callback is not called. */
 void upstream_connect_cancel(struct upstream_connect *);
 

@@ -52,7 +52,7 @@ start_session(const struct listener_info *li, evutil_socket_t fd,
 	if (!li->tls)
 		bev = bufferevent_socket_new(base, fd,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	else if ((ssl = tls_server_ssl()) != NULL)
+	else if ((ssl = tls_server_ssl(li->proxy->cfg)) != NULL)
 		bev = bufferevent_openssl_socket_new(base, fd, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING,
 		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);

@@ -39,6 +39,7 @@ enum bc_state {
 
 struct backchannel {
 	struct proxy *proxy;
+	const struct config *cfg;	/* its owner's (a reference: it may outlive it) */
 	uint64_t id;
 	struct upstream_connect *connecting;
 	struct bufferevent *bev;
@@ -71,6 +72,7 @@ bc_free(struct backchannel *bc)
 	event_free(bc->later);
 	login_clear(&bc->login);
 	free(bc->why);
+	config_unref(bc->cfg);
 	free(bc);
 }
 
@@ -325,7 +327,7 @@ static void
 connected(struct bufferevent *bev, const char *greeting, const char *error, void *arg)
 {
 	struct backchannel *bc = arg;
-	struct timeval tv = { (time_t)bc->proxy->cfg->upstream_idle_timeout, 0 };
+	struct timeval tv = { (time_t)bc->cfg->upstream_idle_timeout, 0 };
 
 	bc->connecting = NULL;
 	if (bev == NULL) {
@@ -348,20 +350,21 @@ dup_or_null(const char *s)
 }
 
 struct backchannel *
-backchannel_open(struct proxy *proxy, uint64_t log_id, const struct login *l,
-    const struct backchannel_owner *owner, void *ctx)
+backchannel_open(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+    const struct login *l, const struct backchannel_owner *owner, void *ctx)
 {
 	struct backchannel *bc = calloc(1, sizeof(*bc));
 
 	if (bc == NULL)
 		return NULL;
 	bc->proxy = proxy;
+	bc->cfg = config_ref(cfg);
 	bc->id = log_id;
 	bc->owner = owner;
 	bc->owner_ctx = ctx;
 	bc->later = event_new(proxy->base, -1, 0, later, bc);
 	imap_framer_init(&bc->framer, IMAP_MODE_RESPONSE,
-	    imap_response_line_max(proxy->cfg->max_line_length));
+	    imap_response_line_max(cfg->max_line_length));
 	bc->login.login_args = dup_or_null(l->login_args);
 	bc->login.plain_b64 = dup_or_null(l->plain_b64);
 	bc->login.user = dup_or_null(l->user);
@@ -371,7 +374,7 @@ backchannel_open(struct proxy *proxy, uint64_t log_id, const struct login *l,
 		bc_free(bc);
 		return NULL;
 	}
-	bc->connecting = upstream_connect(proxy, log_id, connected, bc);
+	bc->connecting = upstream_connect(proxy, cfg, log_id, connected, bc);
 	if (bc->connecting == NULL)
 		fail(bc, "out of memory");
 	return bc;

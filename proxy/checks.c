@@ -4,7 +4,8 @@
  * will ask it: files read at start are checked as the user who starts
  * mappend, what is used later (the spool, the pid file, the certificate
  * reloaded on SIGHUP) as the user it switches to.  Listen lines given
- * twice are refused by config.c already.
+ * twice are refused by config.c already.  A reload asks the questions that
+ * still make sense in a running mappend, as the process itself.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -20,9 +21,17 @@
 #include "privileges.h"
 #include "tls.h"
 
+enum checks_when {
+	CHECKS_TEST,		/* -t: every check, printed */
+	CHECKS_START,		/* at start: warnings only, to the log */
+	CHECKS_RELOAD,		/* SIGHUP: warnings logged, the first error kept */
+};
+
 struct checker {
-	bool start;		/* at start: warnings only, to the log */
+	enum checks_when when;
 	int errors;
+	char *err;		/* CHECKS_RELOAD: the first error */
+	size_t errlen;
 };
 
 static void
@@ -35,17 +44,23 @@ report(struct checker *ck, bool fatal, const char *fmt, ...)
 	char msg[2048];
 	va_list ap;
 
-	if (ck->start && fatal)
+	if (ck->when == CHECKS_START && fatal)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	if (fatal)
 		ck->errors++;
-	if (ck->start)
-		log_warn(0, "%s", msg);
-	else
+	if (ck->when == CHECKS_RELOAD && fatal) {
+		/* the reason the reload is refused */
+		if (ck->errors == 1)
+			snprintf(ck->err, ck->errlen, "%s", msg);
+		return;
+	}
+	if (ck->when == CHECKS_TEST)
 		fprintf(stderr, "mappend: %s%s\n", fatal ? "" : "warning: ", msg);
+	else
+		log_warn(0, "%s", msg);
 }
 
 static void
@@ -59,8 +74,8 @@ parent_dir(const char *path, char *out, size_t len)
 
 /*
  * A certificate or key: read at start by whoever starts mappend, and again
- * on SIGHUP by the user it switched to.  Returns false when start would
- * fail.
+ * on SIGHUP by the user it switched to (who is the process by then).
+ * Returns false when start or the reload would fail.
  */
 static bool
 check_reload_file(struct checker *ck, const struct run_as *ra, const char *key,
@@ -69,9 +84,18 @@ check_reload_file(struct checker *ck, const struct run_as *ra, const char *key,
 	int e;
 
 	if (access(path, R_OK) != 0) {
-		report(ck, true, "%s %s: %s", key, path, strerror(errno));
+		e = errno;
+		if (ck->when == CHECKS_RELOAD && e == EACCES && ra->switching)
+			report(ck, true, "%s %s: %s: mappend runs as user %s now and "
+			    "reads it as that user; make it readable by a group of "
+			    "%s's, e.g. ssl-cert (see mappend(8))", key, path,
+			    strerror(e), ra->user, ra->user);
+		else
+			report(ck, true, "%s %s: %s", key, path, strerror(e));
 		return false;
 	}
+	if (ck->when == CHECKS_RELOAD)
+		return true;
 	if (ra->switching && (e = priv_access(ra, path, R_OK)) != 0)
 		report(ck, false, "%s %s: user %s cannot read it (%s): it is read "
 		    "as root at start, but a reload on SIGHUP will fail; make it "
@@ -95,8 +119,9 @@ check_tls(struct checker *ck, const struct config *cfg, const struct run_as *ra)
 		    strerror(errno));
 		readable = false;
 	}
-	/* the files open: do they hold a matching pair, a usable CA? */
-	if (readable && !ck->start && tls_check(cfg, err, sizeof err) != 0)
+	/* the files open: do they hold a matching pair, a usable CA?  (A
+	 * reload loads them itself next.) */
+	if (readable && ck->when == CHECKS_TEST && tls_check(cfg, err, sizeof err) != 0)
 		report(ck, true, "%s", err);
 }
 
@@ -163,8 +188,9 @@ int
 checks_run(const char *conf_path, const struct config *cfg, const struct run_as *ra,
     bool start)
 {
-	struct checker ck = { start, 0 };
+	struct checker ck = { start ? CHECKS_START : CHECKS_TEST, 0, NULL, 0 };
 	char msg[1024];
+	int e;
 
 	if (!start) {
 		check_spool(&ck, cfg, ra);
@@ -173,8 +199,26 @@ checks_run(const char *conf_path, const struct config *cfg, const struct run_as 
 	check_tls(&ck, cfg, ra);
 	if (priv_secret_exposed(conf_path, cfg, ra, msg, sizeof msg))
 		report(&ck, false, "%s", msg);
+	if (ra->switching && (e = priv_access(ra, conf_path, R_OK)) != 0)
+		report(&ck, false, "%s: user %s cannot read it (%s): a reload on "
+		    "SIGHUP reads it as that user and will fail; install it 0640, "
+		    "group %s", conf_path, ra->user, strerror(e), ra->group);
 	if (geteuid() == 0 && !ra->switching)
 		report(&ck, false, "user is not set: mappend runs as root; set "
 		    "user = mappend (see mappend.conf(5))");
+	return ck.errors;
+}
+
+int
+checks_reload(const char *conf_path, const struct config *cfg,
+    const struct run_as *ra, char *err, size_t errlen)
+{
+	struct checker ck = { CHECKS_RELOAD, 0, err, errlen };
+	char msg[1024];
+
+	/* user, group, spool_dir and pid_file do not change on a reload */
+	check_tls(&ck, cfg, ra);
+	if (priv_secret_exposed(conf_path, cfg, ra, msg, sizeof msg))
+		report(&ck, false, "%s", msg);
 	return ck.errors;
 }

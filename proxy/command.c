@@ -45,7 +45,7 @@ compress_start(struct session *s, const char *buf, const struct imap_segment *se
 static enum command_verdict
 starttls_start(struct session *s, const char *buf, const struct imap_segment *seg)
 {
-	if (!tls_server_available()) {
+	if (!tls_server_available(session_config(s))) {
 		reply_tagged(s, seg, buf, "NO STARTTLS is not available on this listener");
 		return VERDICT_DONE;
 	}

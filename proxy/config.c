@@ -1,14 +1,18 @@
 /*
  * config.c — reads the "key = value" configuration file into struct config.
  * Every mistake is refused at load with "PATH:LINE: reason", so the daemon
- * never starts (or reloads) with a setting the user did not mean.
+ * never starts (or reloads) with a setting the user did not mean.  Also
+ * the life of a configuration in use (a reference count), and what a
+ * reload changes (the keys that differ, those that need a restart).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,6 +23,7 @@
 #define LINE_LENGTH_MIN 1024
 #define LINE_LENGTH_MAX (16u * 1024 * 1024)
 #define COUNT_MAX 1000000u
+#define RATE_DECIMALS 3
 
 void
 config_defaults(struct config *c)
@@ -33,6 +38,7 @@ config_defaults(struct config *c)
 	c->log_syslog = false;
 	c->max_line_length = 65536;
 	c->max_sessions = 1000;
+	c->connection_burst_per_address = 10;
 	snprintf(c->spool_dir, sizeof c->spool_dir, "%s", "/var/spool/mappend");
 	c->max_message_size = UINT64_C(64) << 20;
 	c->max_messages = 1000;
@@ -388,6 +394,52 @@ set_max_sessions(struct config *c, const char *v)
 }
 
 static const char *
+set_max_sessions_per_address(struct config *c, const char *v)
+{
+	uint64_t n;
+
+	if (parse_decimal(&v, &n) < 0 || *v != '\0' || n > COUNT_MAX)
+		return "expected a number from 0 (no limit) to 1000000";
+	c->max_sessions_per_address = (unsigned)n;
+	return NULL;
+}
+
+/*
+ * Connections a second: digits with at most RATE_DECIMALS after a point,
+ * kept as thousandths and divided once, so the same text always gives the
+ * same double and "%.3f" writes it back.
+ */
+static const char *
+set_connection_rate_per_address(struct config *c, const char *v)
+{
+	const char *hint = "expected connections a second: 0 (no limit), or "
+	    "from 0.001 to 1000000 with at most 3 decimals, e.g. 0.5 or 10";
+	uint64_t whole, frac = 0;
+	int decimals = 0;
+
+	if (parse_decimal(&v, &whole) < 0 || whole > COUNT_MAX)
+		return hint;
+	if (*v == '.') {
+		for (v++; is_digit(*v) && decimals < RATE_DECIMALS; v++, decimals++)
+			frac = frac * 10 + (uint64_t)(*v - '0');
+		if (decimals == 0)
+			return hint;
+		for (; decimals < RATE_DECIMALS; decimals++)
+			frac *= 10;
+	}
+	if (*v != '\0' || (whole == COUNT_MAX && frac > 0))
+		return hint;
+	c->connection_rate_per_address = (double)(whole * 1000 + frac) / 1000.0;
+	return NULL;
+}
+
+static const char *
+set_connection_burst_per_address(struct config *c, const char *v)
+{
+	return set_count(v, &c->connection_burst_per_address);
+}
+
+static const char *
 set_spool_dir(struct config *c, const char *v)
 {
 	if (v[0] != '/')
@@ -624,6 +676,9 @@ static const struct config_key config_keys[] = {
 	{ "log", set_log, 1 },
 	{ "max_line_length", set_max_line_length, 1 },
 	{ "max_sessions", set_max_sessions, 1 },
+	{ "max_sessions_per_address", set_max_sessions_per_address, 1 },
+	{ "connection_rate_per_address", set_connection_rate_per_address, 1 },
+	{ "connection_burst_per_address", set_connection_burst_per_address, 1 },
 	{ "splice", set_splice, 1 },
 	{ "spool_dir", set_spool_dir, 1 },
 	{ "max_message_size", set_max_message_size, 1 },
@@ -1025,6 +1080,11 @@ check_config(struct config_reader *r, const struct config *c)
 		    "larger than max_total_spool (%" PRIu64 " bytes); lower "
 		    "max_session_spool or raise max_total_spool",
 		    c->max_session_spool, c->max_total_spool);
+	if (c->max_sessions_per_address > c->max_sessions)
+		return config_error(r, "max_sessions_per_address (%u) is larger than "
+		    "max_sessions (%u): it would never refuse anything; lower "
+		    "max_sessions_per_address or raise max_sessions",
+		    c->max_sessions_per_address, c->max_sessions);
 	if ((c->master_user[0] == '\0') != (c->master_password[0] == '\0'))
 		return config_error(r, "master_user and master_password go "
 		    "together: set both or neither");
@@ -1089,4 +1149,228 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	rc = config_load_stream(f, path, c, err, errlen);
 	fclose(f);
 	return rc;
+}
+
+/* ---- configurations on the heap, counted ---- */
+
+struct config_box {
+	unsigned refs;
+	void *attached;
+	void (*attached_free)(void *);
+	struct config c;
+};
+
+/* The count is not part of the configuration's value: the box is always
+ * writable, whatever its users may do with the configuration. */
+static struct config_box *
+box_of(const struct config *c)
+{
+	return (struct config_box *)(void *)((char *)(uintptr_t)c -
+	    offsetof(struct config_box, c));
+}
+
+struct config *
+config_new(void)
+{
+	struct config_box *b = calloc(1, sizeof *b);
+
+	if (b == NULL)
+		return NULL;
+	b->refs = 1;
+	config_defaults(&b->c);
+	return &b->c;
+}
+
+const struct config *
+config_ref(const struct config *c)
+{
+	box_of(c)->refs++;
+	return c;
+}
+
+void
+config_unref(const struct config *c)
+{
+	struct config_box *b;
+
+	if (c == NULL)
+		return;
+	b = box_of(c);
+	if (--b->refs > 0)
+		return;
+	if (b->attached_free != NULL)
+		b->attached_free(b->attached);
+	/* master_password is in there */
+	explicit_bzero(&b->c, sizeof b->c);
+	free(b);
+}
+
+void
+config_attach(const struct config *c, void *obj, void (*free_fn)(void *))
+{
+	struct config_box *b = box_of(c);
+
+	if (b->attached_free != NULL)
+		b->attached_free(b->attached);
+	b->attached = obj;
+	b->attached_free = free_fn;
+}
+
+void *
+config_attached(const struct config *c)
+{
+	return box_of(c)->attached;
+}
+
+/* ---- what a reload changes ---- */
+
+#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+
+/* Where each key keeps its value: one or two fields, compared byte for
+ * byte (config_defaults zeroes every byte first).  A key missing here is
+ * reported as changed at every reload, so that it is noticed. */
+static const struct config_field {
+	const char *key;
+	size_t off, len, off2, len2;
+	bool restart;		/* cannot change while mappend runs */
+} config_fields[] = {
+	{ "listen", FIELD(nlisten), 0, 0, false },	/* and the lines: below */
+	{ "upstream", FIELD(upstream_host), FIELD(upstream_port), false },
+	{ "connect_timeout", FIELD(connect_timeout), 0, 0, false },
+	{ "client_idle_timeout", FIELD(client_idle_timeout), 0, 0, false },
+	{ "upstream_idle_timeout", FIELD(upstream_idle_timeout), 0, 0, false },
+	{ "shutdown_timeout", FIELD(shutdown_timeout), 0, 0, false },
+	{ "log_level", FIELD(log_level), 0, 0, false },
+	{ "log", FIELD(log_syslog), 0, 0, false },
+	{ "max_line_length", FIELD(max_line_length), 0, 0, false },
+	{ "max_sessions", FIELD(max_sessions), 0, 0, false },
+	{ "max_sessions_per_address", FIELD(max_sessions_per_address), 0, 0, false },
+	{ "connection_rate_per_address", FIELD(connection_rate_per_address), 0, 0, false },
+	{ "connection_burst_per_address", FIELD(connection_burst_per_address), 0, 0, false },
+	{ "splice", FIELD(splice), 0, 0, false },
+	{ "spool_dir", FIELD(spool_dir), 0, 0, true },
+	{ "max_message_size", FIELD(max_message_size), 0, 0, false },
+	{ "max_messages", FIELD(max_messages), 0, 0, false },
+	{ "max_session_spool", FIELD(max_session_spool), 0, 0, false },
+	{ "max_total_spool", FIELD(max_total_spool), 0, 0, false },
+	{ "master_user", FIELD(master_user), 0, 0, false },
+	{ "master_password", FIELD(master_password), 0, 0, false },
+	{ "tls_cert", FIELD(tls_cert), 0, 0, false },
+	{ "tls_key", FIELD(tls_key), 0, 0, false },
+	{ "require_tls", FIELD(require_tls), 0, 0, false },
+	{ "upstream_tls", FIELD(upstream_tls), 0, 0, false },
+	{ "upstream_tls_verify", FIELD(upstream_tls_verify), 0, 0, false },
+	{ "upstream_ca_file", FIELD(upstream_ca_file), 0, 0, false },
+	{ "upstream_tls_name", FIELD(upstream_tls_name), 0, 0, false },
+	{ "id_forward_address", FIELD(id_forward_address), 0, 0, false },
+	{ "user", FIELD(user), 0, 0, true },
+	{ "group", FIELD(group), 0, 0, true },
+	{ "pid_file", FIELD(pid_file), 0, 0, true },
+	{ "proxy_protocol_from", FIELD(proxy_protocol_from), 0, 0, false },
+	{ "proxy_protocol_timeout", FIELD(proxy_protocol_timeout), 0, 0, false },
+	{ "metrics_listen", FIELD(metrics_host), FIELD(metrics_port), false },
+};
+
+#define NFIELDS (sizeof config_fields / sizeof config_fields[0])
+
+static const struct config_field *
+field_of(const char *key)
+{
+	for (size_t i = 0; i < NFIELDS; i++)
+		if (strcmp(config_fields[i].key, key) == 0)
+			return &config_fields[i];
+	return NULL;
+}
+
+static bool
+same_bytes(const struct config *a, const struct config *b, size_t off, size_t len)
+{
+	return memcmp((const char *)a + off, (const char *)b + off, len) == 0;
+}
+
+static bool
+same_listen_line(const struct listen_conf *x, const struct listen_conf *y)
+{
+	return strcmp(x->host, y->host) == 0 && strcmp(x->port, y->port) == 0 &&
+	    x->tls == y->tls && x->proxy_protocol == y->proxy_protocol;
+}
+
+static size_t
+listen_count(const struct config *c, const struct listen_conf *l)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlisten; i++)
+		n += same_listen_line(&c->listen[i], l);
+	return n;
+}
+
+/* The same listen lines, in any order ("HOST:0" may be there twice: the
+ * kernel chooses a port for each). */
+static bool
+same_listen(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (listen_count(a, &a->listen[i]) != listen_count(b, &a->listen[i]))
+			return false;
+	return true;
+}
+
+static bool
+same_value(const struct config *a, const struct config *b, const char *key)
+{
+	const struct config_field *f = field_of(key);
+
+	if (f == NULL)
+		return false;
+	if (strcmp(key, "listen") == 0)
+		return same_listen(a, b);
+	return same_bytes(a, b, f->off, f->len) &&
+	    (f->len2 == 0 || same_bytes(a, b, f->off2, f->len2));
+}
+
+size_t
+config_changed_keys(const struct config *a, const struct config *b, char *out,
+    size_t outlen)
+{
+	size_t n = 0, used = 0;
+	bool full = outlen == 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *key = config_keys[i].name;
+		int w;
+
+		if (same_value(a, b, key))
+			continue;
+		n++;
+		if (full)
+			continue;
+		/* whole names only: a cut one would name another key */
+		w = snprintf(out + used, outlen - used, "%s%s", used > 0 ? ", " : "", key);
+		if (w > 0 && (size_t)w < outlen - used)
+			used += (size_t)w;
+		else
+			full = true;
+	}
+	if (outlen > 0)
+		out[used] = '\0';
+	return n;
+}
+
+void
+config_keep_restart_keys(struct config *next, const struct config *cur,
+    void (*fn)(const char *key, const char *was, const char *now, void *arg),
+    void *arg)
+{
+	for (size_t i = 0; i < NFIELDS; i++) {
+		const struct config_field *f = &config_fields[i];
+
+		/* each of them is one string */
+		if (!f->restart || same_bytes(next, cur, f->off, f->len))
+			continue;
+		fn(f->key, (const char *)cur + f->off, (const char *)next + f->off, arg);
+		memcpy((char *)next + f->off, (const char *)cur + f->off, f->len);
+	}
 }

@@ -25,12 +25,14 @@
 #include "admission.h"
 #include "checks.h"
 #include "config.h"
+#include "limits.h"
 #include "listener.h"
 #include "metrics.h"
 #include "log.h"
 #include "pidfile.h"
 #include "privileges.h"
 #include "recovery.h"
+#include "reload.h"
 #include "journal.h"
 #include "session.h"
 #include "splice.h"
@@ -48,6 +50,7 @@
 #define SHUTDOWN_GRACE_SECONDS 10
 
 static struct proxy proxy;
+static struct reload_origin origin;	/* how it was started, for SIGHUP */
 static struct event *shutdown_timer;
 static struct timeval shutdown_started;
 
@@ -125,9 +128,7 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
-		/* the certificate and key, read again from their files */
-		log_info(0, "SIGHUP: reloading the TLS certificate");
-		tls_reload(proxy.cfg);
+		reload_run(&proxy, &origin);
 		return;
 	}
 	if (proxy.shutting_down) {
@@ -339,7 +340,9 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 	char err[1024];
 
 	/* as root: what the run-as user could not do */
-	if (event_loop_new() != 0 || spool_prepare(cfg, ra) != 0 ||
+	if (event_loop_new() != 0 ||
+	    limits_init(proxy.base, LIMITS_WARNING_WINDOW) != 0 ||
+	    spool_prepare(cfg, ra) != 0 ||
 	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0 ||
 	    metrics_start(proxy.base, cfg) != 0)
 		return -1;
@@ -368,7 +371,7 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 
 /* Serve until a signal says stop. */
 static int
-serve(const struct config *cfg, int ready_fd)
+serve(int ready_fd)
 {
 	const int signos[3] = { SIGTERM, SIGINT, SIGHUP };
 	struct event *signals[3];
@@ -383,38 +386,48 @@ serve(const struct config *cfg, int ready_fd)
 		return 1;
 	listener_accept_all();
 	log_info(0, "mappend started, upstream %s:%s (version %s)",
-	    cfg->upstream_host, cfg->upstream_port, MAPPEND_VERSION);
+	    proxy.cfg->upstream_host, proxy.cfg->upstream_port, MAPPEND_VERSION);
 	daemon_ready(ready_fd);
 	log_also_stderr(false);
 	event_base_dispatch(proxy.base);
 	log_info(0, "mappend stopped");
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 3; i++) {
 		event_free(signals[i]);
+		/* exiting already: another signal must not cut the clean-up
+		 * short (the pid file would stay, the status be the signal's) */
+		signal(signos[i], SIG_IGN);
+	}
 	return 0;
 }
 
+/* The configuration in force now (a reload may have replaced the start's;
+ * pid_file is the start's all the same). */
 static void
-shut_down(const struct config *cfg)
+shut_down(void)
 {
+	const struct config *cfg = proxy.cfg;
+
 	if (shutdown_timer != NULL)
 		event_free(shutdown_timer);
 	listener_close_all();
 	admission_close_all();
+	limits_free();	/* writes what its open windows counted */
 	metrics_stop();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	splice_pool_free();
-	tls_free();
 	journal_close();
 	if (cfg->pid_file[0] != '\0' && pidfile_remove(cfg->pid_file) != 0)
 		log_warn(0, "pid_file %s: cannot remove it: %s", cfg->pid_file,
 		    strerror(errno));
+	proxy.cfg = NULL;
+	config_unref(cfg);
 }
 
 int
 main(int argc, char **argv)
 {
-	static struct config cfg;
+	struct config *cfg;
 	struct options opt = { 0 };
 	struct run_as ra;
 	char err[1024];
@@ -424,29 +437,37 @@ main(int argc, char **argv)
 		return rc;
 	keep_buffers_mapped();
 	log_init("mappend", LOG_LEVEL_INFO, false);
-	if (config_load(opt.path, &cfg, err, sizeof(err)) != 0 ||
-	    priv_resolve(&cfg, &ra, err, sizeof err) != 0) {
+	/* the daemon's from the start: sessions will hold references to it */
+	if ((proxy.cfg = cfg = config_new()) == NULL) {
+		fprintf(stderr, "mappend: out of memory\n");
+		return 1;
+	}
+	if (config_load(opt.path, cfg, err, sizeof(err)) != 0 ||
+	    priv_resolve(cfg, &ra, err, sizeof err) != 0) {
 		fprintf(stderr, "mappend: %s\n", err);
 		return 1;
 	}
 	if (opt.test_only)
-		return check_only(opt.path, &cfg, &ra);
+		return check_only(opt.path, cfg, &ra);
 	if (opt.list_recovery)
-		return recovery_list(&cfg, stdout) == 0 ? 0 : 1;
-	if (cfg.pid_file[0] != '\0' && pidfile_check(cfg.pid_file, NULL, err,
+		return recovery_list(cfg, stdout) == 0 ? 0 : 1;
+	if (cfg->pid_file[0] != '\0' && pidfile_check(cfg->pid_file, NULL, err,
 	    sizeof err) != 0) {
 		fprintf(stderr, "mappend: %s\n", err);
 		return 1;
 	}
 	/* a daemon has no stderr once detached: syslog, and until then both */
-	log_init("mappend", cfg.log_level, cfg.log_syslog || !opt.foreground);
-	log_also_stderr(cfg.log_syslog || !opt.foreground);
+	log_init("mappend", cfg->log_level, cfg->log_syslog || !opt.foreground);
+	log_also_stderr(cfg->log_syslog || !opt.foreground);
 	signal(SIGPIPE, SIG_IGN);
-	checks_run(opt.path, &cfg, &ra, true);
-	proxy.cfg = &cfg;
-	if (start_up(&opt, &cfg, &ra, &ready_fd) != 0)
+	/* until the loop handles it: a reload during start-up is moot (the
+	 * file was just read), and must not kill mappend */
+	signal(SIGHUP, SIG_IGN);
+	checks_run(opt.path, cfg, &ra, true);
+	origin = (struct reload_origin){ opt.path, ra, opt.foreground };
+	if (start_up(&opt, cfg, &ra, &ready_fd) != 0)
 		return 1;
-	rc = serve(&cfg, ready_fd);
-	shut_down(&cfg);
+	rc = serve(ready_fd);
+	shut_down();
 	return rc;
 }

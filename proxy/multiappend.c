@@ -947,9 +947,9 @@ staging_named(void *ctx, const char *error, const char *refusal)
 	if (!record_upload(job))
 		return;
 	job->here = HERE_STAGING;
-	if ((job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
-	    STAGING_CREATE, job->staging_wire, NULL, NULL, 0, staging_created,
-	    job)) == NULL)
+	if ((job->staging = staging_start(session_proxy(s), session_config(s),
+	    session_id(s), s, NULL, STAGING_CREATE, job->staging_wire, NULL, NULL,
+	    0, staging_created, job)) == NULL)
 		session_close(s, "Out of memory");
 }
 
@@ -969,8 +969,9 @@ start_staging(struct append_job *job)
 		return;
 	}
 	job->here = HERE_STAGING;
-	if ((job->staging = staging_start(session_proxy(s), session_id(s), s, NULL,
-	    STAGING_NAME, NULL, NULL, NULL, 0, staging_named, job)) == NULL)
+	if ((job->staging = staging_start(session_proxy(s), session_config(s),
+	    session_id(s), s, NULL, STAGING_NAME, NULL, NULL, NULL, 0, staging_named,
+	    job)) == NULL)
 		session_close(s, "Out of memory");
 }
 
@@ -1232,8 +1233,9 @@ rollback(struct append_job *job)
 	have_login = plan.own_connection ? -1 : credentials_login(s, &login);
 	job->rollback_remote = !plan.own_connection;
 	job->here = plan.own_connection ? HERE_ROLLBACK : HERE_NONE;
-	job->rollback = rollback_start(session_proxy(s), session_id(s), s,
-	    have_login == 0 ? &login : NULL, &plan, &t, rolled_back, job);
+	job->rollback = rollback_start(session_proxy(s), session_config(s),
+	    session_id(s), s, have_login == 0 ? &login : NULL, &plan, &t,
+	    rolled_back, job);
 	if (have_login == 0)
 		login_clear(&login);
 	rollback_plan_free(&plan);
@@ -1299,8 +1301,8 @@ finish_staging(struct append_job *job)
 		memcpy(msgs[i].digest, job->msgs[i].u.digest, sizeof(msgs[i].digest));
 	}
 	if (msgs != NULL)
-		job->staging = staging_start(session_proxy(s), session_id(s),
-		    here ? s : NULL, have_login == 0 ? &login : NULL,
+		job->staging = staging_start(session_proxy(s), session_config(s),
+		    session_id(s), here ? s : NULL, have_login == 0 ? &login : NULL,
 		    copy ? STAGING_COPY : STAGING_DELETE, job->staging_wire,
 		    job->mailbox_wire, msgs, job->nmsgs,
 		    copy ? staging_copied : staging_dropped, job);

@@ -41,6 +41,7 @@ struct recovering {
 
 struct recovery {
 	struct proxy *proxy;
+	const struct config *cfg;	/* the start's (a reference) */
 	struct journal_entry *entries;
 	size_t n, left;
 	struct recovering *items;
@@ -96,8 +97,8 @@ rolled_back(void *ctx, const char *error)
 		item_done(it);
 		return;
 	}
-	it->staging = staging_start(proxy, 0, NULL, &it->login, STAGING_DELETE,
-	    it->staging_wire, NULL, NULL, 0, staging_deleted, it);
+	it->staging = staging_start(proxy, it->rec->cfg, 0, NULL, &it->login,
+	    STAGING_DELETE, it->staging_wire, NULL, NULL, 0, staging_deleted, it);
 	if (it->staging == NULL) {
 		it->failed = true;
 		item_done(it);
@@ -121,7 +122,7 @@ start_item(struct recovery *rec, struct recovering *it)
 	struct rollback_plan plan;
 	struct rollback_target t;
 
-	if (!same_upstream(rec->proxy->cfg, e->upstream)) {
+	if (!same_upstream(rec->cfg, e->upstream)) {
 		log_error(0, "recovery: %s is an upload to %s, not to the configured "
 		    "upstream: left as it is", e->path, e->upstream);
 		return false;
@@ -129,7 +130,7 @@ start_item(struct recovery *rec, struct recovering *it)
 	it->mailbox_wire = imap_quote(e->mailbox, strlen(e->mailbox));
 	it->staging_wire = e->staging != NULL ? strdup(e->staging) : NULL;
 	if (it->mailbox_wire == NULL || (e->staging != NULL && it->staging_wire == NULL) ||
-	    credentials_master_login(rec->proxy->cfg, e->user, &it->login) != 0 ||
+	    credentials_master_login(rec->cfg, e->user, &it->login) != 0 ||
 	    rollback_plan(e->msgs, e->nmsgs, true, false, &plan) != 0)
 		return false;
 	t = (struct rollback_target){ .mailbox = e->mailbox,
@@ -138,8 +139,8 @@ start_item(struct recovery *rec, struct recovering *it)
 	log_info(0, "recovering %s: %zu message%s of user %s in \"%s\"%s", e->path,
 	    e->nmsgs, e->nmsgs == 1 ? "" : "s", e->user, e->mailbox,
 	    e->staging != NULL ? ", and its staging mailbox" : "");
-	it->rollback = rollback_start(rec->proxy, 0, NULL, &it->login, &plan, &t,
-	    rolled_back, it);
+	it->rollback = rollback_start(rec->proxy, rec->cfg, 0, NULL, &it->login, &plan,
+	    &t, rolled_back, it);
 	rollback_plan_free(&plan);
 	return it->rollback != NULL;
 }
@@ -197,6 +198,7 @@ recovery_free(struct recovery *rec)
 	if (rec->deadline != NULL)
 		event_free(rec->deadline);
 	journal_entries_free(rec->entries, rec->n);
+	config_unref(rec->cfg);
 }
 
 int
@@ -221,6 +223,8 @@ recovery_run(struct proxy *proxy)
 	log_info(0, "recovering %zu upload%s left by a crash before accepting clients "
 	    "(in %d s: the upstream may still be executing what it received)",
 	    rec.n, rec.n == 1 ? "" : "s", RECOVERY_SETTLE_SECONDS);
+	/* the loop runs: a reload may replace proxy->cfg meanwhile */
+	rec.cfg = config_ref(cfg);
 	rec.items = calloc(rec.n, sizeof(*rec.items));
 	rec.settle = evtimer_new(proxy->base, settled, &rec);
 	rec.deadline = evtimer_new(proxy->base, too_long, &rec);

@@ -68,7 +68,8 @@ capability_policy(const struct session *s, struct capability_policy *policy)
 	memset(policy, 0, sizeof(*policy));
 	policy->multiappend = true;
 	policy->appendlimit = multiappend_limit(s);
-	policy->starttls = !session_client_tls(s) && tls_server_available();
+	policy->starttls = !session_client_tls(s) &&
+	    tls_server_available(session_config(s));
 	policy->logindisabled = !session_client_tls(s) && session_tls_required(s);
 }
 

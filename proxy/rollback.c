@@ -71,6 +71,7 @@ rollback_plan_free(struct rollback_plan *plan)
 
 struct rollback {
 	struct proxy *proxy;
+	const struct config *cfg;	/* for a second connection (a reference) */
 	uint64_t id;
 	struct session *s;		/* the client's connection, or NULL */
 	struct backchannel *bc;		/* or the second connection */
@@ -126,6 +127,7 @@ rollback_free(struct rollback *rb)
 	free(rb->cand);
 	free(rb->cand_size);
 	free(rb->error);
+	config_unref(rb->cfg);
 	free(rb);
 }
 
@@ -534,8 +536,9 @@ bc_failed(void *ctx, const char *why)
 static const struct backchannel_owner bc_owner = { bc_ready, bc_failed };
 
 static struct rollback *
-rollback_new(struct proxy *proxy, uint64_t log_id, const struct rollback_plan *plan,
-    const struct rollback_target *t, rollback_done_cb done, void *ctx)
+rollback_new(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+    const struct rollback_plan *plan, const struct rollback_target *t,
+    rollback_done_cb done, void *ctx)
 {
 	struct rollback *rb = calloc(1, sizeof(*rb));
 	size_t n = plan->nuids + plan->nunknown + 1;
@@ -543,6 +546,7 @@ rollback_new(struct proxy *proxy, uint64_t log_id, const struct rollback_plan *p
 	if (rb == NULL)
 		return NULL;
 	rb->proxy = proxy;
+	rb->cfg = config_ref(cfg);
 	rb->id = log_id;
 	rb->done = done;
 	rb->ctx = ctx;
@@ -585,18 +589,19 @@ open_second(struct rollback *rb, const struct login *login)
 		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
 		return;
 	}
-	if ((rb->bc = backchannel_open(rb->proxy, rb->id, login, &bc_owner, rb)) == NULL)
+	if ((rb->bc = backchannel_open(rb->proxy, rb->cfg, rb->id, login, &bc_owner,
+	    rb)) == NULL)
 		finish(rb, "out of memory");
 }
 
 struct rollback *
-rollback_find(struct proxy *proxy, uint64_t log_id, const struct login *login,
-    const struct rollback_unknown *msgs, size_t n, const struct rollback_target *t,
-    rollback_found_cb found, void *ctx)
+rollback_find(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+    const struct login *login, const struct rollback_unknown *msgs, size_t n,
+    const struct rollback_target *t, rollback_found_cb found, void *ctx)
 {
 	struct rollback_plan plan = { .unknown = (struct rollback_unknown *)msgs,
 	    .nunknown = n };
-	struct rollback *rb = rollback_new(proxy, log_id, &plan, t, NULL, ctx);
+	struct rollback *rb = rollback_new(proxy, cfg, log_id, &plan, t, NULL, ctx);
 
 	if (rb == NULL)
 		return NULL;
@@ -606,11 +611,11 @@ rollback_find(struct proxy *proxy, uint64_t log_id, const struct login *login,
 }
 
 struct rollback *
-rollback_start(struct proxy *proxy, uint64_t log_id, struct session *s,
-    const struct login *login, const struct rollback_plan *plan,
+rollback_start(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+    struct session *s, const struct login *login, const struct rollback_plan *plan,
     const struct rollback_target *t, rollback_done_cb done, void *ctx)
 {
-	struct rollback *rb = rollback_new(proxy, log_id, plan, t, done, ctx);
+	struct rollback *rb = rollback_new(proxy, cfg, log_id, plan, t, done, ctx);
 
 	if (rb == NULL)
 		return NULL;

@@ -23,6 +23,7 @@
 
 #include "command.h"
 #include "credentials.h"
+#include "limits.h"
 #include "log.h"
 #include "metrics.h"
 #include "multiappend.h"
@@ -52,11 +53,16 @@
 struct session {
 	TAILQ_ENTRY(session) entry;
 	struct proxy *proxy;
+	const struct config *cfg;	/* its own reference: a reload keeps it */
 	uint64_t id;
 	char key[48];			/* the id the upstream's logs show too */
 	enum session_state state;
 	char peer[64];			/* client address for logs */
 	char peer_host[48], peer_port[8];
+	/* the client's address; admission counts by it, so it may change
+	 * (a PROXY header) before session_begin, and never after */
+	struct sockaddr_storage peer_sa;
+	bool admitted;			/* limits_admit said OK: release once */
 	bool client_tls;		/* the client's connection is TLS now */
 	bool tls_required;		/* no plaintext login on this listener before TLS */
 
@@ -165,7 +171,7 @@ session_proxy(const struct session *s)
 const struct config *
 session_config(const struct session *s)
 {
-	return s->proxy->cfg;
+	return s->cfg;
 }
 
 enum session_state
@@ -557,9 +563,9 @@ client_output_sent(struct session *s)
 bool
 session_splice_literal(struct session *s, uint64_t n)
 {
-	struct timeval tv = { (time_t)s->proxy->cfg->upstream_idle_timeout, 0 };
+	struct timeval tv = { (time_t)s->cfg->upstream_idle_timeout, 0 };
 
-	if (s->splice != NULL || !s->proxy->cfg->splice || !splice_worth(n) ||
+	if (s->splice != NULL || !s->cfg->splice || !splice_worth(n) ||
 	    s->client_reader == NULL || s->upstream_reader == NULL ||
 	    s->closing || s->client_gone || s->upstream_ending)
 		return false;
@@ -625,7 +631,7 @@ idle_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
 	struct timeval now, tv;
-	double idle, limit = s->proxy->cfg->client_idle_timeout;
+	double idle, limit = s->cfg->client_idle_timeout;
 
 	(void)fd;
 	(void)what;
@@ -720,7 +726,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
     void *arg)
 {
 	struct session *s = arg;
-	struct timeval tv = { (time_t)s->proxy->cfg->client_idle_timeout, 0 };
+	struct timeval tv = { (time_t)s->cfg->client_idle_timeout, 0 };
 	struct timeval upstream_tv = { 0, 0 };
 
 	s->connecting = NULL;
@@ -738,9 +744,9 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	bufferevent_set_max_single_write(bev, WRITE_CHUNK);
 	bufferevent_setwatermark(bev, EV_WRITE, WRITE_LOW, 0);
 	/* an upstream silent this long is gone, even without a TCP reset */
-	upstream_tv.tv_sec = (time_t)s->proxy->cfg->upstream_idle_timeout;
+	upstream_tv.tv_sec = (time_t)s->cfg->upstream_idle_timeout;
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (s->proxy->cfg->upstream_tls == UPSTREAM_PLAIN)
+	if (s->cfg->upstream_tls == UPSTREAM_PLAIN)
 		s->upstream_reader = reader_new(bev,
 		    read_watermark(imap_response_line_max(session_config(s)->max_line_length)), &upstream_tv,
 		    upstream_read, upstream_event, s);
@@ -789,7 +795,7 @@ stop_counting(struct session *s)
 static void
 client_setup(struct session *s)
 {
-	size_t high = read_watermark(s->proxy->cfg->max_line_length);
+	size_t high = read_watermark(s->cfg->max_line_length);
 
 	s->count_in = evbuffer_add_cb(bufferevent_get_input(s->client), count_in, s);
 	s->count_out = evbuffer_add_cb(bufferevent_get_output(s->client), count_out, s);
@@ -809,7 +815,7 @@ session_starttls(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client);
 	struct bufferevent *tls;
-	SSL *ssl = tls_server_ssl();
+	SSL *ssl = tls_server_ssl(s->cfg);
 
 	/* whatever the client sent behind STARTTLS before the handshake was
 	 * written in clear by anyone on the path: it is never executed */
@@ -849,10 +855,15 @@ peer_address(struct session *s, const struct sockaddr *sa)
 	int port = 0;
 
 	log_address(sa, s->peer, sizeof(s->peer), s->peer_host, sizeof(s->peer_host));
-	if (sa->sa_family == AF_INET)
+	if (sa->sa_family == AF_INET) {
 		port = ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-	else if (sa->sa_family == AF_INET6)
+		memcpy(&s->peer_sa, sa, sizeof(struct sockaddr_in));
+	} else if (sa->sa_family == AF_INET6) {
 		port = ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+		memcpy(&s->peer_sa, sa, sizeof(struct sockaddr_in6));
+	} else {
+		s->peer_sa.ss_family = sa->sa_family;
+	}
 	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
 }
 
@@ -879,6 +890,7 @@ session_unmake(struct session *s)
 	relay_free(s->relay);
 	response_free(s->response);
 	credentials_free(s->creds);
+	config_unref(s->cfg);
 	free(s);
 }
 
@@ -895,6 +907,7 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		return NULL;
 	}
 	s->proxy = proxy;
+	s->cfg = config_ref(proxy->cfg);
 	s->id = ++proxy->next_session_id;
 	make_key(s);
 	peer_address(s, sa);
@@ -926,6 +939,7 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 {
 	struct proxy *proxy = li->proxy;
 	struct session *s;
+	enum limits_verdict v;
 
 	if ((s = session_make(li, bev, tls, sa, via)) == NULL)
 		return;
@@ -934,23 +948,27 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	metrics_session_opened();
 	client_setup(s);
 	session_client_activity(s);
-	log_info(s->id, "connection from %s%s%s on %s%s, session %s", s->peer,
+	/* limits.c logs refusals, aggregated: a refused connection's own
+	 * lines are debug lines, or a burst would flood the log */
+	v = limits_admit((const struct sockaddr *)&s->peer_sa, session_config(s),
+	    s->client_activity);
+	s->admitted = v == LIMITS_OK;	/* released in session_free */
+	log_msg(v == LIMITS_OK ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s->id,
+	    "connection from %s%s%s on %s%s, session %s", s->peer,
 	    via != NULL ? " via " : "", s->via, s->listener, tls ? " (TLS)" : "",
 	    s->key);
-
 	if (proxy->shutting_down) {
 		session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
 		session_close(s, "Server shutting down");
 		return;
 	}
-	if (proxy->nsessions > proxy->cfg->max_sessions) {
-		log_warn(s->id, "refused: %u sessions is the configured maximum",
-		    proxy->cfg->max_sessions);
-		session_end_class(s, METRICS_END_LIMIT, "max_sessions");
-		session_close(s, "Too many connections, try again later");
+	if (v != LIMITS_OK) {
+		log_debug(s->id, "refused: %s", limits_name(v));
+		session_end_class(s, METRICS_END_LIMIT, limits_name(v));
+		session_close(s, limits_reason(v));
 		return;
 	}
-	s->connecting = upstream_connect(proxy, s->id, upstream_connected, s);
+	s->connecting = upstream_connect(proxy, s->cfg, s->id, upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
 }
@@ -1047,7 +1065,8 @@ log_summary(struct session *s)
 	if (s->spliced_literals > 0)
 		log_debug(s->id, "literals moved by the kernel: %u, %llu bytes",
 		    s->spliced_literals, (unsigned long long)s->spliced);
-	log_info(s->id, "session end: user=%s from=%s%s%s listener=%s tls=%s "
+	log_msg(s->admitted ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s->id,
+	    "session end: user=%s from=%s%s%s listener=%s tls=%s "
 	    "in=%llu out=%llu duration=%.3fs commands=%u multiappends=%u "
 	    "end=%s (%s)", credentials_user(s), s->peer,
 	    s->via[0] != '\0' ? " via=" : "", s->via, s->listener,
@@ -1078,6 +1097,8 @@ session_free(struct session *s)
 	free(s->end_reason);
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
+	if (s->admitted)
+		limits_release((const struct sockaddr *)&s->peer_sa);
 	session_unmake(s);	/* the credentials are wiped there */
 }
 
@@ -1243,7 +1264,7 @@ upstream_event(struct bufferevent *bev, short what, void *arg)
 		}
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		log_warn(s->id, "upstream silent for %u seconds, closing",
-		    s->proxy->cfg->upstream_idle_timeout);
+		    s->cfg->upstream_idle_timeout);
 		session_end_class(s, METRICS_END_UPSTREAM, "upstream silent");
 		bye = "Upstream server not responding";
 	} else {

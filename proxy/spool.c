@@ -248,3 +248,11 @@ spool_release(uint64_t n)
 	in_use -= n;
 	metrics_spool_bytes(-(int64_t)n);
 }
+
+void
+spool_set_budget(uint64_t total_budget)
+{
+	/* what is reserved stays so; new reservations are refused until
+	 * enough is released */
+	budget = total_budget;
+}

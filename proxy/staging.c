@@ -43,6 +43,7 @@ enum copy_step {
 
 struct staging {
 	struct proxy *proxy;
+	const struct config *cfg;	/* for second connections (a reference) */
 	uint64_t id;
 	struct session *s;		/* the client's connection, or NULL */
 	struct backchannel *bc;
@@ -105,6 +106,7 @@ staging_free(struct staging *st)
 	free(st->msgs);
 	free(st->error);
 	free(st->refusal);
+	config_unref(st->cfg);
 	free(st);
 }
 
@@ -356,7 +358,8 @@ open_second(struct staging *st)
 		finish(st, "no credentials for a second connection");
 		return;
 	}
-	if ((st->bc = backchannel_open(st->proxy, st->id, &st->login, &bc_owner, st)) == NULL)
+	if ((st->bc = backchannel_open(st->proxy, st->cfg, st->id, &st->login,
+	    &bc_owner, st)) == NULL)
 		finish(st, "out of memory");
 }
 
@@ -414,8 +417,8 @@ found_in_target(void *ctx, const char *error, const uint32_t *uids, size_t n)
 		log_error(st->id, "looking for the COPY's messages in %s: %s",
 		    st->target_wire, error);
 	if (error == NULL && n > 0 && !st->copied)
-		st->look = rollback_start(st->proxy, st->id, NULL, &st->login, &plan, &t,
-		    partial_removed, st);
+		st->look = rollback_start(st->proxy, st->cfg, st->id, NULL, &st->login,
+		    &plan, &t, partial_removed, st);
 	rollback_free(look);	/* uids and error were its: not used below */
 	if (st->look == NULL)
 		delete_again(st, "the COPY's connection broke");
@@ -443,8 +446,8 @@ bc_failed(void *ctx, const char *why)
 	}
 	log_warn(st->id, "the connection carrying the COPY into %s broke (%s): "
 	    "looking whether it ran", st->target_wire, why);
-	st->look = rollback_find(st->proxy, st->id, &st->login, st->msgs, st->nmsgs,
-	    &t, found_in_target, st);
+	st->look = rollback_find(st->proxy, st->cfg, st->id, &st->login, st->msgs,
+	    st->nmsgs, &t, found_in_target, st);
 	if (st->look == NULL)
 		finish(st, "out of memory");
 }
@@ -474,16 +477,18 @@ copy_in(struct staging *st, const char *staging_wire, const char *target_wire,
 }
 
 struct staging *
-staging_start(struct proxy *proxy, uint64_t log_id, struct session *s,
-    const struct login *login, enum staging_op op, const char *staging_wire,
-    const char *target_wire, const struct rollback_unknown *msgs, size_t nmsgs,
-    staging_done_cb done, void *ctx)
+staging_start(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+    struct session *s, const struct login *login, enum staging_op op,
+    const char *staging_wire, const char *target_wire,
+    const struct rollback_unknown *msgs, size_t nmsgs, staging_done_cb done,
+    void *ctx)
 {
 	struct staging *st = calloc(1, sizeof(*st));
 
 	if (st == NULL)
 		return NULL;
 	st->proxy = proxy;
+	st->cfg = config_ref(cfg);
 	st->id = log_id;
 	st->op = op;
 	st->done = done;

@@ -2,14 +2,19 @@
  * tls.c — OpenSSL contexts for both sides.
  *
  * Client side: TLS 1.2 and newer, OpenSSL's default ciphers, ALPN "imap"
- * accepted.  A reload builds a whole new context and swaps it in only when
- * the certificate, the key and their match all load; sessions already
- * running keep a reference to the context they started with.
- * Upstream side: the peer's chain is verified against the system store or
- * a configured CA file, and its name against the configured one.
+ * accepted.  Upstream side: the peer's chain is verified against the
+ * system store or a configured CA file, and its name against the
+ * configured one.
+ *
+ * The contexts belong to a configuration (config_attach) and live as long
+ * as it does: a session uses those of the configuration it started with,
+ * STARTTLS included, and a reload builds the new configuration's before it
+ * is put in place (the certificate and key are read again; the upstream's
+ * context is shared when its settings did not change).
  */
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -19,9 +24,11 @@
 #include "log.h"
 #include "tls.h"
 
-static SSL_CTX *server_ctx;
-static SSL_CTX *upstream_ctx;
-static bool upstream_verify;
+/* What tls_prepare attaches to a configuration. */
+struct tls_contexts {
+	SSL_CTX *server;	/* NULL: no tls_cert */
+	SSL_CTX *upstream;	/* NULL: upstream_tls = plain */
+};
 
 const char *
 tls_error(void)
@@ -143,82 +150,114 @@ tls_check(const struct config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+static void
+contexts_free(void *p)
+{
+	struct tls_contexts *c = p;
+
+	SSL_CTX_free(c->server);
+	SSL_CTX_free(c->upstream);
+	free(c);
+}
+
+static const struct tls_contexts *
+contexts(const struct config *cfg)
+{
+	return config_attached(cfg);
+}
+
+/* The upstream's context depends on these only (the name to verify is set
+ * per connection). */
+static bool
+same_upstream_trust(const struct config *a, const struct config *b)
+{
+	return a->upstream_tls_verify == b->upstream_tls_verify &&
+	    strcmp(a->upstream_ca_file, b->upstream_ca_file) == 0;
+}
+
+int
+tls_prepare(const struct config *cfg, const struct config *old, char *err,
+    size_t errlen)
+{
+	const struct tls_contexts *o = old != NULL ? contexts(old) : NULL;
+	struct tls_contexts *c = calloc(1, sizeof *c);
+
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (cfg->tls_cert[0] != '\0' &&
+	    (c->server = server_context(cfg, err, errlen)) == NULL) {
+		contexts_free(c);
+		return -1;
+	}
+	if (cfg->upstream_tls != UPSTREAM_PLAIN) {
+		if (o != NULL && o->upstream != NULL && same_upstream_trust(cfg, old) &&
+		    SSL_CTX_up_ref(o->upstream) == 1) {
+			c->upstream = o->upstream;
+		} else if ((c->upstream = upstream_context(cfg, err, errlen)) == NULL) {
+			contexts_free(c);
+			return -1;
+		}
+	}
+	config_attach(cfg, c, contexts_free);
+	return 0;
+}
+
+void
+tls_warn_unverified(const struct config *cfg, const struct config *old)
+{
+	if (cfg->upstream_tls == UPSTREAM_PLAIN || cfg->upstream_tls_verify)
+		return;
+	if (old != NULL && old->upstream_tls != UPSTREAM_PLAIN &&
+	    !old->upstream_tls_verify)
+		return;		/* said already */
+	log_warn(0, "upstream_tls_verify = no: the upstream's certificate is NOT "
+	    "checked; anyone on the path can read and change the traffic, "
+	    "passwords included");
+}
+
 int
 tls_init(const struct config *cfg)
 {
 	char err[1024];
 
-	if (cfg->tls_cert[0] != '\0' &&
-	    (server_ctx = server_context(cfg, err, sizeof err)) == NULL) {
+	if (tls_prepare(cfg, NULL, err, sizeof err) != 0) {
 		log_error(0, "%s", err);
 		return -1;
 	}
-	if (cfg->upstream_tls != UPSTREAM_PLAIN) {
-		if ((upstream_ctx = upstream_context(cfg, err, sizeof err)) == NULL) {
-			log_error(0, "%s", err);
-			return -1;
-		}
-		upstream_verify = cfg->upstream_tls_verify;
-		if (!upstream_verify)
-			log_warn(0, "upstream_tls_verify = no: the upstream's certificate "
-			    "is NOT checked; anyone on the path can read and change the "
-			    "traffic, passwords included");
-	}
+	tls_warn_unverified(cfg, NULL);
 	return 0;
-}
-
-int
-tls_reload(const struct config *cfg)
-{
-	SSL_CTX *ctx;
-	char err[1024];
-
-	if (cfg->tls_cert[0] == '\0')
-		return 0;
-	if ((ctx = server_context(cfg, err, sizeof err)) == NULL) {
-		log_error(0, "%s", err);
-		log_error(0, "certificate not reloaded: the old one stays in use");
-		return -1;
-	}
-	SSL_CTX_free(server_ctx);
-	server_ctx = ctx;
-	log_info(0, "certificate %s reloaded", cfg->tls_cert);
-	return 0;
-}
-
-void
-tls_free(void)
-{
-	SSL_CTX_free(server_ctx);
-	SSL_CTX_free(upstream_ctx);
-	server_ctx = upstream_ctx = NULL;
 }
 
 bool
-tls_server_available(void)
+tls_server_available(const struct config *cfg)
 {
-	return server_ctx != NULL;
+	const struct tls_contexts *c = contexts(cfg);
+
+	return c != NULL && c->server != NULL;
 }
 
 SSL *
-tls_server_ssl(void)
+tls_server_ssl(const struct config *cfg)
 {
-	return server_ctx != NULL ? SSL_new(server_ctx) : NULL;
+	return tls_server_available(cfg) ? SSL_new(contexts(cfg)->server) : NULL;
 }
 
 SSL *
-tls_upstream_ssl(const char *name)
+tls_upstream_ssl(const struct config *cfg, const char *name)
 {
+	const struct tls_contexts *c = contexts(cfg);
 	SSL *ssl;
 	unsigned char addr[16];
 	bool is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
 
-	if (upstream_ctx == NULL || (ssl = SSL_new(upstream_ctx)) == NULL)
+	if (c == NULL || c->upstream == NULL || (ssl = SSL_new(c->upstream)) == NULL)
 		return NULL;
 	/* SNI carries host names only, never addresses (RFC 6066) */
 	if (!is_ip)
 		SSL_set_tlsext_host_name(ssl, name);
-	if (upstream_verify) {
+	if (cfg->upstream_tls_verify) {
 		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
 		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name) :
 		    X509_VERIFY_PARAM_set1_host(param, name, 0);

@@ -40,6 +40,7 @@ enum connect_step {
 
 struct upstream_connect {
 	struct proxy *proxy;
+	const struct config *cfg;	/* a reference: the caller's may go */
 	uint64_t session;
 	struct bufferevent *bev;
 	struct event *timer;
@@ -78,7 +79,7 @@ drop_connection(struct upstream_connect *uc)
 	if (uc->bev == NULL)
 		return;
 	fd = bufferevent_getfd(uc->bev);
-	if (uc->proxy->cfg->upstream_tls != UPSTREAM_PLAIN && uc->step != STEP_HANDSHAKE &&
+	if (uc->cfg->upstream_tls != UPSTREAM_PLAIN && uc->step != STEP_HANDSHAKE &&
 	    fd >= 0)
 		evutil_closesocket(fd);
 	bufferevent_free(uc->bev);
@@ -99,6 +100,7 @@ finish(struct upstream_connect *uc, const char *error)
 	}
 	bev = uc->bev;
 	event_free(uc->timer);
+	config_unref(uc->cfg);
 	free(uc);
 	if (bev != NULL)
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
@@ -110,9 +112,9 @@ finish(struct upstream_connect *uc, const char *error)
 static void
 start_tls(struct upstream_connect *uc)
 {
-	const struct config *cfg = uc->proxy->cfg;
+	const struct config *cfg = uc->cfg;
 	evutil_socket_t fd = bufferevent_getfd(uc->bev);
-	SSL *ssl = tls_upstream_ssl(tls_name(cfg));
+	SSL *ssl = tls_upstream_ssl(cfg, tls_name(cfg));
 	static char reason[300];
 
 	if (ssl == NULL) {
@@ -147,15 +149,15 @@ handshake_error(struct upstream_connect *uc)
 
 	if (verify != X509_V_OK)
 		snprintf(reason, sizeof(reason), "TLS with %.255s: certificate not "
-		    "accepted: %s", tls_name(uc->proxy->cfg),
+		    "accepted: %s", tls_name(uc->cfg),
 		    X509_verify_cert_error_string(verify));
 	else if (e != 0)
 		snprintf(reason, sizeof(reason), "TLS with %.255s failed: %s",
-		    tls_name(uc->proxy->cfg), ERR_reason_error_string(e) != NULL ?
+		    tls_name(uc->cfg), ERR_reason_error_string(e) != NULL ?
 		    ERR_reason_error_string(e) : "handshake error");
 	else
 		snprintf(reason, sizeof(reason), "TLS with %.255s failed: connection "
-		    "closed during the handshake", tls_name(uc->proxy->cfg));
+		    "closed during the handshake", tls_name(uc->cfg));
 	return reason;
 }
 
@@ -214,7 +216,7 @@ static void
 connect_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct upstream_connect *uc = arg;
-	struct config *cfg = uc->proxy->cfg;
+	const struct config *cfg = uc->cfg;
 	static char reason[512];
 	int dnserr;
 
@@ -270,25 +272,25 @@ connect_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	snprintf(reason, sizeof(reason), "connect to %.255s:%.15s timed out after %us%s",
-	    uc->proxy->cfg->upstream_host, uc->proxy->cfg->upstream_port,
-	    uc->proxy->cfg->connect_timeout,
+	    uc->cfg->upstream_host, uc->cfg->upstream_port, uc->cfg->connect_timeout,
 	    uc->step == STEP_TCP ? "" : " (TLS or STARTTLS not completed)");
 	finish(uc, reason);
 }
 
 struct upstream_connect *
-upstream_connect(struct proxy *proxy, uint64_t session,
+upstream_connect(struct proxy *proxy, const struct config *cfg, uint64_t session,
     upstream_connected_cb cb, void *arg)
 {
 	struct upstream_connect *uc;
-	struct timeval tv = { (time_t)proxy->cfg->connect_timeout, 0 };
-	int port = atoi(proxy->cfg->upstream_port);
+	struct timeval tv = { (time_t)cfg->connect_timeout, 0 };
+	int port = atoi(cfg->upstream_port);
 	/* a TLS connection keeps the socket when the plain layer goes */
-	int close_flag = proxy->cfg->upstream_tls == UPSTREAM_PLAIN ? BEV_OPT_CLOSE_ON_FREE : 0;
+	int close_flag = cfg->upstream_tls == UPSTREAM_PLAIN ? BEV_OPT_CLOSE_ON_FREE : 0;
 
 	if ((uc = calloc(1, sizeof(*uc))) == NULL)
 		return NULL;
 	uc->proxy = proxy;
+	uc->cfg = config_ref(cfg);
 	uc->session = session;
 	uc->cb = cb;
 	uc->arg = arg;
@@ -300,6 +302,7 @@ upstream_connect(struct proxy *proxy, uint64_t session,
 			bufferevent_free(uc->bev);
 		if (uc->timer != NULL)
 			event_free(uc->timer);
+		config_unref(uc->cfg);
 		free(uc);
 		return NULL;
 	}
@@ -308,7 +311,7 @@ upstream_connect(struct proxy *proxy, uint64_t session,
 	/* with deferred callbacks a failure is reported from the loop, after
 	 * this returns, so uc is valid for the caller either way */
 	(void)bufferevent_socket_connect_hostname(uc->bev, proxy->dns, AF_UNSPEC,
-	    proxy->cfg->upstream_host, port);
+	    cfg->upstream_host, port);
 	return uc;
 }
 
@@ -318,5 +321,6 @@ upstream_connect_cancel(struct upstream_connect *uc)
 	drop_connection(uc);
 	event_free(uc->timer);
 	free(uc->greeting);
+	config_unref(uc->cfg);
 	free(uc);
 }

@@ -100,6 +100,12 @@ check_loaded(const struct config *c)
 	CHECK(c->log_level >= LOG_LEVEL_ERROR && c->log_level <= LOG_LEVEL_DEBUG);
 	CHECK(c->max_line_length >= 1024 && c->max_line_length <= 16 * 1024 * 1024);
 	CHECK(c->max_sessions >= 1 && c->max_sessions <= 1000000);
+	CHECK(c->max_sessions_per_address <= c->max_sessions);
+	/* thousandths, from 0 to 1000000: exactly what "%.3f" writes back */
+	CHECK(c->connection_rate_per_address >= 0 &&
+	    c->connection_rate_per_address <= 1000000);
+	CHECK(c->connection_burst_per_address >= 1 &&
+	    c->connection_burst_per_address <= 1000000);
 	CHECK(c->max_messages >= 1 && c->max_messages <= 1000000);
 	check_path(c->spool_dir, sizeof(c->spool_dir), false);
 	CHECK(c->max_message_size >= 1);
@@ -189,6 +195,11 @@ write_config(FILE *f, const struct config *c)
 	fprintf(f, "log = %s   # comment\n", c->log_syslog ? "syslog" : "stderr");
 	fprintf(f, "max_line_length = %zu\n", c->max_line_length);
 	fprintf(f, "max_sessions = %u\n", c->max_sessions);
+	fprintf(f, "max_sessions_per_address = %u\n", c->max_sessions_per_address);
+	fprintf(f, "connection_rate_per_address = %.3f\n",
+	    c->connection_rate_per_address);
+	fprintf(f, "connection_burst_per_address = %u\n",
+	    c->connection_burst_per_address);
 	fprintf(f, "splice = %s\n", c->splice ? "yes" : "no");
 	ok &= put(f, "spool_dir", c->spool_dir);
 	fprintf(f, "max_message_size = %llu\n", (unsigned long long)c->max_message_size);

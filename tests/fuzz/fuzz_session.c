@@ -58,7 +58,7 @@ struct upstream_connect {
 };
 
 static struct proxy proxy;
-static struct config cfg;
+static struct config *cfg;
 static struct fake_upstream ups[MAX_UPSTREAMS];
 static size_t nups;
 static bool closing_all;		/* the input is over: connections fail */
@@ -90,12 +90,13 @@ connect_done(evutil_socket_t fd, short what, void *arg)
 }
 
 struct upstream_connect *
-upstream_connect(struct proxy *p, uint64_t session, upstream_connected_cb cb,
-    void *arg)
+upstream_connect(struct proxy *p, const struct config *c, uint64_t session,
+    upstream_connected_cb cb, void *arg)
 {
 	struct upstream_connect *uc = calloc(1, sizeof(*uc));
 	struct bufferevent *pair[2];
 
+	(void)c;
 	(void)session;
 	if (uc == NULL)
 		return NULL;
@@ -202,7 +203,7 @@ setup(void)
 {
 	static const char conf[] = "listen = 127.0.0.1:0\nupstream = 127.0.0.1:1\n"
 	    "master_user = boss\nmaster_password = pw\n";
-	char dir[] = "/dev/shm/mappend-fuzz.XXXXXX", err[256];
+	char dir[] = "/dev/shm/mappend-fuzz.XXXXXX", err[256] = "";
 	FILE *f;
 
 	if (mkdtemp(dir) == NULL) {
@@ -214,17 +215,19 @@ setup(void)
 	log_init("fuzz", getenv("FUZZ_SESSION_DEBUG") != NULL ? LOG_LEVEL_DEBUG :
 	    LOG_LEVEL_ERROR, false);
 	f = fmemopen((void *)conf, strlen(conf), "r");
-	if (f == NULL || config_load_stream(f, "fuzz", &cfg, err, sizeof(err)) != 0) {
+	/* sessions take references to it, as to the daemon's */
+	if (f == NULL || (cfg = config_new()) == NULL ||
+	    config_load_stream(f, "fuzz", cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz_session: %s\n", err);
 		abort();
 	}
 	fclose(f);
-	snprintf(cfg.spool_dir, sizeof(cfg.spool_dir), "%s", dir);
-	cfg.max_line_length = 4096;
-	if (spool_init(cfg.spool_dir, cfg.max_total_spool) != 0 ||
-	    journal_init(cfg.spool_dir) != 0)
+	snprintf(cfg->spool_dir, sizeof(cfg->spool_dir), "%s", dir);
+	cfg->max_line_length = 4096;
+	if (spool_init(cfg->spool_dir, cfg->max_total_spool) != 0 ||
+	    journal_init(cfg->spool_dir) != 0)
 		abort();
-	proxy.cfg = &cfg;
+	proxy.cfg = cfg;
 	proxy.base = event_base_new();
 	TAILQ_INIT(&proxy.sessions);
 	if (proxy.base == NULL)

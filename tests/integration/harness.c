@@ -3,6 +3,7 @@
  * Failures are Criterion assertions, so a test stops with the reason.
  */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -476,12 +477,25 @@ dovecot_stop(struct dovecot *d)
 void
 imapc_connect(struct imapc *c, int port)
 {
+	imapc_connect_from(c, port, NULL);
+}
+
+void
+imapc_connect_from(struct imapc *c, int port, const char *source)
+{
 	struct sockaddr_in sin;
 	int on = 1;
 
 	memset(c, 0, sizeof(*c));
 	c->fd = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert_geq(c->fd, 0);
+	if (source != NULL) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		cr_assert_eq(inet_pton(AF_INET, source, &sin.sin_addr), 1, "%s", source);
+		cr_assert_eq(bind(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0,
+		    "bind to %s: %s", source, strerror(errno));
+	}
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons((uint16_t)port);

@@ -106,6 +106,9 @@ void dovecot_start(struct dovecot *, const char *opts);
 void dovecot_stop(struct dovecot *);
 
 void imapc_connect(struct imapc *, int port);
+/* The same from another local address (127.0.0.2: Linux routes all of
+ * 127/8 to the loopback interface). */
+void imapc_connect_from(struct imapc *, int port, const char *source);
 /*
  * Start TLS on the connection (after STARTTLS's OK, or at once for an
  * implicit TLS port), verifying the server against cafile for the name

@@ -3,7 +3,8 @@
  * (-V, -h, a bad option), -t on configurations that start would trip over,
  * the pid file, start-up errors of a daemon on stderr, the switch to an
  * unprivileged user after reading a root-only key, the warning about a
- * readable master_password, and make install / uninstall with man pages
+ * readable master_password, a reload after the switch (a port below 1024
+ * refused with the reason), and make install / uninstall with man pages
  * that render.  Tests that need root say so and skip when not root; the
  * unprivileged user is the system's "nobody".
  */
@@ -115,6 +116,27 @@ slurp(const char *path)
 	buf[n] = '\0';
 	fclose(f);
 	return buf;
+}
+
+static long ms_now(void);
+
+/* The log once it holds want (the test fails after the harness's timeout
+ * otherwise); malloc'ed. */
+static char *
+wait_log(const char *path, const char *want)
+{
+	long deadline = ms_now() + HARNESS_TIMEOUT_MS;
+	char *log;
+
+	for (;;) {
+		log = slurp(path);
+		if (strstr(log, want) != NULL)
+			return log;
+		if (ms_now() > deadline)
+			cr_assert_fail("no \"%s\" in the log:\n%s", want, log);
+		free(log);
+		usleep(10 * 1000);
+	}
 }
 
 static long
@@ -337,6 +359,30 @@ Test(admin, check_key_unreadable_by_run_user_warns)
 	check_t(path_in("mappend.conf"), false, 0, "user nobody cannot read it "
 	    "(Permission denied): it is read as root at start, but a reload on "
 	    "SIGHUP will fail");
+}
+
+/* The file itself is read again on SIGHUP, as the run-as user. */
+Test(admin, check_config_unreadable_by_run_user_warns)
+{
+	struct passwd *pw = getpwnam("nobody");
+	PATH_IN(conf, "mappend.conf");
+
+	NEED_ROOT("user = nobody");
+	cr_assert_not_null(pw);
+	conf_with("user = nobody\n");
+	check_t(conf, false, 0, "mappend.conf: user nobody cannot read it (Permission "
+	    "denied): a reload on SIGHUP reads it as that user and will fail; "
+	    "install it 0640, group ");
+	cr_assert_eq(chown(conf, 0, pw->pw_gid), 0);
+	cr_assert_eq(chmod(conf, 0640), 0);
+	{
+		struct run r;
+
+		run_mappend(&r, false, "-t", "-c", conf, NULL);
+		cr_assert_eq(r.status, 0, "%s", r.err);
+		cr_assert_null(strstr(r.err, "cannot read it"), "%s", r.err);
+		run_free(&r);
+	}
 }
 
 Test(admin, check_mismatched_cert_and_key)
@@ -672,6 +718,16 @@ Test(admin, privilege_drop_after_reading_root_only_key)
 	    "spool_dir = %s/spool\n%s", mock.port, dir, more);
 	pid = start_foreground(conf, logp, true, &port);
 
+	/* a reload reads the file as nobody, who cannot: refused, and why */
+	kill(pid, SIGHUP);
+	log = wait_log(logp, "reload refused: ");
+	cr_assert_not_null(strstr(log, "/mappend.conf: Permission denied: mappend "
+	    "runs as user nobody now and reads it as that user (install it 0640, "
+	    "group "), "%s", log);
+	free(log);
+	cr_assert_eq(chown(conf, 0, pw->pw_gid), 0);
+	cr_assert_eq(chmod(conf, 0640), 0);
+
 	/* every id of the process is nobody's, saved ones included */
 	snprintf(line, sizeof line, "Uid:\t%ld\t%ld\t%ld\t%ld", (long)pw->pw_uid,
 	    (long)pw->pw_uid, (long)pw->pw_uid, (long)pw->pw_uid);
@@ -708,26 +764,75 @@ Test(admin, privilege_drop_after_reading_root_only_key)
 	cr_assert_eq(strncmp(s, "* OK", 4), 0, "%s", s);
 	free(s);
 
-	/* a reload now reads as nobody: refused, the old pair stays, the
-	 * session goes on */
+	/* a reload now reads the key as nobody: refused with the reason, the
+	 * old pair stays, the session goes on */
 	kill(pid, SIGHUP);
-	for (int i = 0; i < 500; i++) {
-		log = slurp(logp);
-		if (strstr(log, "certificate not reloaded") != NULL)
-			break;
-		free(log);
-		log = NULL;
-		usleep(10 * 1000);
-	}
-	cr_assert_not_null(log, "no reload failure logged");
+	log = wait_log(logp, "reload refused: tls_cert ");
 	cr_assert_not_null(strstr(log, "running as user nobody (uid "), "%s", log);
 	cr_assert_not_null(strstr(log, "user nobody cannot read it"), "%s", log);
+	cr_assert_not_null(strstr(log, "/server.pem: Permission denied: mappend runs "
+	    "as user nobody now and reads it as that user; make it readable by a "
+	    "group of nobody's, e.g. ssl-cert"), "%s", log);
 	free(log);
 	imapc_send(&c, "a NOOP\r\n");
 	s = imapc_until_tagged(&c, "a", NULL);
 	cr_assert_not_null(s);
 	cr_assert_eq(strncmp(last_line(s), "a OK", 4), 0, "%s", s);
 	free(s);
+	imapc_close(&c);
+	stop(pid);
+}
+
+/* After the switch to nobody, a reload can still add a listener on a high
+ * port, but not on one below 1024: refused, with why. */
+Test(admin, reload_after_switch_low_port_refused)
+{
+	const char *mock_args[] = { NULL };
+	PATH_IN(conf, "mappend.conf");
+	PATH_IN(logp, "mappend.log");
+	struct passwd *pw;
+	struct imapc c;
+	char *log, *s;
+	pid_t pid;
+	int port;
+
+	NEED_ROOT("the switch to another user");
+	pw = getpwnam("nobody");
+	cr_assert_not_null(pw, "no user nobody");
+	mock_start(&mock, mock_args);
+	write_file(conf, 0640, "user = nobody\nlisten = 127.0.0.1:0\nupstream = "
+	    "127.0.0.1:%d\nspool_dir = %s/spool\n", mock.port, dir);
+	cr_assert_eq(chown(conf, 0, pw->pw_gid), 0);
+	pid = start_foreground(conf, logp, false, &port);
+	imapc_connect_login(&c, port, "test", "secret");
+
+	write_file(conf, 0640, "user = nobody\nlisten = 127.0.0.1:0\nlisten = "
+	    "127.0.0.2:0\nupstream = 127.0.0.1:%d\nspool_dir = %s/spool\n", mock.port,
+	    dir);
+	kill(pid, SIGHUP);
+	free(wait_log(logp, "info: reloaded "));
+
+	write_file(conf, 0640, "user = nobody\nlisten = 127.0.0.1:0\nlisten = "
+	    "127.0.0.2:0\nlisten = 127.0.0.1:993\nupstream = 127.0.0.1:%d\n"
+	    "spool_dir = %s/spool\nmax_sessions = 1\n", mock.port, dir);
+	kill(pid, SIGHUP);
+	log = wait_log(logp, "reload refused: ");
+	cr_assert_not_null(strstr(log, "reload refused: listen 127.0.0.1:993: "
+	    "Permission denied: a port below 1024 needs root or CAP_NET_BIND_SERVICE, "
+	    "which mappend gave up when it switched to its user after start: restart "
+	    "mappend to listen there; the running configuration stays\n"), "%s", log);
+	free(log);
+	/* nothing of it applied: max_sessions is still 1000 */
+	imapc_send(&c, "a NOOP\r\n");
+	s = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(s != NULL && strncmp(last_line(s), "a OK", 4) == 0, "%s", s);
+	free(s);
+	{
+		struct imapc d;
+
+		imapc_connect_login(&d, port, "test", "secret");
+		imapc_close(&d);
+	}
 	imapc_close(&c);
 	stop(pid);
 }

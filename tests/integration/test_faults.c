@@ -485,7 +485,12 @@ Test(faults, sigterm_longer_than_shutdown_timeout)
 	cr_assert(imapc_wait_closed(&c));
 	imapc_close(&c);
 	after = snapshot(&d);
-	cr_assert_str_eq(after, before, "the upload was not undone");
+	if (strcmp(after, before) != 0) {
+		char *log = proxy_log(&px);
+
+		cr_assert_fail("the upload was not undone:\nbefore %s\nafter %s\nlog:\n%s",
+		    before, after, log);
+	}
 	snprintf(path, sizeof(path), "ls %s/spool/journal | grep -q job", px.dir);
 	cr_assert_neq(system(path), 0, "a journal record is left");
 	free(before);

@@ -418,7 +418,7 @@ Test(tls, certificate_reload_on_sighup)
 	kill(px.pid, SIGHUP);
 	for (i = 0; i < 100; i++) {
 		log = proxy_log(&px);
-		if (strstr(log, "certificate not reloaded") != NULL)
+		if (strstr(log, "reload refused: tls_cert ") != NULL)
 			break;
 		free(log);
 		log = NULL;

@@ -145,6 +145,9 @@ Test(config, every_key)
 	    "log = syslog\n"
 	    "max_line_length = 8K\n"
 	    "max_sessions = 50\n"
+	    "max_sessions_per_address = 5\n"
+	    "connection_rate_per_address = 0.5\n"
+	    "connection_burst_per_address = 4\n"
 	    "splice = no\n"
 	    "spool_dir = /srv/spool\n"
 	    "max_message_size = 10M\n"
@@ -166,6 +169,9 @@ Test(config, every_key)
 	cr_assert_eq(c.log_syslog, true);
 	cr_assert_eq(c.max_line_length, 8192);
 	cr_assert_eq(c.max_sessions, 50);
+	cr_assert_eq(c.max_sessions_per_address, 5);
+	cr_assert(c.connection_rate_per_address == 0.5);
+	cr_assert_eq(c.connection_burst_per_address, 4);
 	cr_assert_eq(c.splice, false);
 	cr_assert_str_eq(c.spool_dir, "/srv/spool");
 	cr_assert_eq(c.max_message_size, 10ULL << 20);
@@ -187,6 +193,7 @@ Test(config, sample_file_loads)
 	cr_assert_str_eq(c.upstream_host, "127.0.0.1");
 	cr_assert_str_eq(c.upstream_port, "143");
 	cr_assert_geq(c.client_idle_timeout, 1800);
+	cr_assert_eq(c.max_sessions_per_address, 50);
 }
 
 /* --- the file as a whole --- */
@@ -692,6 +699,113 @@ Test(config, count_keys)
 	}
 }
 
+/* --- limits per client address --- */
+
+#define HINT_PER_ADDRESS "expected a number from 0 (no limit) to 1000000"
+#define HINT_RATE "expected connections a second: 0 (no limit), or from " \
+	"0.001 to 1000000 with at most 3 decimals, e.g. 0.5 or 10"
+
+Test(config, per_address_defaults)
+{
+	struct config c;
+
+	load_ok(BASE, &c);
+	cr_assert_eq(c.max_sessions_per_address, 0);
+	cr_assert(c.connection_rate_per_address == 0);
+	cr_assert_eq(c.connection_burst_per_address, 10);
+}
+
+Test(config, max_sessions_per_address)
+{
+	static const char *const bad[] = { "-1", "+1", "1K", "ten", "1 000",
+	    "1000001", "99999999999999999999999", "1.5" };
+	struct config c;
+	char line[128], want[512];
+
+	good_value("max_sessions_per_address = 0", &c);
+	cr_assert_eq(c.max_sessions_per_address, 0);
+	good_value("max_sessions_per_address = 20", &c);
+	cr_assert_eq(c.max_sessions_per_address, 20);
+	good_value("max_sessions_per_address = 1000", &c);
+	cr_assert_eq(c.max_sessions_per_address, 1000);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(line, sizeof line, "max_sessions_per_address = %s", bad[i]);
+		snprintf(want, sizeof want, ":3: bad value for max_sessions_per_address: "
+		    "\"%s\" (" HINT_PER_ADDRESS ")", bad[i]);
+		bad_value(line, want);
+	}
+}
+
+Test(config, max_sessions_per_address_within_max_sessions)
+{
+	struct config c;
+
+	load_ok(BASE "max_sessions = 50\nmax_sessions_per_address = 50\n", &c);
+	cr_assert_eq(c.max_sessions_per_address, 50);
+	load_fails(BASE "max_sessions = 50\nmax_sessions_per_address = 51\n",
+	    ": max_sessions_per_address (51) is larger than max_sessions (50): it "
+	    "would never refuse anything; lower max_sessions_per_address or raise "
+	    "max_sessions");
+	/* against the default max_sessions too */
+	load_fails(BASE "max_sessions_per_address = 1001\n",
+	    ": max_sessions_per_address (1001) is larger than max_sessions (1000): "
+	    "it would never refuse anything; lower max_sessions_per_address or "
+	    "raise max_sessions");
+}
+
+Test(config, connection_rate_per_address)
+{
+	static const struct { const char *text; double value; } good[] = {
+		{ "0", 0 }, { "0.0", 0 }, { "0.000", 0 }, { "10", 10 }, { "0.5", 0.5 },
+		{ "0.25", 0.25 }, { "0.001", 0.001 }, { "2.125", 2.125 },
+		{ "000.5", 0.5 }, { "1000000", 1000000 }, { "1000000.000", 1000000 },
+	};
+	static const char *const bad[] = { "-1", "+1", ".5", "5.", "0.0001",
+	    "1e3", "1,5", "1000000.001", "1000001", "fast", "0x10", "1 0", "inf",
+	    "nan" };
+	struct config c;
+	char line[128], want[512];
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(line, sizeof line, "connection_rate_per_address = %s",
+		    good[i].text);
+		good_value(line, &c);
+		cr_assert(c.connection_rate_per_address == good[i].value,
+		    "%s read as %.17g", good[i].text, c.connection_rate_per_address);
+	}
+	/* the same text, the same bits: 0.1 is 1/10 as strtod reads it */
+	good_value("connection_rate_per_address = 0.1", &c);
+	cr_assert(c.connection_rate_per_address == 0.1);
+	good_value("connection_rate_per_address = 0.3", &c);
+	cr_assert(c.connection_rate_per_address == 0.3);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(line, sizeof line, "connection_rate_per_address = %s", bad[i]);
+		snprintf(want, sizeof want, ":3: bad value for "
+		    "connection_rate_per_address: \"%s\" (" HINT_RATE ")", bad[i]);
+		bad_value(line, want);
+	}
+}
+
+Test(config, connection_burst_per_address)
+{
+	static const char *const bad[] = { "0", "-1", "1.5", "1000001", "many" };
+	struct config c;
+	char line[128], want[512];
+
+	good_value("connection_burst_per_address = 1", &c);
+	cr_assert_eq(c.connection_burst_per_address, 1);
+	good_value("connection_rate_per_address = 0.5\n"
+	    "connection_burst_per_address = 3", &c);
+	cr_assert(c.connection_rate_per_address == 0.5);
+	cr_assert_eq(c.connection_burst_per_address, 3);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(line, sizeof line, "connection_burst_per_address = %s", bad[i]);
+		snprintf(want, sizeof want, ":3: bad value for "
+		    "connection_burst_per_address: \"%s\" (" HINT_COUNT ")", bad[i]);
+		bad_value(line, want);
+	}
+}
+
 Test(config, bad_max_messages_example)
 {
 	bad_value("max_messages = abc",
@@ -927,4 +1041,114 @@ Test(config, metrics_listen)
 	    "takes the address of listen 127.0.0.1:1143 on line 1: choose another "
 	    "port");
 	load_ok(BASE "metrics_listen = 127.0.0.1:0\nlisten = 127.0.0.1:0\n", &c);
+}
+
+/* ---- configurations in use: counted; what a reload changes ---- */
+
+static int attached_freed;
+
+static void
+count_free(void *p)
+{
+	cr_assert_eq(p, &attached_freed);
+	attached_freed++;
+}
+
+Test(config, counted_and_attached_freed_with_the_last_reference)
+{
+	struct config *c = config_new();
+
+	cr_assert_not_null(c);
+	cr_assert_eq(c->max_sessions, 1000, "defaults");
+	load_ok(BASE "max_sessions = 3\n", c);
+	cr_assert_eq(c->max_sessions, 3);
+	config_attach(c, &attached_freed, count_free);
+	cr_assert_eq(config_attached(c), &attached_freed);
+	cr_assert_eq(config_ref(c), c);
+	config_unref(c);
+	cr_assert_eq(attached_freed, 0, "freed with a reference left");
+	cr_assert_eq(c->max_sessions, 3);
+	config_unref(c);
+	cr_assert_eq(attached_freed, 1);
+	config_unref(NULL);
+}
+
+static size_t
+changed(const char *a_text, const char *b_text, char *out, size_t outlen)
+{
+	struct config a, b;
+
+	load_ok(a_text, &a);
+	load_ok(b_text, &b);
+	return config_changed_keys(&a, &b, out, outlen);
+}
+
+/* Every key the parser knows is compared: a key missing from the table of
+ * fields would be reported at every reload. */
+Test(config, changed_keys_none)
+{
+	struct config a, b;
+	char out[512];
+
+	config_defaults(&a);
+	config_defaults(&b);
+	cr_assert_eq(config_changed_keys(&a, &b, out, sizeof out), 0, "%s", out);
+	cr_assert_str_eq(out, "");
+	cr_assert_eq(changed("listen = 127.0.0.1:1\nlisten = 127.0.0.1:2 tls\n"
+	    "upstream = h:1\ntls_cert = /c\ntls_key = /k\n",
+	    "upstream = h:1\n# moved\nlisten = 127.0.0.1:2 tls\ntls_key = /k\n"
+	    "tls_cert = /c\nlisten = 127.0.0.1:1\n", out, sizeof out), 0,
+	    "the order of lines is no change: %s", out);
+}
+
+Test(config, changed_keys_named)
+{
+	char out[512];
+
+	cr_assert_eq(changed(BASE "max_sessions = 5\n", BASE "max_sessions = 4\n"
+	    "log_level = debug\n", out, sizeof out), 2);
+	cr_assert_str_eq(out, "log_level, max_sessions");
+	cr_assert_eq(changed(BASE, "listen = 127.0.0.1:1143 tls\n"
+	    "upstream = 127.0.0.1:144\ntls_cert = /c\ntls_key = /k\n", out,
+	    sizeof out), 4);
+	cr_assert_str_eq(out, "listen, upstream, tls_cert, tls_key");
+	cr_assert_eq(changed(BASE, BASE "listen = 127.0.0.1:1144\n", out, sizeof out), 1);
+	cr_assert_str_eq(out, "listen");
+	cr_assert_eq(changed(BASE, BASE "splice = no\n", out, sizeof out), 1);
+	cr_assert_str_eq(out, "splice");
+	/* too short a buffer: cut, still terminated, still counted */
+	cr_assert_eq(changed(BASE, BASE "user = u\ngroup = g\n", out, 8), 2);
+	cr_assert_str_eq(out, "user");
+}
+
+static char kept[512];
+
+static void
+note_kept(const char *key, const char *was, const char *now, void *arg)
+{
+	size_t n = strlen(kept);
+
+	cr_assert_eq(arg, kept);
+	snprintf(kept + n, sizeof kept - n, "%s:%s>%s;", key, was, now);
+}
+
+Test(config, restart_keys_keep_the_running_values)
+{
+	struct config cur, next;
+
+	load_ok(BASE "user = a\nspool_dir = /s1\nmax_sessions = 5\n", &cur);
+	load_ok(BASE "user = b\ngroup = g\nspool_dir = /s2\npid_file = /p\n"
+	    "max_sessions = 4\n", &next);
+	kept[0] = '\0';
+	config_keep_restart_keys(&next, &cur, note_kept, kept);
+	cr_assert_str_eq(kept, "spool_dir:/s1>/s2;user:a>b;group:>g;pid_file:>/p;");
+	cr_assert_str_eq(next.user, "a");
+	cr_assert_str_eq(next.group, "");
+	cr_assert_str_eq(next.spool_dir, "/s1");
+	cr_assert_str_eq(next.pid_file, "");
+	cr_assert_eq(next.max_sessions, 4, "the others are the new ones");
+	/* nothing left to tell */
+	kept[0] = '\0';
+	config_keep_restart_keys(&next, &cur, note_kept, kept);
+	cr_assert_str_eq(kept, "");
 }

@@ -13,43 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "log.h"
-
-struct capture {
-	int saved_stderr;
-	int fd;
-	char path[32];
-};
-
-static void
-capture_begin(struct capture *cap)
-{
-	snprintf(cap->path, sizeof cap->path, "/tmp/mappend-log-XXXXXX");
-	cap->fd = mkstemp(cap->path);
-	cr_assert(cap->fd >= 0, "mkstemp: %s", strerror(errno));
-	fflush(stderr);
-	cap->saved_stderr = dup(STDERR_FILENO);
-	cr_assert(cap->saved_stderr >= 0);
-	cr_assert(dup2(cap->fd, STDERR_FILENO) >= 0);
-}
-
-/* Restores stderr and returns what was written (static buffer), as is. */
-static const char *
-capture_end_raw(struct capture *cap)
-{
-	static char buf[8192];
-	ssize_t n;
-
-	dup2(cap->saved_stderr, STDERR_FILENO);
-	close(cap->saved_stderr);
-	lseek(cap->fd, 0, SEEK_SET);
-	n = read(cap->fd, buf, sizeof buf - 1);
-	close(cap->fd);
-	unlink(cap->path);
-	cr_assert(n >= 0);
-	buf[n] = '\0';
-	return buf;
-}
 
 #define STAMP_RE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}" \
 	"\\.[0-9]{3}[+-][0-9]{2}:[0-9]{2} "
