@@ -47,6 +47,7 @@ struct config {
 	unsigned client_idle_timeout;	/* seconds, default 1800 (RFC 3501: >= 30 min) */
 	unsigned upstream_idle_timeout;	/* seconds, default 1860: a little over the client's */
 	unsigned shutdown_timeout;	/* seconds, default 60: MULTIAPPENDs finish on SIGTERM */
+	unsigned rollback_settle;	/* seconds, default 5: a lost connection's messages may still arrive */
 
 	enum log_level log_level;	/* log_level = error|warning|info|debug, default info */
 	bool log_syslog;		/* log = stderr|syslog, default stderr */

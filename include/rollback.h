@@ -10,8 +10,10 @@
  * EXPUNGEs, its sequence numbers stay right); otherwise on a second
  * connection, which also finds messages whose answer never came: UID
  * SEARCH from the mailbox's UIDNEXT before the upload, RFC822.SIZE, then
- * the SHA-256 of the bytes, so that a message the client did not send is
- * never taken.
+ * the content (fingerprint.h), so that a message the client did not send
+ * is never taken.  A server may still be storing what a lost connection had
+ * sent it: those messages are looked for again until all are found or the
+ * mailbox has been quiet for rollback_settle.
  */
 #ifndef MAPPEND_ROLLBACK_H
 #define MAPPEND_ROLLBACK_H
@@ -20,13 +22,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fingerprint.h"
+
 struct config;
 struct login;
 struct proxy;
 struct rollback;
 struct session;
-
-#define ROLLBACK_DIGEST_LEN 32	/* SHA-256 */
 
 enum upload_state {
 	UPLOAD_SPOOLED,		/* not sent */
@@ -39,22 +41,16 @@ enum upload_state {
 struct upload_msg {
 	enum upload_state state;
 	uint32_t uid;		/* from APPENDUID; 0 unknown */
-	uint64_t size;
-	unsigned char digest[ROLLBACK_DIGEST_LEN];
-};
-
-/* A message that may be stored although its UID is unknown. */
-struct rollback_unknown {
-	uint64_t size;
-	unsigned char digest[ROLLBACK_DIGEST_LEN];
+	struct fingerprint fp;	/* its content, to find it when the UID is not */
 };
 
 struct rollback_plan {
 	uint32_t *uids;			/* stored, UID known: removed by UID */
 	size_t nuids;
-	struct rollback_unknown *unknown;	/* to be looked for first */
+	struct fingerprint *unknown;	/* stored, UID unknown: looked for first */
 	size_t nunknown;
 	bool own_connection;		/* may run on the client's connection */
+	bool settle;			/* the unknown may still arrive: wait for them */
 };
 
 /*
@@ -62,7 +58,8 @@ struct rollback_plan {
  * stored without one, or sent when no answer can come any more
  * (answers_lost: the connection broke or was given up) -> looked for.
  * own_connection when nothing is to be looked for, answers can still come,
- * and the client has the mailbox selected read-write (selected_rw).
+ * and the client has the mailbox selected read-write (selected_rw);
+ * settle when messages are looked for whose answers were lost.
  * 0, or -1 when out of memory.
  */
 int rollback_plan(const struct upload_msg *, size_t n, bool answers_lost,
@@ -99,11 +96,12 @@ typedef void (*rollback_found_cb)(void *ctx, const char *error,
 
 /*
  * Only look, on a second connection: which of these messages are in the
- * mailbox among the UIDs from t->uidnext on (by size and SHA-256), e.g.
- * after a COPY whose answer was lost.  Nothing is removed.
+ * mailbox among the UIDs from t->uidnext on (by content), e.g.
+ * after a COPY whose answer was lost (so waiting, as for a settling plan,
+ * for what the server may still be doing).  Nothing is removed.
  */
 struct rollback *rollback_find(struct proxy *, const struct config *cfg,
-    uint64_t log_id, const struct login *, const struct rollback_unknown *,
+    uint64_t log_id, const struct login *, const struct fingerprint *,
     size_t n, const struct rollback_target *, rollback_found_cb, void *ctx);
 
 /* Stop (the session ends): nothing is called back. */

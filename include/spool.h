@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 struct evbuffer;
-struct evp_md_ctx_st;
+struct fingerprinter;
 struct spool;
 
 /* Check (and create, mode 0700) the spool directory at start; -1 logged. */
@@ -21,11 +21,11 @@ int spool_init(const char *dir, uint64_t total_budget);
 /* A new spool file; NULL with errno set. */
 struct spool *spool_open(void);
 /* Move n bytes (n <= what in holds) from in to the end of the file, and
- * add them to the digest md (may be NULL); -1 with errno (ENOSPC...).
+ * add them to the fingerprint fp (may be NULL); -1 with errno (ENOSPC...).
  * Exactly n bytes leave in either way: on failure those not written are
  * discarded, so a literal's byte count stays exact. */
 int spool_write(struct spool *, struct evbuffer *in, size_t n,
-    struct evp_md_ctx_st *md);
+    struct fingerprinter *fp);
 uint64_t spool_size(const struct spool *);
 /* Add the file's bytes [off, off+n) to out; -1 with errno. */
 int spool_read(struct spool *, uint64_t off, size_t n, struct evbuffer *out);

@@ -15,7 +15,7 @@
 
 struct config;
 struct login;
-struct rollback_unknown;
+struct fingerprint;
 struct proxy;
 struct session;
 struct staging;
@@ -50,7 +50,7 @@ const char *staging_mailbox(const struct staging *);
 struct staging *staging_start(struct proxy *, const struct config *cfg,
     uint64_t log_id, struct session *s, const struct login *, enum staging_op,
     const char *staging_wire, const char *target_wire,
-    const struct rollback_unknown *msgs, size_t nmsgs, staging_done_cb,
+    const struct fingerprint *msgs, size_t nmsgs, staging_done_cb,
     void *ctx);
 /* Stop (the session ends): nothing is called back. */
 void staging_free(struct staging *);

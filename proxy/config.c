@@ -33,6 +33,7 @@ config_defaults(struct config *c)
 	c->client_idle_timeout = 1800;
 	c->upstream_idle_timeout = 1860;
 	c->shutdown_timeout = 60;
+	c->rollback_settle = 5;
 	c->proxy_protocol_timeout = 5;
 	c->log_level = LOG_LEVEL_INFO;
 	c->log_syslog = false;
@@ -647,6 +648,12 @@ set_proxy_protocol_from(struct config *c, const char *v)
 }
 
 static const char *
+set_rollback_settle(struct config *c, const char *v)
+{
+	return set_duration(v, &c->rollback_settle);
+}
+
+static const char *
 set_proxy_protocol_timeout(struct config *c, const char *v)
 {
 	return set_duration(v, &c->proxy_protocol_timeout);
@@ -672,6 +679,7 @@ static const struct config_key config_keys[] = {
 	{ "client_idle_timeout", set_client_idle_timeout, 1 },
 	{ "upstream_idle_timeout", set_upstream_idle_timeout, 1 },
 	{ "shutdown_timeout", set_shutdown_timeout, 1 },
+	{ "rollback_settle", set_rollback_settle, 1 },
 	{ "log_level", set_log_level, 1 },
 	{ "log", set_log, 1 },
 	{ "max_line_length", set_max_line_length, 1 },
@@ -1240,6 +1248,7 @@ static const struct config_field {
 	{ "client_idle_timeout", FIELD(client_idle_timeout), 0, 0, false },
 	{ "upstream_idle_timeout", FIELD(upstream_idle_timeout), 0, 0, false },
 	{ "shutdown_timeout", FIELD(shutdown_timeout), 0, 0, false },
+	{ "rollback_settle", FIELD(rollback_settle), 0, 0, false },
 	{ "log_level", FIELD(log_level), 0, 0, false },
 	{ "log", FIELD(log_syslog), 0, 0, false },
 	{ "max_line_length", FIELD(max_line_length), 0, 0, false },

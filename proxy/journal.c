@@ -21,7 +21,7 @@
 #include "journal.h"
 #include "log.h"
 
-#define JOURNAL_MAGIC "mappend-journal 1"
+#define JOURNAL_MAGIC "mappend-journal 2"	/* 2: messages by fingerprint */
 #define RECORD_SUFFIX ".job"
 #define LINE_MAX_LEN 4096
 
@@ -124,8 +124,11 @@ write_record(FILE *f, const struct journal_entry *e)
 	fprintf(f, "uidvalidity %u\nuidnext %u\nmessages %zu\n", e->uidvalidity,
 	    e->uidnext, e->nmsgs);
 	for (i = 0; i < e->nmsgs; i++) {
-		fprintf(f, "msg %zu %llu ", i, (unsigned long long)e->msgs[i].size);
-		put_hex(f, e->msgs[i].digest, ROLLBACK_DIGEST_LEN);
+		const struct fingerprint *fp = &e->msgs[i].fp;
+
+		fprintf(f, "msg %zu %llu %llu %llu ", i, (unsigned long long)fp->size,
+		    (unsigned long long)fp->canon_len, (unsigned long long)fp->lines);
+		put_hex(f, fp->digest, FINGERPRINT_DIGEST_LEN);
 		fputc('\n', f);
 	}
 	fprintf(f, "end\n");
@@ -263,8 +266,8 @@ unhex_string(const char *hex)
 static int
 parse_line(struct journal_entry *e, const char *key, const char *value)
 {
-	unsigned long long a, b;
-	char digest[2 * ROLLBACK_DIGEST_LEN + 1];
+	unsigned long long a, b, c, d;
+	char digest[2 * FINGERPRINT_DIGEST_LEN + 1];
 	unsigned uid;
 	size_t i, n;
 
@@ -289,11 +292,14 @@ parse_line(struct journal_entry *e, const char *key, const char *value)
 		return (e->msgs = calloc(n + 1, sizeof(*e->msgs))) != NULL ? 0 : -1;
 	}
 	if (strcmp(key, "msg") == 0) {
-		if (sscanf(value, "%zu %llu %64s", &i, &b, digest) != 3 || i >= e->nmsgs ||
-		    strlen(digest) != 2 * ROLLBACK_DIGEST_LEN ||
-		    unhex(digest, strlen(digest), e->msgs[i].digest) != 0)
+		if (sscanf(value, "%zu %llu %llu %llu %64s", &i, &b, &c, &d, digest) != 5 ||
+		    i >= e->nmsgs || c > b || d > c ||
+		    strlen(digest) != 2 * FINGERPRINT_DIGEST_LEN ||
+		    unhex(digest, strlen(digest), e->msgs[i].fp.digest) != 0)
 			return -1;
-		e->msgs[i].size = b;
+		e->msgs[i].fp.size = b;
+		e->msgs[i].fp.canon_len = c;
+		e->msgs[i].fp.lines = d;
 		e->msgs[i].state = UPLOAD_SENT;	/* may have been stored */
 		return 0;
 	}

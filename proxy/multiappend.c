@@ -28,11 +28,11 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 
 #include "capability.h"
 #include "command.h"
 #include "credentials.h"
+#include "fingerprint.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -106,7 +106,7 @@ struct append_job {
 	uint64_t reserved;	/* of the global spool budget */
 	struct append_msg *msgs;
 	unsigned nmsgs, cap;
-	EVP_MD_CTX *md;		/* digest of the message being spooled */
+	struct fingerprinter fp;	/* of the message being spooled */
 
 	char *refusal;		/* "NO [TOOBIG] ..." to answer instead */
 	bool discarding;	/* reading the rest of the command to drop it */
@@ -186,7 +186,7 @@ job_free(struct append_job *job)
 	for (i = 0; i < job->nmsgs; i++)
 		free(job->msgs[i].attrs);
 	free(job->msgs);
-	EVP_MD_CTX_free(job->md);
+	fingerprinter_free(&job->fp);
 	release_spool(job);
 	free(job->mailbox);
 	free(job->mailbox_wire);
@@ -254,9 +254,9 @@ account(struct append_job *job)
 		return;		/* an APPEND, or refused at its first message */
 	uids = stored_uids(job, &n);
 	for (i = 0; i < job->nmsgs; i++) {
-		bytes += job->msgs[i].u.size;
+		bytes += job->msgs[i].u.fp.size;
 		if (i < job->sent || !job->emulated)
-			sent_bytes += job->msgs[i].u.size;
+			sent_bytes += job->msgs[i].u.fp.size;
 		stored += job->msgs[i].u.state == UPLOAD_STORED;
 	}
 	session_note_multiappend(s);
@@ -384,7 +384,9 @@ multiappend_start(struct session *s, const char *buf, const struct imap_segment 
 	struct append_job *job;
 
 	if ((job = calloc(1, sizeof(*job))) == NULL ||
-	    (job->md = EVP_MD_CTX_new()) == NULL) {
+	    fingerprinter_init(&job->fp) != 0) {
+		if (job != NULL)
+			fingerprinter_free(&job->fp);
 		free(job);
 		session_close(s, "Out of memory");
 		return VERDICT_CLOSE;
@@ -505,13 +507,13 @@ message_literal(struct append_job *job, struct imap_framer *fr, const char *buf,
 		    "upload: %s", strerror(errno));
 		return;
 	}
-	if (EVP_DigestInit_ex(job->md, EVP_sha256(), NULL) != 1 ||
-	    (m = add_message(job)) == NULL) {
+	if ((m = add_message(job)) == NULL) {
 		refuse(job, fr, seg, "NO [SERVERBUG] Out of memory");
 		return;
 	}
 	m->off = spool_size(job->spool);
-	m->u.size = size;
+	fingerprint_begin(&job->fp);
+	m->u.fp.size = size;
 	m->lit_flags = seg->literal_flags & IMAP_LIT_BINARY;
 	/* flags and date exactly as the client wrote them */
 	off = first_attr < seg->ntok ? seg->tok[first_attr].off : seg->literal_off;
@@ -639,7 +641,6 @@ static void
 append_literal(struct append_job *job, struct imap_framer *fr, struct evbuffer *in,
     size_t n)
 {
-	unsigned dlen;
 	int err;
 
 	if (job->mailbox_literal) {
@@ -654,13 +655,12 @@ append_literal(struct append_job *job, struct imap_framer *fr, struct evbuffer *
 		imap_framer_drop(fr, in, n);
 		return;
 	}
-	if (spool_write(job->spool, in, n, job->md) == 0) {
+	if (spool_write(job->spool, in, n, &job->fp) == 0) {
 		struct append_msg *m = &job->msgs[job->nmsgs - 1];
 
 		imap_framer_consumed(fr, n);
-		if (imap_framer_literal_left(fr) == 0 &&
-		    EVP_DigestFinal_ex(job->md, m->u.digest, &dlen) != 1)
-			memset(m->u.digest, 0, sizeof(m->u.digest));
+		if (imap_framer_literal_left(fr) == 0)
+			(void)fingerprint_end(&job->fp, &m->u.fp);	/* a zero digest never matches */
 		return;
 	}
 	/* spool_write took exactly n bytes out of in either way; the rest of
@@ -761,7 +761,7 @@ begin_message(struct append_job *job, unsigned i)
 	struct session *s = job->s;
 	struct evbuffer *out = session_upstream_output(s);
 	struct append_msg *m = &job->msgs[i];
-	bool nonsync = nonsync_ok(job, m->u.size);
+	bool nonsync = nonsync_ok(job, m->u.fp.size);
 
 	if (job->emulated) {
 		struct pending *p = session_command_pending(s, &replay_ops, m);
@@ -784,10 +784,10 @@ begin_message(struct append_job *job, unsigned i)
 	}
 	evbuffer_add_printf(out, " %s{%llu%s}\r\n",
 	    (m->lit_flags & IMAP_LIT_BINARY) ? "~" : "",
-	    (unsigned long long)m->u.size, nonsync ? "+" : "");
+	    (unsigned long long)m->u.fp.size, nonsync ? "+" : "");
 	job->cur = i;
 	job->cur_off = m->off;
-	job->cur_left = m->u.size;
+	job->cur_left = m->u.fp.size;
 	job->in_literal = true;
 	if (!nonsync) {
 		job->wait_plus = true;
@@ -1018,7 +1018,7 @@ may_start(const struct append_job *job, bool quiet)
 	if (job->emulated || quiet)
 		return quiet;
 	for (i = 0; i < job->nmsgs; i++)
-		if (!nonsync_ok(job, job->msgs[i].u.size))
+		if (!nonsync_ok(job, job->msgs[i].u.fp.size))
 			return false;
 	return true;
 }
@@ -1289,7 +1289,7 @@ finish_staging(struct append_job *job)
 	struct session *s = job->s;
 	bool copy = job->failure == NULL && !session_client_gone(s);
 	bool here = !copy && !job->upstream_lost && session_has_upstream(s);
-	struct rollback_unknown *msgs = calloc(job->nmsgs + 1, sizeof(*msgs));
+	struct fingerprint *msgs = calloc(job->nmsgs + 1, sizeof(*msgs));
 	struct login login;
 	int have_login = here ? -1 : credentials_login(s, &login);
 	unsigned i;
@@ -1297,8 +1297,7 @@ finish_staging(struct append_job *job)
 	enter_state(job, copy ? JOB_FINISHING : JOB_ROLLBACK);
 	job->here = here ? HERE_STAGING : HERE_NONE;
 	for (i = 0; msgs != NULL && i < job->nmsgs; i++) {
-		msgs[i].size = job->msgs[i].u.size;
-		memcpy(msgs[i].digest, job->msgs[i].u.digest, sizeof(msgs[i].digest));
+		msgs[i] = job->msgs[i].u.fp;
 	}
 	if (msgs != NULL)
 		job->staging = staging_start(session_proxy(s), session_config(s),

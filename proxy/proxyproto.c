@@ -194,6 +194,78 @@ addr_init(struct proxyproto_addr *a, unsigned version,
 	a->dst.ss_family = AF_UNSPEC;
 }
 
+/* The fields of a v1 line, as read so far. */
+struct v1_fields {
+	enum v1_proto proto;
+	unsigned char src[16], dst[16];
+	uint16_t sport, dport;
+};
+
+/*
+ * Field k (F_PROTO...), f[0..len); partial: it may be cut short.  0 to go
+ * on, 1 when the line says no more (UNKNOWN), -1 with *why.
+ */
+static int
+v1_field(struct v1_fields *v, int k, const unsigned char *f, size_t len,
+    bool partial, const char **why)
+{
+	switch (k) {
+	case F_PROTO:
+		v->proto = v1_proto(f, len, partial);
+		if (v->proto == V1_NONE) {
+			*why = "v1: unknown protocol (expected TCP4, TCP6 or "
+			    "UNKNOWN after \"PROXY \")";
+			return -1;
+		}
+		/* the spec: whatever follows UNKNOWN is ignored */
+		return v->proto == V1_UNKNOWN && !partial ? 1 : 0;
+	case F_SRC:
+		if (v1_addr_ok(v->proto, f, len, partial, v->src))
+			return 0;
+		*why = v->proto == V1_TCP4 ?
+		    "v1: bad source address (expected a dotted-quad "
+		    "IPv4 address without leading zeros)" :
+		    "v1: bad source address (expected an IPv6 address)";
+		return -1;
+	case F_DST:
+		if (v1_addr_ok(v->proto, f, len, partial, v->dst))
+			return 0;
+		*why = v->proto == V1_TCP4 ?
+		    "v1: bad destination address (expected a "
+		    "dotted-quad IPv4 address without leading zeros)" :
+		    "v1: bad destination address (expected an IPv6 "
+		    "address)";
+		return -1;
+	case F_SPORT:
+		if (v1_port_ok(f, len, partial, &v->sport))
+			return 0;
+		*why = "v1: bad source port (expected 0 to 65535, "
+		    "no leading zeros)";
+		return -1;
+	default:
+		if (v1_port_ok(f, len, partial, &v->dport))
+			return 0;
+		*why = "v1: bad destination port (expected 0 to 65535, "
+		    "no leading zeros)";
+		return -1;
+	}
+}
+
+static void
+v1_fill(struct proxyproto_addr *a, const struct v1_fields *v)
+{
+	addr_init(a, 1, PROXYPROTO_PROXY);
+	if (v->proto == V1_TCP4) {
+		set_inet(&a->src, AF_INET, v->src, v->sport);
+		set_inet(&a->dst, AF_INET, v->dst, v->dport);
+		a->len = sizeof(struct sockaddr_in);
+	} else {
+		set_inet(&a->src, AF_INET6, v->src, v->sport);
+		set_inet(&a->dst, AF_INET6, v->dst, v->dport);
+		a->len = sizeof(struct sockaddr_in6);
+	}
+}
+
 /*
  * The line p[0..n), CRLF excluded.  complete: the CRLF followed it;
  * otherwise it is what has arrived so far, and its last field may be cut
@@ -203,72 +275,25 @@ static int
 v1_line(const unsigned char *p, size_t n, bool complete,
     struct proxyproto_addr *a, const char **why)
 {
-	unsigned char src[16], dst[16];
-	uint16_t sport = 0, dport = 0;
-	enum v1_proto proto = V1_NONE;
+	struct v1_fields v = { .proto = V1_NONE };
 	size_t pos = V1_PREFIX_LEN;
-	int k = F_PROTO;
+	int k = F_PROTO, r;
 
 	if (n < V1_PREFIX_LEN)		/* the caller checked what there is */
 		return 0;
 	for (;;) {
-		const unsigned char *f = p + pos, *sp;
-		size_t len;
-		bool last, partial, ok;
+		const unsigned char *f = p + pos, *sp = memchr(f, ' ', n - pos);
+		size_t len = sp != NULL ? (size_t)(sp - f) : n - pos;
+		bool last = sp == NULL;
 
-		sp = memchr(f, ' ', n - pos);
-		len = sp != NULL ? (size_t)(sp - f) : n - pos;
-		last = sp == NULL;
-		partial = last && !complete;
-
-		switch (k) {
-		case F_PROTO:
-			proto = v1_proto(f, len, partial);
-			if (proto == V1_NONE) {
-				*why = "v1: unknown protocol (expected TCP4, TCP6 or "
-				    "UNKNOWN after \"PROXY \")";
-				return -1;
-			}
-			/* the spec: whatever follows UNKNOWN is ignored */
-			if (proto == V1_UNKNOWN && !partial) {
-				if (complete)
-					addr_init(a, 1, PROXYPROTO_UNKNOWN);
-				return 0;
-			}
-			ok = true;
-			break;
-		case F_SRC:
-			ok = v1_addr_ok(proto, f, len, partial, src);
-			if (!ok)
-				*why = proto == V1_TCP4 ?
-				    "v1: bad source address (expected a dotted-quad "
-				    "IPv4 address without leading zeros)" :
-				    "v1: bad source address (expected an IPv6 address)";
-			break;
-		case F_DST:
-			ok = v1_addr_ok(proto, f, len, partial, dst);
-			if (!ok)
-				*why = proto == V1_TCP4 ?
-				    "v1: bad destination address (expected a "
-				    "dotted-quad IPv4 address without leading zeros)" :
-				    "v1: bad destination address (expected an IPv6 "
-				    "address)";
-			break;
-		case F_SPORT:
-			ok = v1_port_ok(f, len, partial, &sport);
-			if (!ok)
-				*why = "v1: bad source port (expected 0 to 65535, "
-				    "no leading zeros)";
-			break;
-		default:
-			ok = v1_port_ok(f, len, partial, &dport);
-			if (!ok)
-				*why = "v1: bad destination port (expected 0 to 65535, "
-				    "no leading zeros)";
-			break;
-		}
-		if (!ok)
+		r = v1_field(&v, k, f, len, last && !complete, why);
+		if (r < 0)
 			return -1;
+		if (r > 0) {		/* UNKNOWN */
+			if (complete)
+				addr_init(a, 1, PROXYPROTO_UNKNOWN);
+			return 0;
+		}
 		if (last)
 			break;
 		pos += len + 1;
@@ -285,16 +310,7 @@ v1_line(const unsigned char *p, size_t n, bool complete,
 		    "SPORT DPORT)";
 		return -1;
 	}
-	addr_init(a, 1, PROXYPROTO_PROXY);
-	if (proto == V1_TCP4) {
-		set_inet(&a->src, AF_INET, src, sport);
-		set_inet(&a->dst, AF_INET, dst, dport);
-		a->len = sizeof(struct sockaddr_in);
-	} else {
-		set_inet(&a->src, AF_INET6, src, sport);
-		set_inet(&a->dst, AF_INET6, dst, dport);
-		a->len = sizeof(struct sockaddr_in6);
-	}
+	v1_fill(a, &v);
 	return 0;
 }
 

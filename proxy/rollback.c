@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
-#include <openssl/evp.h>
 
 #include "backchannel.h"
 #include "command.h"
@@ -24,6 +24,11 @@
  * handful; a mailbox that grew by more than this meanwhile is not searched
  * further, and the log says what may be left. */
 #define CANDIDATES_MAX 10000
+
+/* While settling, the mailbox is looked at this often; the wait ends at
+ * rollback_settle without a new message, or this many times it at most. */
+#define SETTLE_POLL_MS 250
+#define SETTLE_CAP_FACTOR 10
 
 int
 rollback_plan(const struct upload_msg *msgs, size_t n, bool answers_lost,
@@ -40,18 +45,18 @@ rollback_plan(const struct upload_msg *msgs, size_t n, bool answers_lost,
 	}
 	for (i = 0; i < n; i++) {
 		const struct upload_msg *m = &msgs[i];
-		struct rollback_unknown *u;
+		struct fingerprint *u;
 
 		if (m->state == UPLOAD_STORED && m->uid != 0) {
 			plan->uids[plan->nuids++] = m->uid;
 		} else if (m->state == UPLOAD_STORED ||
 		    (m->state == UPLOAD_SENT && answers_lost)) {
 			u = &plan->unknown[plan->nunknown++];
-			u->size = m->size;
-			memcpy(u->digest, m->digest, sizeof(u->digest));
+			*u = m->fp;
 		}
 	}
 	plan->own_connection = plan->nunknown == 0 && !answers_lost && selected_rw;
+	plan->settle = plan->nunknown > 0 && answers_lost;
 	return 0;
 }
 
@@ -82,15 +87,22 @@ struct rollback {
 	uint32_t seen_uidvalidity;	/* what SELECT said */
 	uint32_t *remove;		/* UIDs to remove: the plan's, then found ones */
 	size_t nremove;
-	struct rollback_unknown *unknown;
+	struct fingerprint *unknown;
 	size_t nunknown;
 	bool *matched;			/* unknown[i] found */
 
-	uint32_t *cand, *cand_size;	/* UIDs from the search, their sizes */
+	uint32_t *cand, *cand_size;	/* UIDs from the searches, their sizes */
 	size_t ncand;
+	size_t cbase;			/* the first candidate of this search */
+	uint32_t next_uid;		/* the next search starts here */
 	size_t ui, ci;			/* unknown and candidate being compared */
-	EVP_MD_CTX *md;			/* digest of the body being fetched */
-	uint64_t body_len;
+
+	/* Settling: the server may still store what a lost connection had
+	 * sent, so the search is repeated while the mailbox keeps growing. */
+	bool settle;
+	struct event *poll;
+	double settle_started, last_growth;	/* monotonic seconds */
+	struct fingerprinter body;	/* of the body being fetched */
 	bool body_ok;			/* its FETCH looked right so far */
 
 	char *error;
@@ -101,7 +113,18 @@ struct rollback {
 
 static void search_unknown(struct rollback *);
 static void next_compare(struct rollback *);
+static void settle_or_remove(struct rollback *);
 static void remove_uids(struct rollback *);
+static const struct reply_ops search_ops;
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static char *
 dup_or_null(const char *s)
@@ -117,7 +140,9 @@ rollback_free(struct rollback *rb)
 	backchannel_close(rb->bc);
 	if (rb->later != NULL)
 		event_free(rb->later);
-	EVP_MD_CTX_free(rb->md);
+	if (rb->poll != NULL)
+		event_free(rb->poll);
+	fingerprinter_free(&rb->body);
 	free(rb->mailbox);
 	free(rb->mailbox_wire);
 	free(rb->user);
@@ -153,6 +178,7 @@ finish(struct rollback *rb, const char *error)
 
 	backchannel_close(rb->bc);
 	rb->bc = NULL;
+	event_del(rb->poll);	/* a failure while settling */
 	if (error != NULL && rb->error == NULL && rb->found != NULL) {
 		rb->error = strdup(error);
 	} else if (error != NULL && rb->error == NULL) {
@@ -311,11 +337,13 @@ search_data(void *ctx, const char *buf, const struct imap_segment *seg)
 		return false;
 	word = &seg->tok[1];
 	off = word->off + word->len;
-	n = uidset_parse_search(buf + off, seg->eol - off, rb->uidnext,
+	n = uidset_parse_search(buf + off, seg->eol - off, rb->next_uid,
 	    rb->cand + rb->ncand, CANDIDATES_MAX - rb->ncand, &more);
 	for (i = 0, kept = rb->ncand; i < n; i++) {
 		uint32_t uid = rb->cand[rb->ncand + i];
 
+		if (uid != UINT32_MAX && uid + 1 > rb->next_uid)
+			rb->next_uid = uid + 1;
 		if (!known(rb, uid))
 			rb->cand[kept++] = uid;
 	}
@@ -338,7 +366,7 @@ size_data(void *ctx, const char *buf, const struct imap_segment *seg)
 		return false;
 	(void)imap_number_item(buf, seg, "UID", &uid);
 	(void)imap_number_item(buf, seg, "RFC822.SIZE", &size);
-	for (i = 0; uid != 0 && i < rb->ncand; i++)
+	for (i = rb->cbase; uid != 0 && i < rb->ncand; i++)
 		if (rb->cand[i] == uid)
 			rb->cand_size[i] = size;
 	return true;
@@ -363,11 +391,12 @@ searched(void *ctx, const struct answer *a)
 
 	if (refused(rb, a))
 		return;
-	if (rb->ncand == 0) {
-		remove_uids(rb);
+	if (rb->ncand == rb->cbase) {
+		next_compare(rb);	/* nothing new: settles or ends */
 		return;
 	}
-	if ((set = uidset_format(rb->cand, rb->ncand)) == NULL) {
+	rb->last_growth = now_seconds();
+	if ((set = uidset_format(rb->cand + rb->cbase, rb->ncand - rb->cbase)) == NULL) {
 		finish(rb, "out of memory");
 		return;
 	}
@@ -386,7 +415,7 @@ body_data(void *ctx, const char *buf, const struct imap_segment *seg)
 	(void)buf;
 	if (seg->first && (seg->ntok < 3 || !imap_tok_is(buf, &seg->tok[2], "FETCH")))
 		return false;
-	if (!seg->last && seg->literal != rb->unknown[rb->ui].size)
+	if (!seg->last && !fingerprint_size_fits(&rb->unknown[rb->ui], seg->literal))
 		rb->body_ok = false;
 	return true;
 }
@@ -396,23 +425,18 @@ body_bytes(void *ctx, const char *data, size_t n)
 {
 	struct rollback *rb = ctx;
 
-	rb->body_len += n;
-	if (EVP_DigestUpdate(rb->md, data, n) != 1)
-		rb->body_ok = false;
+	fingerprint_add(&rb->body, data, n);
 }
 
 static void
 body_done(void *ctx, const struct answer *a)
 {
 	struct rollback *rb = ctx;
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned dlen = 0;
+	struct fingerprint got;
 	bool same;
 
-	same = a->ok && rb->body_ok && rb->body_len == rb->unknown[rb->ui].size &&
-	    EVP_DigestFinal_ex(rb->md, digest, &dlen) == 1 &&
-	    dlen == ROLLBACK_DIGEST_LEN &&
-	    memcmp(digest, rb->unknown[rb->ui].digest, ROLLBACK_DIGEST_LEN) == 0;
+	same = fingerprint_end(&rb->body, &got) == 0 && a->ok && rb->body_ok &&
+	    fingerprint_same(&rb->unknown[rb->ui], &got);
 	if (same) {
 		log_info(rb->id, "message %zu of unknown UID found as UID %u",
 		    rb->ui + 1, rb->cand[rb->ci]);
@@ -420,7 +444,7 @@ body_done(void *ctx, const struct answer *a)
 		rb->matched[rb->ui] = true;
 		rb->cand[rb->ci] = 0;	/* taken */
 		rb->ui++;
-		rb->ci = 0;
+		rb->ci = rb->cbase;
 	} else {
 		rb->ci++;
 	}
@@ -431,29 +455,101 @@ static const struct reply_ops body_ops = {
 	.untagged = body_data, .literal = body_bytes, .tagged = body_done,
 };
 
-/* The next (unknown message, candidate of the same size) pair to compare;
- * candidates are taken in UID order, messages in the order they were sent,
- * so a match keeps both orders. */
+/* The next (unknown message, candidate of the same size) pair to compare,
+ * among this search's candidates; candidates are taken in UID order,
+ * messages in the order they were sent, so a match keeps both orders. */
 static void
 next_compare(struct rollback *rb)
 {
-	for (; rb->ui < rb->nunknown; rb->ui++, rb->ci = 0) {
+	for (; rb->ui < rb->nunknown; rb->ui++, rb->ci = rb->cbase) {
+		if (rb->matched[rb->ui])
+			continue;
 		for (; rb->ci < rb->ncand; rb->ci++) {
 			if (rb->cand[rb->ci] == 0 ||
-			    rb->cand_size[rb->ci] != rb->unknown[rb->ui].size)
+			    !fingerprint_size_fits(&rb->unknown[rb->ui], rb->cand_size[rb->ci]))
 				continue;
 			rb->body_ok = true;
-			rb->body_len = 0;
-			if (EVP_DigestInit_ex(rb->md, EVP_sha256(), NULL) != 1) {
-				finish(rb, "cannot compute digests");
-				return;
-			}
+			fingerprint_begin(&rb->body);
 			send_command(rb, &body_ops, "UID FETCH %u (BODY.PEEK[])",
 			    rb->cand[rb->ci]);
 			return;
 		}
 	}
-	remove_uids(rb);
+	settle_or_remove(rb);
+}
+
+static size_t
+unmatched(const struct rollback *rb)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < rb->nunknown; i++)
+		if (!rb->matched[i])
+			n++;
+	return n;
+}
+
+/* A search and its comparisons are done.  Messages still missing may yet
+ * be stored by the server (it is working through what the lost connection
+ * sent): look again after a while, until the mailbox has stopped growing
+ * for rollback_settle; then what is missing was never stored. */
+static void
+settle_or_remove(struct rollback *rb)
+{
+	struct timeval poll = { 0, SETTLE_POLL_MS * 1000 };
+	size_t missing = unmatched(rb);
+	double now = now_seconds(), quiet = rb->cfg->rollback_settle;
+
+	if (!rb->settle || missing == 0) {
+		remove_uids(rb);
+		return;
+	}
+	if (rb->settle_started == 0) {
+		rb->settle_started = now;
+		if (rb->last_growth == 0)
+			rb->last_growth = now;
+		log_info(rb->id, "%zu message%s sent on the lost connection %s not in "
+		    "\"%s\" (yet): looking again until nothing new arrives for %us",
+		    missing, missing == 1 ? "" : "s", missing == 1 ? "is" : "are",
+		    rb->mailbox, rb->cfg->rollback_settle);
+	}
+	if (now - rb->last_growth >= quiet ||
+	    now - rb->settle_started >= quiet * SETTLE_CAP_FACTOR) {
+		log_info(rb->id, "%zu message%s sent on the lost connection not in "
+		    "\"%s\" after %.1fs: never stored", missing, missing == 1 ? "" : "s",
+		    rb->mailbox, now - rb->settle_started);
+		remove_uids(rb);
+		return;
+	}
+	if (event_add(rb->poll, &poll) != 0)
+		finish(rb, "cannot set a timer");
+}
+
+static void
+nooped(void *ctx, const struct answer *a)
+{
+	struct rollback *rb = ctx;
+
+	if (refused(rb, a))
+		return;
+	rb->cbase = rb->ncand;
+	rb->ui = 0;
+	rb->ci = rb->cbase;
+	send_command(rb, &search_ops, "UID SEARCH UID %u:*", rb->next_uid);
+}
+
+static const struct reply_ops noop_ops = { .tagged = nooped };
+
+/* The server is given a NOOP first: a new message shows in the mailbox
+ * the second connection has selected at the latest then. */
+static void
+look_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct rollback *rb = arg;
+
+	(void)fd;
+	(void)what;
+	send_command(rb, &noop_ops, "NOOP");
 }
 
 /* Messages of unknown UID: look from the old UIDNEXT on. */
@@ -551,9 +647,12 @@ rollback_new(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
 	rb->done = done;
 	rb->ctx = ctx;
 	rb->uidnext = t->uidnext;
+	rb->next_uid = t->uidnext;
 	rb->uidvalidity = t->uidvalidity;
+	rb->settle = plan->settle;
 	rb->later = event_new(proxy->base, -1, 0, report, rb);
-	rb->md = EVP_MD_CTX_new();
+	rb->poll = evtimer_new(proxy->base, look_again, rb);
+	(void)fingerprinter_init(&rb->body);	/* body.md checked below */
 	rb->mailbox = dup_or_null(t->mailbox);
 	rb->mailbox_wire = dup_or_null(t->mailbox_wire);
 	rb->user = dup_or_null(t->user != NULL ? t->user : "?");
@@ -564,7 +663,7 @@ rollback_new(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
 		rb->cand = calloc(CANDIDATES_MAX, sizeof(*rb->cand));
 		rb->cand_size = calloc(CANDIDATES_MAX, sizeof(*rb->cand_size));
 	}
-	if (rb->later == NULL || rb->md == NULL || rb->mailbox == NULL ||
+	if (rb->later == NULL || rb->poll == NULL || rb->body.md == NULL || rb->mailbox == NULL ||
 	    rb->mailbox_wire == NULL || rb->user == NULL || rb->remove == NULL ||
 	    rb->unknown == NULL || rb->matched == NULL ||
 	    (plan->nunknown > 0 && (rb->cand == NULL || rb->cand_size == NULL))) {
@@ -596,11 +695,11 @@ open_second(struct rollback *rb, const struct login *login)
 
 struct rollback *
 rollback_find(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
-    const struct login *login, const struct rollback_unknown *msgs, size_t n,
+    const struct login *login, const struct fingerprint *msgs, size_t n,
     const struct rollback_target *t, rollback_found_cb found, void *ctx)
 {
-	struct rollback_plan plan = { .unknown = (struct rollback_unknown *)msgs,
-	    .nunknown = n };
+	struct rollback_plan plan = { .unknown = (struct fingerprint *)msgs,
+	    .nunknown = n, .settle = true };
 	struct rollback *rb = rollback_new(proxy, cfg, log_id, &plan, t, NULL, ctx);
 
 	if (rb == NULL)

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 
+#include "fingerprint.h"
 #include "log.h"
 #include "metrics.h"
 #include "spool.h"
@@ -95,27 +95,23 @@ spool_open(void)
 	return sp;
 }
 
-/* Add the first n bytes of iov to md. */
-static int
-digest(EVP_MD_CTX *md, const struct iovec *iov, int nv, size_t n)
+/* Add the first n bytes of iov to fp. */
+static void
+take_fingerprint(struct fingerprinter *fp, const struct iovec *iov, int nv, size_t n)
 {
 	int i;
 
 	for (i = 0; i < nv && n > 0; i++) {
 		size_t k = iov[i].iov_len < n ? iov[i].iov_len : n;
 
-		if (EVP_DigestUpdate(md, iov[i].iov_base, k) != 1) {
-			errno = EIO;
-			return -1;
-		}
+		fingerprint_add(fp, iov[i].iov_base, k);
 		n -= k;
 	}
-	return 0;
 }
 
 /* Write up to n bytes of in to the file, draining what was written. */
 static int
-write_some(struct spool *sp, struct evbuffer *in, size_t n, EVP_MD_CTX *md)
+write_some(struct spool *sp, struct evbuffer *in, size_t n, struct fingerprinter *fp)
 {
 	while (n > 0) {
 		struct evbuffer_iovec v[IOV_MAX_USED];
@@ -149,8 +145,8 @@ write_some(struct spool *sp, struct evbuffer *in, size_t n, EVP_MD_CTX *md)
 			errno = ENOSPC;
 			return -1;
 		}
-		if (md != NULL && digest(md, iov, nv, (size_t)w) != 0)
-			return -1;
+		if (fp != NULL)
+			take_fingerprint(fp, iov, nv, (size_t)w);
 		evbuffer_drain(in, (size_t)w);
 		sp->size += (uint64_t)w;
 		n -= (size_t)w;
@@ -159,12 +155,12 @@ write_some(struct spool *sp, struct evbuffer *in, size_t n, EVP_MD_CTX *md)
 }
 
 int
-spool_write(struct spool *sp, struct evbuffer *in, size_t n, EVP_MD_CTX *md)
+spool_write(struct spool *sp, struct evbuffer *in, size_t n, struct fingerprinter *fp)
 {
 	size_t before = evbuffer_get_length(in), done;
 	int err;
 
-	if (write_some(sp, in, n, md) == 0)
+	if (write_some(sp, in, n, fp) == 0)
 		return 0;
 	/* exactly n bytes leave in, whatever was written: the caller counts
 	 * them as consumed, and one byte more or less would turn message

@@ -8,7 +8,7 @@
  * happened is found out on a new one: before the COPY was sent it did not
  * run; after, its answer is lost and it may have run, so the target is
  * searched for the staged messages (from its UIDNEXT before the COPY, by
- * size and SHA-256: rollback_find).  All found: it ran.  None: it did not.
+ * content: rollback_find).  All found: it ran.  None: it did not.
  * Some (a server that broke COPY's atomicity): those are removed again.
  * The staging mailbox is deleted in every case, on a new connection when
  * the one that had it broke.
@@ -53,7 +53,7 @@ struct staging {
 	char *prefix;			/* the personal namespace's, from NAMESPACE */
 	struct login login;		/* for a new connection (wiped when freed) */
 	bool have_login;
-	struct rollback_unknown *msgs;	/* COPY: the staged messages */
+	struct fingerprint *msgs;	/* COPY: the staged messages */
 	size_t nmsgs;
 	uint32_t target_uidnext;	/* before the COPY */
 	enum copy_step copy;
@@ -454,7 +454,7 @@ bc_failed(void *ctx, const char *why)
 
 static int
 copy_in(struct staging *st, const char *staging_wire, const char *target_wire,
-    const struct login *login, const struct rollback_unknown *msgs, size_t n)
+    const struct login *login, const struct fingerprint *msgs, size_t n)
 {
 	st->staging_wire = strdup(staging_wire != NULL ? staging_wire : "");
 	st->target_wire = strdup(target_wire != NULL ? target_wire : "");
@@ -480,7 +480,7 @@ struct staging *
 staging_start(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
     struct session *s, const struct login *login, enum staging_op op,
     const char *staging_wire, const char *target_wire,
-    const struct rollback_unknown *msgs, size_t nmsgs, staging_done_cb done,
+    const struct fingerprint *msgs, size_t nmsgs, staging_done_cb done,
     void *ctx)
 {
 	struct staging *st = calloc(1, sizeof(*st));

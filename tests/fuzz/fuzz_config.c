@@ -191,6 +191,7 @@ write_config(FILE *f, const struct config *c)
 	fprintf(f, "client_idle_timeout = %us\n", c->client_idle_timeout);
 	fprintf(f, "upstream_idle_timeout = %u\n", c->upstream_idle_timeout);
 	fprintf(f, "shutdown_timeout = %u\n", c->shutdown_timeout);
+	fprintf(f, "rollback_settle = %u\n", c->rollback_settle);
 	fprintf(f, "log_level = %s\n", levels[c->log_level]);
 	fprintf(f, "log = %s   # comment\n", c->log_syslog ? "syslog" : "stderr");
 	fprintf(f, "max_line_length = %zu\n", c->max_line_length);

@@ -980,6 +980,18 @@ Test(config, proxy_protocol_listeners)
 	    "proxy_protocol_timeout: \"0\" (" HINT_DURATION ")");
 }
 
+Test(config, rollback_settle)
+{
+	struct config c;
+
+	config_defaults(&c);
+	cr_assert_eq(c.rollback_settle, 5);
+	good_value("rollback_settle = 2m", &c);
+	cr_assert_eq(c.rollback_settle, 120);
+	bad_value("rollback_settle = 0", ":3: bad value for "
+	    "rollback_settle: \"0\" (" HINT_DURATION ")");
+}
+
 Test(config, proxy_protocol_refused)
 {
 	load_fails(BASE "listen = 127.0.0.1:1144 proxy_protocol\n",

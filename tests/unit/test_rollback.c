@@ -12,8 +12,9 @@ msg(enum upload_state state, uint32_t uid, uint64_t size)
 	memset(&m, 0, sizeof(m));
 	m.state = state;
 	m.uid = uid;
-	m.size = size;
-	memset(m.digest, (int)size & 0xff, sizeof(m.digest));
+	m.fp.size = size;
+	m.fp.canon_len = size;
+	memset(m.fp.digest, (int)size & 0xff, sizeof(m.fp.digest));
 	return m;
 }
 
@@ -48,7 +49,8 @@ Test(rollback, stored_without_uid_is_looked_for)
 	cr_assert_eq(plan.nuids, 1);
 	cr_assert_eq(plan.nunknown, 1);
 	cr_assert_eq(plan.unknown[0].size, 20);
-	cr_assert(memcmp(plan.unknown[0].digest, msgs[1].digest, ROLLBACK_DIGEST_LEN) == 0);
+	cr_assert(fingerprint_same(&plan.unknown[0], &msgs[1].fp));
+	cr_assert(!plan.settle, "stored: nothing more can arrive");
 	cr_assert(!plan.own_connection, "looking for a message needs a second connection");
 	rollback_plan_free(&plan);
 }
@@ -66,6 +68,7 @@ Test(rollback, sent_is_unknown_only_when_answers_are_lost)
 	cr_assert_eq(plan.nunknown, 1);
 	cr_assert_eq(plan.unknown[0].size, 30);
 	cr_assert(!plan.own_connection, "the connection is gone");
+	cr_assert(plan.settle, "the server may still be storing what was sent");
 	rollback_plan_free(&plan);
 
 	cr_assert_eq(rollback_plan(msgs, 3, false, true, &plan), 0);
