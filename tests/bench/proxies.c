@@ -80,20 +80,20 @@ fetch_once(struct conn *c, bool crc, uint32_t *crc_out)
 }
 
 /*
- * --perf FILE: `perf record -g` of mappend while the timed FETCHes run
- * (mappend idles while the other paths take their turn, so the samples
- * are its FETCHes).  perf costs CPU too: a profiling run, not one for the
- * figures.
+ * --perf FILE: `perf record -g` of a mappend while the timed FETCHes run
+ * (it idles while the other paths take their turn, so the samples are its
+ * FETCHes); suffix tells the instances' files apart.  perf costs CPU too:
+ * a profiling run, not one for the figures.
  */
 static pid_t
-perf_start(pid_t target, bool tls)
+perf_start(pid_t target, const char *suffix)
 {
 	char out[1024], pidarg[32];
 	pid_t pid;
 
-	if (o.perf_out == NULL)
+	if (o.perf_out == NULL || target == 0)
 		return 0;
-	snprintf(out, sizeof(out), "%s%s", o.perf_out, tls ? ".tls" : "");
+	snprintf(out, sizeof(out), "%s%s", o.perf_out, suffix);
 	snprintf(pidarg, sizeof(pidarg), "%ld", (long)target);
 	if ((pid = fork()) == -1)
 		die("fork: %s", strerror(errno));
@@ -168,7 +168,7 @@ fetch_bench(struct fetch_result *res, bool tls)
 	const char *box = tls ? "bench-fetch-tls" : "bench-fetch";
 	struct conn *c[NFPATHS] = { NULL };
 	char login_answer[NFPATHS][512];
-	pid_t pid[NFPATHS], perf;
+	pid_t pid[NFPATHS] = { 0 }, perf, perf_copy = 0;
 	int i, k, r;
 
 	memset(res, 0, sizeof(*res));
@@ -235,7 +235,9 @@ fetch_bench(struct fetch_result *res, bool tls)
 			reset_hwm(pid[p]);
 		}
 	}
-	perf = perf_start(pid[P_MAPPEND], tls);
+	perf = perf_start(pid[P_MAPPEND], tls ? ".tls" : "");
+	if (!tls && o.mcopy_port != 0)
+		perf_copy = perf_start(pid[P_MCOPY], ".copy");
 	for (r = 0; r < res->runs; r++) {
 		for (k = 0; k < res->npaths; k++) {
 			int p = res->path[(k + r) % res->npaths];
@@ -264,6 +266,7 @@ fetch_bench(struct fetch_result *res, bool tls)
 		}
 	}
 	perf_stop(perf);
+	perf_stop(perf_copy);
 	for (k = 0; k < res->npaths; k++) {
 		int p = res->path[k];
 
