@@ -12,13 +12,12 @@ struct config;
 struct proxy;
 
 /* How long start-up waits for recovery before accepting clients anyway
- * (what is left stays in the journal). */
+ * (what is left stays in the journal), beyond the longest a rollback may
+ * wait for the upstream to settle (ten times rollback_settle): commands
+ * a dead process had pipelined (whole APPENDs in the server's socket
+ * buffer) are still executed after it died, and are found and undone as
+ * they arrive. */
 #define RECOVERY_SECONDS 60
-/* How long recovery lets the upstream finish first: commands a dead
- * process had pipelined (whole APPENDs in the server's socket buffer) are
- * still executed after the process died, and must be found and undone
- * too. */
-#define RECOVERY_SETTLE_SECONDS 3
 
 /* Resolve every record before clients are accepted (runs the event loop
  * until done).  Without a master user the records stay, with a warning.

@@ -45,7 +45,7 @@ struct recovery {
 	struct journal_entry *entries;
 	size_t n, left;
 	struct recovering *items;
-	struct event *settle, *deadline;
+	struct event *start, *deadline;
 	bool over;
 };
 
@@ -145,12 +145,13 @@ start_item(struct recovery *rec, struct recovering *it)
 	return it->rollback != NULL;
 }
 
-/* The upstream has had its time to finish what the dead process sent. */
+/* Every record at once, from the loop; each rollback waits for what the
+ * upstream may still be storing of it (rollback_settle). */
 static void
-settled(evutil_socket_t fd, short what, void *arg)
+start_all(evutil_socket_t fd, short what, void *arg)
 {
 	struct recovery *rec = arg;
-	struct timeval tv = { RECOVERY_SECONDS, 0 };
+	struct timeval tv = { RECOVERY_SECONDS + 10 * (time_t)rec->cfg->rollback_settle, 0 };
 	size_t i;
 
 	(void)fd;
@@ -193,8 +194,8 @@ recovery_free(struct recovery *rec)
 		free(rec->items[i].staging_wire);
 	}
 	free(rec->items);
-	if (rec->settle != NULL)
-		event_free(rec->settle);
+	if (rec->start != NULL)
+		event_free(rec->start);
 	if (rec->deadline != NULL)
 		event_free(rec->deadline);
 	journal_entries_free(rec->entries, rec->n);
@@ -206,7 +207,7 @@ recovery_run(struct proxy *proxy)
 {
 	const struct config *cfg = proxy->cfg;
 	struct recovery rec = { .proxy = proxy };
-	struct timeval settle = { RECOVERY_SETTLE_SECONDS, 0 };
+	struct timeval now = { 0, 0 };
 
 	if (journal_scan(cfg->spool_dir, &rec.entries, &rec.n) != 0) {
 		log_error(0, "cannot read the journal in %s", cfg->spool_dir);
@@ -220,19 +221,18 @@ recovery_run(struct proxy *proxy)
 		journal_entries_free(rec.entries, rec.n);
 		return 0;
 	}
-	log_info(0, "recovering %zu upload%s left by a crash before accepting clients "
-	    "(in %d s: the upstream may still be executing what it received)",
-	    rec.n, rec.n == 1 ? "" : "s", RECOVERY_SETTLE_SECONDS);
+	log_info(0, "recovering %zu upload%s left by a crash before accepting clients",
+	    rec.n, rec.n == 1 ? "" : "s");
 	/* the loop runs: a reload may replace proxy->cfg meanwhile */
 	rec.cfg = config_ref(cfg);
 	rec.items = calloc(rec.n, sizeof(*rec.items));
-	rec.settle = evtimer_new(proxy->base, settled, &rec);
+	rec.start = evtimer_new(proxy->base, start_all, &rec);
 	rec.deadline = evtimer_new(proxy->base, too_long, &rec);
-	if (rec.items == NULL || rec.settle == NULL || rec.deadline == NULL) {
+	if (rec.items == NULL || rec.start == NULL || rec.deadline == NULL) {
 		recovery_free(&rec);
 		return -1;
 	}
-	evtimer_add(rec.settle, &settle);
+	evtimer_add(rec.start, &now);
 	event_base_dispatch(proxy->base);
 	recovery_free(&rec);
 	return 0;

@@ -178,7 +178,8 @@ report_recovery(const struct recovery_result *r)
 	if (r->fsyncs >= 0)
 		printf("  fsync calls per successful MULTIAPPEND (strace): %ld\n", r->fsyncs);
 	printf("  SIGKILL during a MULTIAPPEND of %u x 4 KiB: %ld stored at the kill; "
-	    "restart with the journal resolved took %.2f s (%d s of it waiting for "
-	    "the upstream to settle); %ld left after it%s\n", r->n, r->at_kill,
-	    r->start_s, 3, r->after, r->recovered ? "" : " (NOT recovered)");
+	    "restart with the journal resolved took %.2f s (rollback_settle = 5 s of "
+	    "it: messages never stored are looked for until the mailbox has been "
+	    "quiet that long); %ld left after it%s\n", r->n, r->at_kill,
+	    r->start_s, r->after, r->recovered ? "" : " (NOT recovered)");
 }

@@ -601,7 +601,7 @@ Test(dovecot_faults, the_server_catches_up_after_the_rollback)
 	char *base, *snap;
 	unsigned k;
 
-	start("--legacy", "upstream_idle_timeout = 2\n");
+	start("--legacy", "upstream_idle_timeout = 2\nrollback_settle = 3\n");
 	login(&d, dc.port);
 	base = snapshot(&d);
 	for (k = 1; k < N; k += 4) {
@@ -644,7 +644,7 @@ Test(dovecot_faults, late_stores_after_the_rollback_looked)
 	size_t i;
 
 	size_base = (size_t)1 << 20;
-	start("--legacy", NULL);
+	start("--legacy", "rollback_settle = 3\n");
 	login(&d, dc.port);
 	base = snapshot(&d);
 	/* k = 1 leaves Dovecot the most to store; a round misses the race at

@@ -48,7 +48,7 @@ TestSuite(reload, .fini = teardown, .timeout = 120);
 
 /* ---- the configuration, rewritten, and SIGHUP ---- */
 
-/* px's configuration file: the harness's spool, then text. */
+/* px's configuration file: the harness's spool and settling, then text. */
 static void
 write_conf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -59,7 +59,8 @@ write_conf(const char *fmt, ...)
 	va_list ap;
 
 	cr_assert_not_null(f);
-	fprintf(f, "spool_dir = %s/spool\nconnect_timeout = 5\n", px.dir);
+	fprintf(f, "spool_dir = %s/spool\nconnect_timeout = 5\nrollback_settle = 1\n",
+	    px.dir);
 	va_start(ap, fmt);
 	vfprintf(f, fmt, ap);
 	va_end(ap);
@@ -352,7 +353,7 @@ Test(reload, syntax_error_refused)
 	    mock.port);
 	log = refused_whole();
 	cr_assert_not_null(strstr(log, "error: reload refused: "), "%s", log);
-	cr_assert_not_null(strstr(log, "/mappend.conf:8: unknown key \"max_sesions\"; "
+	cr_assert_not_null(strstr(log, "/mappend.conf:9: unknown key \"max_sesions\"; "
 	    "the running configuration stays\n"), "%s", log);
 	free(log);
 }
@@ -642,7 +643,7 @@ Test(reload, restart_keys_warned_and_the_rest_applied)
 		cr_assert_not_null(f);
 		fprintf(f, "listen = 127.0.0.1:0\nupstream = 127.0.0.1:%d\nlog_level = "
 		    "debug\nconnect_timeout = 5\nspool_dir = %s\npid_file = %s\n"
-		    "max_sessions = 1\n", mock.port, other, pidf);
+		    "max_sessions = 1\nrollback_settle = 1\n", mock.port, other, pidf);
 		fclose(f);
 	}
 	log = sighup(true);
