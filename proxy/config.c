@@ -629,9 +629,16 @@ set_group(struct config *c, const char *v)
 static const char *
 set_pid_file(struct config *c, const char *v)
 {
-	if (v[strlen(v) - 1] == '/')
+	const char *bad = set_path(v, c->pid_file, sizeof c->pid_file);
+
+	if (bad != NULL)
+		return bad;
+	/* an absolute path is not empty: its last byte is there */
+	if (v[strlen(v) - 1] == '/') {
+		c->pid_file[0] = '\0';
 		return "expected a file name, not a directory";
-	return set_path(v, c->pid_file, sizeof c->pid_file);
+	}
+	return NULL;
 }
 
 /* The reason for a list element names the element, so it is formatted

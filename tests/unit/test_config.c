@@ -901,6 +901,9 @@ Test(config, startup_keys_bad)
 	    "\"mappend.pid\" (expected an absolute path, starting with \"/\")");
 	bad_value("pid_file = /run/", ":3: bad value for pid_file: \"/run/\" "
 	    "(expected a file name, not a directory)");
+	/* found by fuzz_config: an empty quoted value was read at [-1] */
+	bad_value("pid_file = \"\"", ":3: bad value for pid_file: \"\" "
+	    "(expected an absolute path, starting with \"/\")");
 	load_fails(BASE "group = mappend\n", ": group = mappend needs user: mappend "
 	    "switches to a group only together with a user");
 }
