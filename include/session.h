@@ -170,6 +170,9 @@ struct pending *session_pending_find(const struct session *, const char *tag,
 struct pending *session_command(struct session *, const struct reply_ops *,
     void *ctx, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* The same, without the command text: the caller writes "tag ..." itself. */
+/* ctx is being freed: the answers to its commands still in flight are
+ * dropped when they come, never handed to it. */
+void session_forget_ctx(struct session *, const void *ctx);
 struct pending *session_command_pending(struct session *, const struct reply_ops *,
     void *ctx);
 /* Mailbox names as IMAP compares them: INBOX in any case is INBOX. */

@@ -137,6 +137,7 @@ rollback_free(struct rollback *rb)
 {
 	if (rb == NULL)
 		return;
+	session_forget_ctx(rb->s, rb);	/* a STORE or EXPUNGE may be in flight */
 	backchannel_close(rb->bc);
 	if (rb->later != NULL)
 		event_free(rb->later);

@@ -683,6 +683,29 @@ session_pending_free(struct session *s, struct pending *p)
 	free(p);
 }
 
+static void
+answer_dropped(void *ctx, const struct answer *a)
+{
+	(void)ctx;
+	(void)a;
+}
+
+static const struct reply_ops dropped_ops = { .tagged = answer_dropped };
+
+void
+session_forget_ctx(struct session *s, const void *ctx)
+{
+	struct pending *p;
+
+	if (s == NULL || ctx == NULL)
+		return;
+	TAILQ_FOREACH(p, &s->pending, entry)
+		if (p->ops != NULL && p->ctx == ctx) {
+			p->ops = &dropped_ops;
+			p->ctx = NULL;
+		}
+}
+
 struct pending *
 session_command_pending(struct session *s, const struct reply_ops *ops, void *ctx)
 {

@@ -94,6 +94,7 @@ staging_free(struct staging *st)
 {
 	if (st == NULL)
 		return;
+	session_forget_ctx(st->s, st);	/* a CREATE or DELETE may be in flight */
 	backchannel_close(st->bc);
 	rollback_free(st->look);
 	if (st->later != NULL)
