@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/event.h>
 
@@ -116,15 +115,6 @@ static void next_compare(struct rollback *);
 static void settle_or_remove(struct rollback *);
 static void remove_uids(struct rollback *);
 static const struct reply_ops search_ops;
-
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static char *
 dup_or_null(const char *s)
@@ -396,7 +386,7 @@ searched(void *ctx, const struct answer *a)
 		next_compare(rb);	/* nothing new: settles or ends */
 		return;
 	}
-	rb->last_growth = now_seconds();
+	rb->last_growth = log_clock();
 	if ((set = uidset_format(rb->cand + rb->cbase, rb->ncand - rb->cbase)) == NULL) {
 		finish(rb, "out of memory");
 		return;
@@ -499,7 +489,7 @@ settle_or_remove(struct rollback *rb)
 {
 	struct timeval poll = { 0, SETTLE_POLL_MS * 1000 };
 	size_t missing = unmatched(rb);
-	double now = now_seconds(), quiet = rb->cfg->rollback_settle;
+	double now = log_clock(), quiet = rb->cfg->rollback_settle;
 
 	if (!rb->settle || missing == 0) {
 		remove_uids(rb);
