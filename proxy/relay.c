@@ -463,7 +463,7 @@ upstream_segment(struct session *s, struct relay *r, struct evbuffer *in,
 		forward = false;
 		break;
 	}
-	if (session_closing(s))
+	if (session_closing(s) || session_upstream_input(s) != in)
 		return;
 	if (forward) {
 		imap_framer_move(&r->resp, in, session_client_output(s), f->len);
@@ -488,7 +488,9 @@ relay_upstream_input(struct session *s)
 	if (session_closing(s) || session_splicing(s) ||
 	    (in = session_upstream_input(s)) == NULL)
 		return;
-	while (!session_closing(s)) {
+	/* an answer may end the upstream (a protocol error while a MULTIAPPEND
+	 * is resolved): nothing after it is read, whatever is buffered */
+	while (!session_closing(s) && session_upstream_input(s) == in) {
 		struct imap_frame f;
 
 		if (session_output_full(s, SESSION_CLIENT))

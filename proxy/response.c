@@ -320,6 +320,7 @@ response_segment(struct session *s, const char *buf, size_t len,
     const struct imap_segment *seg)
 {
 	struct response *r = session_response(s);
+	enum response_action action;
 
 	if (!seg->first) {
 		if (r->owner != NULL)
@@ -329,10 +330,17 @@ response_segment(struct session *s, const char *buf, size_t len,
 	r->drop = false;
 	r->owner = NULL;
 	if (session_state(s) == SESSION_GREETING)
-		return greeting(s, buf, len, seg);
-	if (imap_tok_is(buf, &seg->tok[0], "+"))
-		return RESPONSE_CONTINUATION;
-	if (imap_tok_is(buf, &seg->tok[0], "*"))
-		return untagged(s, buf, len, seg);
-	return tagged(s, buf, len, seg);
+		action = greeting(s, buf, len, seg);
+	else if (imap_tok_is(buf, &seg->tok[0], "+"))
+		action = RESPONSE_CONTINUATION;
+	else if (imap_tok_is(buf, &seg->tok[0], "*"))
+		action = untagged(s, buf, len, seg);
+	else
+		action = tagged(s, buf, len, seg);
+	/* a response is forwarded or dropped whole: what follows a literal
+	 * in a dropped one (an answer to nobody, a reply of ours) must not
+	 * reach the client as a line of its own */
+	if (action == RESPONSE_DROP)
+		r->drop = true;
+	return action;
 }

@@ -35,7 +35,9 @@ enum faultrelay_action {
 				 * catch_up_ms) */
 };
 
-#define FAULTRELAY_GARBAGE_LINE "mappend.999999 OK [APPENDUID 1 99] not yours\r\n"
+/* with a literal inside: what follows it is the same answer */
+#define FAULTRELAY_GARBAGE_LINE \
+    "mappend.999999 OK [APPENDUID 1 99] not {5}\r\nyours NIL NIL\r\n"
 #define FAULTRELAY_LONGLINE_SIZE ((size_t)17 << 20)	/* over mappend's 16 MiB */
 
 struct faultrelay_fault {

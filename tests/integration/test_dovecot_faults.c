@@ -363,6 +363,7 @@ fault_at(const struct faultrelay_fault *f, const char *what, bool complete)
 	    rep.answers, r);
 	cr_assert_null(strstr(r, "Autologout"), "%s k=%u: %s", what, k, r);
 	cr_assert_null(strstr(r, "mappend.999999"), "%s k=%u: %s", what, k, r);
+	cr_assert_null(strstr(r, "NIL NIL"), "%s k=%u: %s", what, k, r);
 	cr_assert_null(strstr(r, "xxxxxxxx"), "%s k=%u: %.300s", what, k, r);
 	if (complete)
 		cr_assert(tagged(r, "a", "OK [APPENDUID "), "%s k=%u: %s", what, k, r);

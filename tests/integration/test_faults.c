@@ -163,6 +163,24 @@ start(const char *profile, const char *conf)
 	imapc_close(&d);
 }
 
+/* Each line of an answer is untagged or tagged with tag: no piece of
+ * anybody's response reaches the client as a line of its own. */
+static void
+every_line_is_imap(const char *text, const char *tag, const char *kind,
+    unsigned k)
+{
+	const char *line;
+	size_t n = strlen(tag);
+
+	for (line = text; *line != '\0'; line = strchr(line, '\n') + 1) {
+		cr_assert(strncmp(line, "* ", 2) == 0 ||
+		    (strncmp(line, tag, n) == 0 && line[n] == ' '),
+		    "%s k=%u: a line that is no response: %.80s", kind, k, line);
+		if (strchr(line, '\n') == NULL)
+			break;
+	}
+}
+
 /*
  * One fault at every k: the client gets NO, the upstream is as before.
  * closes: the upstream connection is lost by the fault, so the NO is
@@ -184,6 +202,8 @@ every_k(const char *kind, bool closes, bool sync)
 		cr_assert_not_null(r, "%s k=%u: no answer", kind, k);
 		cr_assert_null(strstr(r, "Autologout"), "%s k=%u: %s", kind, k, r);
 		cr_assert_null(strstr(r, "mappend.999999"), "%s k=%u: %s", kind, k, r);
+		cr_assert_null(strstr(r, "NIL NIL"), "%s k=%u: %s", kind, k, r);
+		every_line_is_imap(r, "a", kind, k);
 		/* the upstream's own refusal reaches the client as it was */
 		cr_assert(tagged(r, "a", closes ? "NO [UNAVAILABLE]" : "NO [OVERQUOTA]"),
 		    "%s k=%u: %.300s", kind, k, r);

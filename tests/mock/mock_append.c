@@ -216,8 +216,10 @@ stored_then_fault(struct mock_conn *c, uint64_t k)
 	struct mock_faults *f = &mock_srv.faults;
 	uint32_t *uids = calloc(c->append->nmsgs + 1, sizeof(*uids));
 	struct mock_mailbox *mb;
+	/* with a literal inside: what follows it is the same answer */
 	static const char garbage[] =
-	    "mappend.999999 OK [APPENDUID 1 99] Append completed\r\n";
+	    "mappend.999999 OK [APPENDUID 1 99] Append {9}\r\n"
+	    "completed NIL NIL\r\n";
 	char *line;
 	size_t n = (size_t)17 << 20;
 
