@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct backchannel;
+struct backend;
 struct config;
 struct login;
 struct proxy;
@@ -25,12 +26,12 @@ struct backchannel_owner {
 	void (*failed)(void *ctx, const char *why);
 };
 
-/* Connect to cfg's upstream (cfg's timeouts and TLS; a reference is
- * held) and log in with l (copied: the caller may clear it).  log_id is
- * the session id for log lines (0: the daemon). */
+/* Connect to backend b (b's TLS, cfg's timeouts; a reference to cfg is
+ * held, b is copied) and log in with l (copied: the caller may clear it).
+ * log_id is the session id for log lines (0: the daemon). */
 struct backchannel *backchannel_open(struct proxy *, const struct config *cfg,
-    uint64_t log_id, const struct login *l, const struct backchannel_owner *,
-    void *ctx);
+    const struct backend *b, uint64_t log_id, const struct login *l,
+    const struct backchannel_owner *, void *ctx);
 /* One command ("tag " and CRLF added) once ready, one at a time: ops hear
  * its untagged data, literal data and tagged answer. */
 void backchannel_command(struct backchannel *, const struct reply_ops *, void *ctx,

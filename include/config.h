@@ -36,12 +36,44 @@ enum upstream_tls {
 	UPSTREAM_TLS,
 };
 
+#define CONFIG_MAX_BACKENDS 32
+#define BACKEND_NAME_MAX 64
+
+/*
+ * An upstream server and how the proxy talks to it.  The keys at the top
+ * of the file make the default one; a "[backend NAME]" section another,
+ * which takes the top's settings for what it does not say (but never its
+ * address or TLS name).
+ */
+struct backend {
+	char name[BACKEND_NAME_MAX];	/* "" for the default */
+	char host[256];			/* upstream = HOST:PORT */
+	char port[16];
+	enum upstream_tls tls;		/* upstream_tls = plain|starttls|tls */
+	bool tls_verify;		/* upstream_tls_verify, default yes; no
+					 * logs a warning at start */
+	char ca_file[4096];		/* upstream_ca_file; default: the
+					 * system's CA store */
+	char tls_name[256];		/* upstream_tls_name: to verify and send
+					 * (SNI); default the host */
+	/* A master user of the upstream (SASL PLAIN with the session's user
+	 * as authorization identity) for the proxy's second connection;
+	 * empty: the session's own LOGIN / AUTHENTICATE PLAIN credentials */
+	char master_user[256];
+	char master_password[256];
+	unsigned line;			/* where its section starts; 0: the top */
+};
+
 struct config {
 	struct listen_conf listen[CONFIG_MAX_LISTEN];
 	size_t nlisten;			/* listen = HOST:PORT, repeatable, required */
 
-	char upstream_host[256];	/* upstream = HOST:PORT, required */
-	char upstream_port[16];
+	/* The default upstream: upstream = HOST:PORT (required) and the
+	 * upstream_* and master_* keys at the top of the file */
+	struct backend upstream;
+	/* [backend NAME] sections: more upstreams a route may name */
+	struct backend backends[CONFIG_MAX_BACKENDS];
+	size_t nbackends;
 
 	unsigned connect_timeout;	/* seconds, default 10 */
 	unsigned client_idle_timeout;	/* seconds, default 1800 (RFC 3501: >= 30 min) */
@@ -71,22 +103,12 @@ struct config {
 	uint64_t max_session_spool;	/* bytes, default 1G */
 	uint64_t max_total_spool;	/* bytes, default 4G */
 
-	/* A master user of the upstream (SASL PLAIN with the session's user as
-	 * authorization identity) for the proxy's second connection; empty:
-	 * the session's own LOGIN / AUTHENTICATE PLAIN credentials are used. */
-	char master_user[256];
-	char master_password[256];
 
 	/* TLS towards clients: STARTTLS on plain listeners, and "tls" listeners */
 	char tls_cert[4096];		/* certificate chain, PEM, leaf first */
 	char tls_key[4096];		/* its private key, PEM */
 	enum require_tls require_tls;	/* refuse plaintext logins before TLS */
 
-	/* TLS towards the upstream */
-	enum upstream_tls upstream_tls;	/* upstream_tls = plain|starttls|tls */
-	bool upstream_tls_verify;	/* default yes; no logs a warning at start */
-	char upstream_ca_file[4096];	/* default: the system's CA store */
-	char upstream_tls_name[256];	/* name to verify and send (SNI); default the host */
 
 	/* ID (RFC 2971): tell the upstream the client's address
 	 * (x-originating-ip/-port), as Dovecot's trusted proxies expect */
@@ -111,6 +133,8 @@ struct config {
 
 /* Defaults, no file read. */
 void config_defaults(struct config *c);
+/* The backend called name ("" or "default": the default one), or NULL. */
+const struct backend *config_backend(const struct config *, const char *name);
 
 /*
  * Configurations the daemon uses live on the heap with a reference count:

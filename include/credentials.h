@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct backend;
 struct config;
 struct credentials;
 struct pending;
@@ -47,8 +48,10 @@ void credentials_attempted_user(const struct pending *, char *out, size_t len);
 /* How a second connection logs in for this session; -1 when it cannot
  * (no credentials, out of memory). */
 int credentials_login(const struct session *, struct login *);
-/* As the master user for user (crash recovery); -1 without a master user. */
-int credentials_master_login(const struct config *, const char *user, struct login *);
+/* As backend b's master user for user (crash recovery); -1 without a
+ * master user. */
+int credentials_master_login(const struct backend *b, const char *user,
+    struct login *);
 /* Wipe and free what a login holds. */
 void login_clear(struct login *);
 

@@ -28,6 +28,8 @@ struct journal_entry {
 	uint64_t session;
 	char *user, *mailbox;		/* as the client wrote the mailbox */
 	char *upstream;			/* host:port that received the upload */
+	char *backend;			/* its settings: a [backend] name, or
+					 * NULL for the default upstream's */
 	char *staging;			/* no UIDPLUS: the staging mailbox, or NULL */
 	uint32_t uidvalidity;		/* of the mailbox; 0 unknown */
 	uint32_t uidnext;		/* before the replay; 0 unknown */

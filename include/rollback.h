@@ -24,6 +24,7 @@
 
 #include "fingerprint.h"
 
+struct backend;
 struct config;
 struct login;
 struct proxy;
@@ -82,12 +83,13 @@ typedef void (*rollback_done_cb)(void *ctx, const char *error);
 
 /*
  * Carry a plan out: on s's own upstream connection when the plan allows
- * (s may be NULL otherwise), else on a second connection to cfg's upstream
- * (the session's configuration) logged in with login (copied).  done is
+ * (s may be NULL otherwise), else on a second connection to the backend
+ * (copied; of cfg, the session's configuration) logged in with login
+ * (copied).  done is
  * called later, never from inside this call; NULL when out of memory.
  */
 struct rollback *rollback_start(struct proxy *, const struct config *cfg,
-    uint64_t log_id, struct session *s, const struct login *,
+    const struct backend *, uint64_t log_id, struct session *s, const struct login *,
     const struct rollback_plan *, const struct rollback_target *,
     rollback_done_cb, void *ctx);
 /* The UIDs found (NULL and 0 with an error). */
@@ -101,7 +103,8 @@ typedef void (*rollback_found_cb)(void *ctx, const char *error,
  * for what the server may still be doing).  Nothing is removed.
  */
 struct rollback *rollback_find(struct proxy *, const struct config *cfg,
-    uint64_t log_id, const struct login *, const struct fingerprint *,
+    const struct backend *, uint64_t log_id, const struct login *,
+    const struct fingerprint *,
     size_t n, const struct rollback_target *, rollback_found_cb, void *ctx);
 
 /* Stop (the session ends): nothing is called back. */

@@ -100,6 +100,9 @@ struct proxy *session_proxy(const struct session *);
 /* The configuration the session started with: everything done for it
  * (its upstream, second connections, limits, timeouts) follows this one. */
 const struct config *session_config(const struct session *);
+/* The upstream the session talks to, its second connections too: a
+ * backend of session_config's (the default one until a route says). */
+const struct backend *session_backend(const struct session *);
 enum session_state session_state(const struct session *);
 bool session_closing(const struct session *);
 /* The client left while a job runs on: what it would be told is lost. */

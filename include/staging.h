@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct backend;
 struct config;
 struct login;
 struct fingerprint;
@@ -48,7 +49,7 @@ const char *staging_mailbox(const struct staging *);
  * later, never from inside this call; NULL when out of memory.
  */
 struct staging *staging_start(struct proxy *, const struct config *cfg,
-    uint64_t log_id, struct session *s, const struct login *, enum staging_op,
+    const struct backend *, uint64_t log_id, struct session *s, const struct login *, enum staging_op,
     const char *staging_wire, const char *target_wire,
     const struct fingerprint *msgs, size_t nmsgs, staging_done_cb,
     void *ctx);

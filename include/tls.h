@@ -12,6 +12,7 @@
 
 #include <openssl/ssl.h>
 
+struct backend;
 struct config;
 
 /* Load what tls_init would (certificate, key and their match, the
@@ -35,9 +36,11 @@ bool tls_server_available(const struct config *cfg);
 /* A new SSL for an accepted client under cfg, NULL on error. */
 SSL *tls_server_ssl(const struct config *cfg);
 
-/* A new SSL for a connection to cfg's upstream: SNI and name check for
- * name (a host name or an IP address), NULL on error. */
-SSL *tls_upstream_ssl(const struct config *cfg, const char *name);
+/* A new SSL for a connection to backend b of cfg (b may be a copy made for
+ * a route: it is found by name): SNI and name check for name (a host name
+ * or an IP address), NULL on error. */
+SSL *tls_upstream_ssl(const struct config *cfg, const struct backend *b,
+    const char *name);
 
 /* The last OpenSSL error of this thread, as text, for logs. */
 const char *tls_error(void);

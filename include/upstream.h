@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+struct backend;
 struct bufferevent;
 struct config;
 struct proxy;
@@ -21,10 +22,11 @@ struct upstream_connect;
 typedef void (*upstream_connected_cb)(struct bufferevent *bev,
     const char *greeting, const char *error, void *arg);
 
-/* To cfg's upstream, with cfg's timeout and TLS (a reference is held
- * until the callback or the cancel). */
+/* To backend b (of cfg, or a copy of one with another address: a route's),
+ * with cfg's timeout and b's TLS (a reference to cfg and a copy of b are
+ * held until the callback or the cancel). */
 struct upstream_connect *upstream_connect(struct proxy *, const struct config *cfg,
-    uint64_t session, upstream_connected_cb, void *arg);
+    const struct backend *b, uint64_t session, upstream_connected_cb, void *arg);
 /* Abandon a connect in progress; the callback is not called. */
 void upstream_connect_cancel(struct upstream_connect *);
 

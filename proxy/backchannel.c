@@ -350,7 +350,8 @@ dup_or_null(const char *s)
 }
 
 struct backchannel *
-backchannel_open(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+backchannel_open(struct proxy *proxy, const struct config *cfg,
+    const struct backend *b, uint64_t log_id,
     const struct login *l, const struct backchannel_owner *owner, void *ctx)
 {
 	struct backchannel *bc = calloc(1, sizeof(*bc));
@@ -374,7 +375,7 @@ backchannel_open(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
 		bc_free(bc);
 		return NULL;
 	}
-	bc->connecting = upstream_connect(proxy, cfg, log_id, connected, bc);
+	bc->connecting = upstream_connect(proxy, cfg, b, log_id, connected, bc);
 	if (bc->connecting == NULL)
 		fail(bc, "out of memory");
 	return bc;

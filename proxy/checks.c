@@ -114,9 +114,15 @@ check_tls(struct checker *ck, const struct config *cfg, const struct run_as *ra)
 		readable &= check_reload_file(ck, ra, "tls_cert", cfg->tls_cert);
 		readable &= check_reload_file(ck, ra, "tls_key", cfg->tls_key);
 	}
-	if (cfg->upstream_ca_file[0] != '\0' && access(cfg->upstream_ca_file, R_OK) != 0) {
-		report(ck, true, "upstream_ca_file %s: %s", cfg->upstream_ca_file,
-		    strerror(errno));
+	for (size_t i = 0; i <= cfg->nbackends; i++) {
+		const struct backend *b = i == 0 ? &cfg->upstream :
+		    &cfg->backends[i - 1];
+
+		if (b->ca_file[0] == '\0' || access(b->ca_file, R_OK) == 0)
+			continue;
+		report(ck, true, "%s%s%supstream_ca_file %s: %s",
+		    i > 0 ? "[backend " : "", b->name, i > 0 ? "] " : "",
+		    b->ca_file, strerror(errno));
 		readable = false;
 	}
 	/* the files open: do they hold a matching pair, a usable CA?  (A

@@ -46,8 +46,8 @@ config_defaults(struct config *c)
 	c->max_session_spool = UINT64_C(1) << 30;
 	c->max_total_spool = UINT64_C(4) << 30;
 	c->require_tls = REQUIRE_TLS_AUTO;
-	c->upstream_tls = UPSTREAM_PLAIN;
-	c->upstream_tls_verify = true;
+	c->upstream.tls = UPSTREAM_PLAIN;
+	c->upstream.tls_verify = true;
 	c->splice = true;
 }
 
@@ -322,10 +322,10 @@ set_listen(struct config *c, const char *v)
 }
 
 static const char *
-set_upstream(struct config *c, const char *v)
+set_upstream(struct backend *b, const char *v)
 {
-	return parse_host_port(v, false, c->upstream_host,
-	    sizeof c->upstream_host, c->upstream_port, sizeof c->upstream_port);
+	return parse_host_port(v, false, b->host,
+	    sizeof b->host, b->port, sizeof b->port);
 }
 
 static const char *
@@ -487,15 +487,15 @@ set_string(const char *v, char *out, size_t outlen)
 }
 
 static const char *
-set_master_user(struct config *c, const char *v)
+set_master_user(struct backend *b, const char *v)
 {
-	return set_string(v, c->master_user, sizeof c->master_user);
+	return set_string(v, b->master_user, sizeof b->master_user);
 }
 
 static const char *
-set_master_password(struct config *c, const char *v)
+set_master_password(struct backend *b, const char *v)
 {
-	return set_string(v, c->master_password, sizeof c->master_password);
+	return set_string(v, b->master_password, sizeof b->master_password);
 }
 
 static const char *
@@ -548,35 +548,35 @@ set_require_tls(struct config *c, const char *v)
 }
 
 static const char *
-set_upstream_tls(struct config *c, const char *v)
+set_upstream_tls(struct backend *b, const char *v)
 {
 	if (strcmp(v, "plain") == 0)
-		c->upstream_tls = UPSTREAM_PLAIN;
+		b->tls = UPSTREAM_PLAIN;
 	else if (strcmp(v, "starttls") == 0)
-		c->upstream_tls = UPSTREAM_STARTTLS;
+		b->tls = UPSTREAM_STARTTLS;
 	else if (strcmp(v, "tls") == 0)
-		c->upstream_tls = UPSTREAM_TLS;
+		b->tls = UPSTREAM_TLS;
 	else
 		return "expected plain, starttls or tls";
 	return NULL;
 }
 
 static const char *
-set_upstream_tls_verify(struct config *c, const char *v)
+set_upstream_tls_verify(struct backend *b, const char *v)
 {
-	return set_yes_no(v, &c->upstream_tls_verify);
+	return set_yes_no(v, &b->tls_verify);
 }
 
 static const char *
-set_upstream_ca_file(struct config *c, const char *v)
+set_upstream_ca_file(struct backend *b, const char *v)
 {
-	return set_path(v, c->upstream_ca_file, sizeof c->upstream_ca_file);
+	return set_path(v, b->ca_file, sizeof b->ca_file);
 }
 
 static const char *
-set_upstream_tls_name(struct config *c, const char *v)
+set_upstream_tls_name(struct backend *b, const char *v)
 {
-	return set_string(v, c->upstream_tls_name, sizeof c->upstream_tls_name);
+	return set_string(v, b->tls_name, sizeof b->tls_name);
 }
 
 static const char *
@@ -673,49 +673,52 @@ set_metrics_listen(struct config *c, const char *v)
 	    c->metrics_port, sizeof c->metrics_port);
 }
 
+/* A key sets the configuration, or (set_backend) a backend: the default
+ * one at the top of the file, the section's inside a [backend NAME]. */
 struct config_key {
 	const char *name;
 	const char *(*set)(struct config *, const char *);
 	size_t max_count;	/* times the key may appear */
+	const char *(*set_backend)(struct backend *, const char *);
 };
 
 static const struct config_key config_keys[] = {
-	{ "listen", set_listen, CONFIG_MAX_LISTEN },
-	{ "upstream", set_upstream, 1 },
-	{ "connect_timeout", set_connect_timeout, 1 },
-	{ "client_idle_timeout", set_client_idle_timeout, 1 },
-	{ "upstream_idle_timeout", set_upstream_idle_timeout, 1 },
-	{ "shutdown_timeout", set_shutdown_timeout, 1 },
-	{ "rollback_settle", set_rollback_settle, 1 },
-	{ "log_level", set_log_level, 1 },
-	{ "log", set_log, 1 },
-	{ "max_line_length", set_max_line_length, 1 },
-	{ "max_sessions", set_max_sessions, 1 },
-	{ "max_sessions_per_address", set_max_sessions_per_address, 1 },
-	{ "connection_rate_per_address", set_connection_rate_per_address, 1 },
-	{ "connection_burst_per_address", set_connection_burst_per_address, 1 },
-	{ "splice", set_splice, 1 },
-	{ "spool_dir", set_spool_dir, 1 },
-	{ "max_message_size", set_max_message_size, 1 },
-	{ "max_messages", set_max_messages, 1 },
-	{ "max_session_spool", set_max_session_spool, 1 },
-	{ "max_total_spool", set_max_total_spool, 1 },
-	{ "master_user", set_master_user, 1 },
-	{ "master_password", set_master_password, 1 },
-	{ "tls_cert", set_tls_cert, 1 },
-	{ "tls_key", set_tls_key, 1 },
-	{ "require_tls", set_require_tls, 1 },
-	{ "upstream_tls", set_upstream_tls, 1 },
-	{ "upstream_tls_verify", set_upstream_tls_verify, 1 },
-	{ "upstream_ca_file", set_upstream_ca_file, 1 },
-	{ "upstream_tls_name", set_upstream_tls_name, 1 },
-	{ "id_forward_address", set_id_forward_address, 1 },
-	{ "user", set_user, 1 },
-	{ "group", set_group, 1 },
-	{ "pid_file", set_pid_file, 1 },
-	{ "proxy_protocol_from", set_proxy_protocol_from, PROXYPROTO_MAX_NETWORKS },
-	{ "proxy_protocol_timeout", set_proxy_protocol_timeout, 1 },
-	{ "metrics_listen", set_metrics_listen, 1 },
+	{ "listen", set_listen, CONFIG_MAX_LISTEN, NULL },
+	{ "upstream", NULL, 1, set_upstream },
+	{ "connect_timeout", set_connect_timeout, 1, NULL },
+	{ "client_idle_timeout", set_client_idle_timeout, 1, NULL },
+	{ "upstream_idle_timeout", set_upstream_idle_timeout, 1, NULL },
+	{ "shutdown_timeout", set_shutdown_timeout, 1, NULL },
+	{ "rollback_settle", set_rollback_settle, 1, NULL },
+	{ "log_level", set_log_level, 1, NULL },
+	{ "log", set_log, 1, NULL },
+	{ "max_line_length", set_max_line_length, 1, NULL },
+	{ "max_sessions", set_max_sessions, 1, NULL },
+	{ "max_sessions_per_address", set_max_sessions_per_address, 1, NULL },
+	{ "connection_rate_per_address", set_connection_rate_per_address, 1, NULL },
+	{ "connection_burst_per_address", set_connection_burst_per_address, 1, NULL },
+	{ "splice", set_splice, 1, NULL },
+	{ "spool_dir", set_spool_dir, 1, NULL },
+	{ "max_message_size", set_max_message_size, 1, NULL },
+	{ "max_messages", set_max_messages, 1, NULL },
+	{ "max_session_spool", set_max_session_spool, 1, NULL },
+	{ "max_total_spool", set_max_total_spool, 1, NULL },
+	{ "master_user", NULL, 1, set_master_user },
+	{ "master_password", NULL, 1, set_master_password },
+	{ "tls_cert", set_tls_cert, 1, NULL },
+	{ "tls_key", set_tls_key, 1, NULL },
+	{ "require_tls", set_require_tls, 1, NULL },
+	{ "upstream_tls", NULL, 1, set_upstream_tls },
+	{ "upstream_tls_verify", NULL, 1, set_upstream_tls_verify },
+	{ "upstream_ca_file", NULL, 1, set_upstream_ca_file },
+	{ "upstream_tls_name", NULL, 1, set_upstream_tls_name },
+	{ "id_forward_address", set_id_forward_address, 1, NULL },
+	{ "user", set_user, 1, NULL },
+	{ "group", set_group, 1, NULL },
+	{ "pid_file", set_pid_file, 1, NULL },
+	{ "proxy_protocol_from", set_proxy_protocol_from, PROXYPROTO_MAX_NETWORKS, NULL },
+	{ "proxy_protocol_timeout", set_proxy_protocol_timeout, 1, NULL },
+	{ "metrics_listen", set_metrics_listen, 1, NULL },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -726,6 +729,9 @@ struct config_reader {
 	unsigned line;			/* 0: the error is about the whole file */
 	size_t count[NKEYS];		/* times each key was seen */
 	unsigned first_line[NKEYS];	/* where each key was first seen */
+	struct backend *section;	/* inside [backend NAME], or NULL */
+	size_t section_count[NKEYS];	/* the same for the section's keys */
+	unsigned section_line[NKEYS];
 	char *err;
 	size_t errlen;
 };
@@ -848,16 +854,98 @@ parse_value(struct config_reader *r, const char *key, char *v)
 	return v;
 }
 
+static bool
+backend_name_valid(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len >= BACKEND_NAME_MAX || strcmp(n, "default") == 0)
+		return false;
+	return strspn(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_.-") == len;
+}
+
+/* A section is over (another begins, or the file ends): what it must say. */
+static int
+end_section(struct config_reader *r)
+{
+	const struct backend *b = r->section;
+	unsigned line = r->line;
+
+	if (b == NULL)
+		return 0;
+	r->line = b->line;
+	if (b->host[0] == '\0')
+		return config_error(r, "[backend %s] has no \"upstream = HOST:PORT\"",
+		    b->name);
+	if ((b->master_user[0] == '\0') != (b->master_password[0] == '\0'))
+		return config_error(r, "[backend %s]: master_user and "
+		    "master_password go together: set both or neither", b->name);
+	r->line = line;
+	r->section = NULL;
+	return 0;
+}
+
+/*
+ * "[backend NAME]": the keys that follow, up to the next section, set that
+ * backend.  It starts as the top of the file says (the top comes first:
+ * other keys are refused inside a section), without its address and TLS
+ * name, which belong to one server.
+ */
+static int
+begin_section(struct config_reader *r, struct config *c, char *s)
+{
+	size_t len = strlen(s);
+	char *name;
+	struct backend *b;
+
+	if (s[len - 1] != ']')
+		return config_error(r, "a section is \"[backend NAME]\"");
+	s[len - 1] = '\0';
+	s = trim(s + 1);
+	if (strncmp(s, "backend", 7) != 0 || !is_space(s[7]))
+		return config_error(r, "unknown section \"[%s]\" (expected "
+		    "\"[backend NAME]\")", s);
+	name = trim(s + 8);
+	if (!backend_name_valid(name))
+		return config_error(r, "bad backend name \"%s\" (letters, digits, "
+		    "'_', '.' and '-', at most %d bytes; \"default\" is the top "
+		    "of the file)", name, BACKEND_NAME_MAX - 1);
+	if (end_section(r) < 0)
+		return -1;
+	for (size_t i = 0; i < c->nbackends; i++)
+		if (strcmp(c->backends[i].name, name) == 0)
+			return config_error(r, "[backend %s] is already on line %u",
+			    name, c->backends[i].line);
+	if (c->nbackends == CONFIG_MAX_BACKENDS)
+		return config_error(r, "too many backends: at most %d",
+		    CONFIG_MAX_BACKENDS);
+	b = &c->backends[c->nbackends++];
+	*b = c->upstream;
+	memset(b->host, 0, sizeof b->host);
+	memset(b->port, 0, sizeof b->port);
+	memset(b->tls_name, 0, sizeof b->tls_name);
+	memset(b->name, 0, sizeof b->name);
+	snprintf(b->name, sizeof b->name, "%s", name);
+	b->line = r->line;
+	r->section = b;
+	memset(r->section_count, 0, sizeof r->section_count);
+	return 0;
+}
+
 static int
 parse_line(struct config_reader *r, struct config *c, char *line)
 {
 	const struct config_key *k = NULL;
 	char *s = trim(line), *eq, *key, *value;
 	const char *hint;
-	size_t i;
+	size_t i, *count;
+	unsigned *first;
 
 	if (*s == '\0' || *s == '#')
 		return 0;
+	if (*s == '[')
+		return begin_section(r, c, s);
 	eq = strchr(s, '=');
 	if (eq == NULL)
 		return config_error(r, "missing \"=\" in \"%s\" "
@@ -881,17 +969,26 @@ parse_line(struct config_reader *r, struct config *c, char *line)
 	if (value == NULL)
 		return -1;
 
-	if (r->count[i] >= k->max_count) {
+	if (r->section != NULL && k->set_backend == NULL)
+		return config_error(r, "%s cannot be set for one backend: it "
+		    "belongs above the first [backend] section", key);
+	count = r->section != NULL ? r->section_count : r->count;
+	first = r->section != NULL ? r->section_line : r->first_line;
+	if (count[i] >= k->max_count) {
 		if (k->max_count == 1)
 			return config_error(r, "duplicate key \"%s\" "
-			    "(already set on line %u)", key, r->first_line[i]);
+			    "(already set on line %u)", key, first[i]);
 		return config_error(r, "too many \"%s\" lines: at most %zu",
 		    key, k->max_count);
 	}
-	if (r->count[i]++ == 0)
-		r->first_line[i] = r->line;
+	if (count[i]++ == 0)
+		first[i] = r->line;
 
-	hint = k->set(c, value);
+	if (k->set_backend != NULL)
+		hint = k->set_backend(r->section != NULL ? r->section :
+		    &c->upstream, value);
+	else
+		hint = k->set(c, value);
 	if (hint != NULL)
 		return config_error(r, "bad value for %s: \"%s\" (%s)", key,
 		    value, hint);
@@ -1100,7 +1197,7 @@ check_config(struct config_reader *r, const struct config *c)
 		    "max_sessions (%u): it would never refuse anything; lower "
 		    "max_sessions_per_address or raise max_sessions",
 		    c->max_sessions_per_address, c->max_sessions);
-	if ((c->master_user[0] == '\0') != (c->master_password[0] == '\0'))
+	if ((c->upstream.master_user[0] == '\0') != (c->upstream.master_password[0] == '\0'))
 		return config_error(r, "master_user and master_password go "
 		    "together: set both or neither");
 	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0'))
@@ -1143,6 +1240,8 @@ config_load_stream(FILE *f, const char *name, struct config *c, char *err,
 			break;
 		}
 	}
+	if (rc == 0)
+		rc = end_section(&r);
 	if (rc < 0 || check_config(&r, &tmp) < 0)
 		return -1;
 	*c = tmp;
@@ -1164,6 +1263,17 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	rc = config_load_stream(f, path, c, err, errlen);
 	fclose(f);
 	return rc;
+}
+
+const struct backend *
+config_backend(const struct config *c, const char *name)
+{
+	if (name[0] == '\0' || strcmp(name, "default") == 0)
+		return &c->upstream;
+	for (size_t i = 0; i < c->nbackends; i++)
+		if (strcmp(c->backends[i].name, name) == 0)
+			return &c->backends[i];
+	return NULL;
 }
 
 /* ---- configurations on the heap, counted ---- */
@@ -1250,7 +1360,7 @@ static const struct config_field {
 	bool restart;		/* cannot change while mappend runs */
 } config_fields[] = {
 	{ "listen", FIELD(nlisten), 0, 0, false },	/* and the lines: below */
-	{ "upstream", FIELD(upstream_host), FIELD(upstream_port), false },
+	{ "upstream", FIELD(upstream.host), FIELD(upstream.port), false },
 	{ "connect_timeout", FIELD(connect_timeout), 0, 0, false },
 	{ "client_idle_timeout", FIELD(client_idle_timeout), 0, 0, false },
 	{ "upstream_idle_timeout", FIELD(upstream_idle_timeout), 0, 0, false },
@@ -1269,15 +1379,15 @@ static const struct config_field {
 	{ "max_messages", FIELD(max_messages), 0, 0, false },
 	{ "max_session_spool", FIELD(max_session_spool), 0, 0, false },
 	{ "max_total_spool", FIELD(max_total_spool), 0, 0, false },
-	{ "master_user", FIELD(master_user), 0, 0, false },
-	{ "master_password", FIELD(master_password), 0, 0, false },
+	{ "master_user", FIELD(upstream.master_user), 0, 0, false },
+	{ "master_password", FIELD(upstream.master_password), 0, 0, false },
 	{ "tls_cert", FIELD(tls_cert), 0, 0, false },
 	{ "tls_key", FIELD(tls_key), 0, 0, false },
 	{ "require_tls", FIELD(require_tls), 0, 0, false },
-	{ "upstream_tls", FIELD(upstream_tls), 0, 0, false },
-	{ "upstream_tls_verify", FIELD(upstream_tls_verify), 0, 0, false },
-	{ "upstream_ca_file", FIELD(upstream_ca_file), 0, 0, false },
-	{ "upstream_tls_name", FIELD(upstream_tls_name), 0, 0, false },
+	{ "upstream_tls", FIELD(upstream.tls), 0, 0, false },
+	{ "upstream_tls_verify", FIELD(upstream.tls_verify), 0, 0, false },
+	{ "upstream_ca_file", FIELD(upstream.ca_file), 0, 0, false },
+	{ "upstream_tls_name", FIELD(upstream.tls_name), 0, 0, false },
 	{ "id_forward_address", FIELD(id_forward_address), 0, 0, false },
 	{ "user", FIELD(user), 0, 0, true },
 	{ "group", FIELD(group), 0, 0, true },
@@ -1369,6 +1479,19 @@ config_changed_keys(const struct config *a, const struct config *b, char *out,
 			used += (size_t)w;
 		else
 			full = true;
+	}
+	/* the sections, as one: their keys are the top's names again */
+	if (a->nbackends != b->nbackends || memcmp(a->backends, b->backends,
+	    a->nbackends * sizeof a->backends[0]) != 0) {
+		int w;
+
+		n++;
+		if (!full) {
+			w = snprintf(out + used, outlen - used, "%s[backend]",
+			    used > 0 ? ", " : "");
+			if (w > 0 && (size_t)w < outlen - used)
+				used += (size_t)w;
+		}
 	}
 	if (outlen > 0)
 		out[used] = '\0';

@@ -198,7 +198,7 @@ credentials_usable(const struct session *s)
 {
 	const struct credentials *c = session_credentials(s);
 
-	if (session_config(s)->master_user[0] != '\0')
+	if (session_backend(s)->master_user[0] != '\0')
 		return c->user != NULL || c->authzid != NULL;
 	return c->user != NULL && c->password != NULL;
 }
@@ -263,13 +263,13 @@ plain_message(const char *authz, size_t authz_len, const char *authc,
 }
 
 int
-credentials_master_login(const struct config *cfg, const char *user, struct login *l)
+credentials_master_login(const struct backend *b, const char *user, struct login *l)
 {
 	memset(l, 0, sizeof(*l));
-	if (cfg->master_user[0] == '\0')
+	if (b->master_user[0] == '\0')
 		return -1;
-	l->plain_b64 = plain_message(user, strlen(user), cfg->master_user,
-	    strlen(cfg->master_user), cfg->master_password, strlen(cfg->master_password));
+	l->plain_b64 = plain_message(user, strlen(user), b->master_user,
+	    strlen(b->master_user), b->master_password, strlen(b->master_password));
 	l->user = strdup(user);
 	if (l->plain_b64 == NULL || l->user == NULL) {
 		login_clear(l);
@@ -298,13 +298,13 @@ int
 credentials_login(const struct session *s, struct login *l)
 {
 	const struct credentials *c = session_credentials(s);
-	const struct config *cfg = session_config(s);
+	const struct backend *b = session_backend(s);
 
 	memset(l, 0, sizeof(*l));
 	if (!credentials_usable(s))
 		return -1;
-	if (cfg->master_user[0] != '\0')
-		return credentials_master_login(cfg, credentials_user(s), l);
+	if (b->master_user[0] != '\0')
+		return credentials_master_login(b, credentials_user(s), l);
 	l->user = strdup(credentials_user(s));
 	if (l->user != NULL && c->authzid == NULL && login_as_client(c, l) == 0)
 		return 0;

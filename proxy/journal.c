@@ -119,6 +119,8 @@ write_record(FILE *f, const struct journal_entry *e)
 	put_string(f, "user", e->user);
 	put_string(f, "mailbox", e->mailbox);
 	put_string(f, "upstream", e->upstream);
+	if (e->backend != NULL)
+		put_string(f, "backend", e->backend);
 	if (e->staging != NULL)
 		put_string(f, "staging", e->staging);
 	fprintf(f, "uidvalidity %u\nuidnext %u\nmessages %zu\n", e->uidvalidity,
@@ -279,6 +281,9 @@ parse_line(struct journal_entry *e, const char *key, const char *value)
 		return (e->upstream = unhex_string(value)) != NULL ? 0 : -1;
 	if (strcmp(key, "staging") == 0)
 		return (e->staging = unhex_string(value)) != NULL ? 0 : -1;
+	if (strcmp(key, "backend") == 0)
+		return e->backend == NULL &&
+		    (e->backend = unhex_string(value)) != NULL ? 0 : -1;
 	if (strcmp(key, "session") == 0)
 		return sscanf(value, "%llu", &a) == 1 ? (e->session = a, 0) : -1;
 	if (strcmp(key, "uidvalidity") == 0)
@@ -320,6 +325,7 @@ entry_clear(struct journal_entry *e)
 	free(e->user);
 	free(e->mailbox);
 	free(e->upstream);
+	free(e->backend);
 	free(e->staging);
 	free(e->msgs);
 	memset(e, 0, sizeof(*e));

@@ -386,7 +386,7 @@ serve(int ready_fd)
 		return 1;
 	listener_accept_all();
 	log_info(0, "mappend started, upstream %s:%s (version %s)",
-	    proxy.cfg->upstream_host, proxy.cfg->upstream_port, MAPPEND_VERSION);
+	    proxy.cfg->upstream.host, proxy.cfg->upstream.port, MAPPEND_VERSION);
 	daemon_ready(ready_fd);
 	log_also_stderr(false);
 	event_base_dispatch(proxy.base);

@@ -870,19 +870,19 @@ static bool
 record_upload(struct append_job *job)
 {
 	struct session *s = job->s;
-	const struct config *cfg = session_config(s);
+	const struct backend *b = session_backend(s);
 	struct upload_msg *msgs = calloc(job->nmsgs + 1, sizeof(*msgs));
 	char upstream[300];
 	struct journal_entry e;
 	unsigned i;
 
-	snprintf(upstream, sizeof(upstream), "%s:%s", cfg->upstream_host,
-	    cfg->upstream_port);
+	snprintf(upstream, sizeof(upstream), "%s:%s", b->host, b->port);
 	for (i = 0; msgs != NULL && i < job->nmsgs; i++)
 		msgs[i] = job->msgs[i].u;
 	e = (struct journal_entry){ .session = session_id(s),
 	    .user = (char *)credentials_user(s), .mailbox = job->mailbox,
 	    .upstream = upstream, .staging = job->staging_wire,
+	    .backend = b->name[0] != '\0' ? (char *)b->name : NULL,
 	    .uidvalidity = job->uidvalidity, .uidnext = job->uidnext,
 	    .msgs = msgs, .nmsgs = job->nmsgs };
 	if (msgs == NULL || (job->record = journal_begin(&e)) == NULL) {
@@ -948,7 +948,7 @@ staging_named(void *ctx, const char *error, const char *refusal)
 		return;
 	job->here = HERE_STAGING;
 	if ((job->staging = staging_start(session_proxy(s), session_config(s),
-	    session_id(s), s, NULL, STAGING_CREATE, job->staging_wire, NULL, NULL,
+	    session_backend(s), session_id(s), s, NULL, STAGING_CREATE, job->staging_wire, NULL, NULL,
 	    0, staging_created, job)) == NULL)
 		session_close(s, "Out of memory");
 }
@@ -970,7 +970,7 @@ start_staging(struct append_job *job)
 	}
 	job->here = HERE_STAGING;
 	if ((job->staging = staging_start(session_proxy(s), session_config(s),
-	    session_id(s), s, NULL, STAGING_NAME, NULL, NULL, NULL, 0, staging_named,
+	    session_backend(s), session_id(s), s, NULL, STAGING_NAME, NULL, NULL, NULL, 0, staging_named,
 	    job)) == NULL)
 		session_close(s, "Out of memory");
 }
@@ -1234,7 +1234,7 @@ rollback(struct append_job *job)
 	job->rollback_remote = !plan.own_connection;
 	job->here = plan.own_connection ? HERE_ROLLBACK : HERE_NONE;
 	job->rollback = rollback_start(session_proxy(s), session_config(s),
-	    session_id(s), s, have_login == 0 ? &login : NULL, &plan, &t,
+	    session_backend(s), session_id(s), s, have_login == 0 ? &login : NULL, &plan, &t,
 	    rolled_back, job);
 	if (have_login == 0)
 		login_clear(&login);
@@ -1301,7 +1301,7 @@ finish_staging(struct append_job *job)
 	}
 	if (msgs != NULL)
 		job->staging = staging_start(session_proxy(s), session_config(s),
-		    session_id(s), here ? s : NULL, have_login == 0 ? &login : NULL,
+		    session_backend(s), session_id(s), here ? s : NULL, have_login == 0 ? &login : NULL,
 		    copy ? STAGING_COPY : STAGING_DELETE, job->staging_wire,
 		    job->mailbox_wire, msgs, job->nmsgs,
 		    copy ? staging_copied : staging_dropped, job);

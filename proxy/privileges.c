@@ -131,7 +131,11 @@ priv_secret_exposed(const char *path, const struct config *cfg,
 	struct stat st;
 	struct group *gr;
 
-	if (cfg->master_password[0] == '\0' || stat(path, &st) != 0)
+	bool secret = cfg->upstream.master_password[0] != '\0';
+
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		secret |= cfg->backends[i].master_password[0] != '\0';
+	if (!secret || stat(path, &st) != 0)
 		return false;
 	if ((st.st_mode & S_IROTH) != 0) {
 		snprintf(msg, msglen, "%s holds master_password and every user can "

@@ -32,6 +32,7 @@ struct recovery;
 struct recovering {
 	struct recovery *rec;
 	struct journal_entry *e;
+	const struct backend *backend;	/* that received it: of rec->cfg */
 	struct login login;
 	char *mailbox_wire, *staging_wire;
 	struct rollback *rollback;
@@ -97,21 +98,28 @@ rolled_back(void *ctx, const char *error)
 		item_done(it);
 		return;
 	}
-	it->staging = staging_start(proxy, it->rec->cfg, 0, NULL, &it->login,
-	    STAGING_DELETE, it->staging_wire, NULL, NULL, 0, staging_deleted, it);
+	it->staging = staging_start(proxy, it->rec->cfg, it->backend, 0, NULL,
+	    &it->login, STAGING_DELETE, it->staging_wire, NULL, NULL, 0, staging_deleted, it);
 	if (it->staging == NULL) {
 		it->failed = true;
 		item_done(it);
 	}
 }
 
-static bool
-same_upstream(const struct config *cfg, const char *upstream)
+/* The backend that received e's upload, by the name recorded; NULL when
+ * the configuration has none of that name, or it is at another address
+ * now (its credentials are not sent to a server it no longer names). */
+static const struct backend *
+record_backend(const struct config *cfg, const struct journal_entry *e)
 {
+	const struct backend *b = config_backend(cfg,
+	    e->backend != NULL ? e->backend : "");
 	char mine[300];
 
-	snprintf(mine, sizeof(mine), "%s:%s", cfg->upstream_host, cfg->upstream_port);
-	return strcmp(mine, upstream) == 0;
+	if (b == NULL)
+		return NULL;
+	snprintf(mine, sizeof(mine), "%s:%s", b->host, b->port);
+	return strcmp(mine, e->upstream) == 0 ? b : NULL;
 }
 
 /* Start resolving one record; false when it cannot be now. */
@@ -119,18 +127,22 @@ static bool
 start_item(struct recovery *rec, struct recovering *it)
 {
 	struct journal_entry *e = it->e;
+	const struct backend *b = record_backend(rec->cfg, e);
 	struct rollback_plan plan;
 	struct rollback_target t;
 
-	if (!same_upstream(rec->cfg, e->upstream)) {
-		log_error(0, "recovery: %s is an upload to %s, not to the configured "
-		    "upstream: left as it is", e->path, e->upstream);
+	if (b == NULL) {
+		log_error(0, "recovery: %s is an upload to %s%s%s, not to a "
+		    "configured upstream: left as it is", e->path, e->upstream,
+		    e->backend != NULL ? " as backend " : "",
+		    e->backend != NULL ? e->backend : "");
 		return false;
 	}
+	it->backend = b;
 	it->mailbox_wire = imap_quote(e->mailbox, strlen(e->mailbox));
 	it->staging_wire = e->staging != NULL ? strdup(e->staging) : NULL;
 	if (it->mailbox_wire == NULL || (e->staging != NULL && it->staging_wire == NULL) ||
-	    credentials_master_login(rec->cfg, e->user, &it->login) != 0 ||
+	    credentials_master_login(b, e->user, &it->login) != 0 ||
 	    rollback_plan(e->msgs, e->nmsgs, true, false, &plan) != 0)
 		return false;
 	t = (struct rollback_target){ .mailbox = e->mailbox,
@@ -139,8 +151,8 @@ start_item(struct recovery *rec, struct recovering *it)
 	log_info(0, "recovering %s: %zu message%s of user %s in \"%s\"%s", e->path,
 	    e->nmsgs, e->nmsgs == 1 ? "" : "s", e->user, e->mailbox,
 	    e->staging != NULL ? ", and its staging mailbox" : "");
-	it->rollback = rollback_start(rec->proxy, rec->cfg, 0, NULL, &it->login, &plan,
-	    &t, rolled_back, it);
+	it->rollback = rollback_start(rec->proxy, rec->cfg, b, 0, NULL, &it->login,
+	    &plan, &t, rolled_back, it);
 	rollback_plan_free(&plan);
 	return it->rollback != NULL;
 }
@@ -202,6 +214,16 @@ recovery_free(struct recovery *rec)
 	config_unref(rec->cfg);
 }
 
+static bool
+any_master_user(const struct config *cfg)
+{
+	bool any = cfg->upstream.master_user[0] != '\0';
+
+	for (size_t i = 0; i < cfg->nbackends; i++)
+		any |= cfg->backends[i].master_user[0] != '\0';
+	return any;
+}
+
 int
 recovery_run(struct proxy *proxy)
 {
@@ -215,7 +237,7 @@ recovery_run(struct proxy *proxy)
 	}
 	if (rec.n == 0)
 		return 0;
-	if (cfg->master_user[0] == '\0') {
+	if (!any_master_user(cfg)) {
 		log_warn(0, "%zu upload%s in the journal wait for recovery, which needs a "
 		    "master_user: `mappend -R` lists them", rec.n, rec.n == 1 ? "" : "s");
 		journal_entries_free(rec.entries, rec.n);

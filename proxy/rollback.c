@@ -76,6 +76,7 @@ rollback_plan_free(struct rollback_plan *plan)
 struct rollback {
 	struct proxy *proxy;
 	const struct config *cfg;	/* for a second connection (a reference) */
+	struct backend backend;		/* where it goes (a copy) */
 	uint64_t id;
 	struct session *s;		/* the client's connection, or NULL */
 	struct backchannel *bc;		/* or the second connection */
@@ -144,6 +145,7 @@ rollback_free(struct rollback *rb)
 	free(rb->cand_size);
 	free(rb->error);
 	config_unref(rb->cfg);
+	explicit_bzero(&rb->backend, sizeof rb->backend);	/* a master password */
 	free(rb);
 }
 
@@ -623,7 +625,8 @@ bc_failed(void *ctx, const char *why)
 static const struct backchannel_owner bc_owner = { bc_ready, bc_failed };
 
 static struct rollback *
-rollback_new(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+rollback_new(struct proxy *proxy, const struct config *cfg,
+    const struct backend *b, uint64_t log_id,
     const struct rollback_plan *plan, const struct rollback_target *t,
     rollback_done_cb done, void *ctx)
 {
@@ -634,6 +637,7 @@ rollback_new(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
 		return NULL;
 	rb->proxy = proxy;
 	rb->cfg = config_ref(cfg);
+	rb->backend = *b;
 	rb->id = log_id;
 	rb->done = done;
 	rb->ctx = ctx;
@@ -679,19 +683,21 @@ open_second(struct rollback *rb, const struct login *login)
 		    "log in with LOGIN or AUTHENTICATE PLAIN, and no master_user is set)");
 		return;
 	}
-	if ((rb->bc = backchannel_open(rb->proxy, rb->cfg, rb->id, login, &bc_owner,
+	if ((rb->bc = backchannel_open(rb->proxy, rb->cfg, &rb->backend, rb->id, login, &bc_owner,
 	    rb)) == NULL)
 		finish(rb, "out of memory");
 }
 
 struct rollback *
-rollback_find(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+rollback_find(struct proxy *proxy, const struct config *cfg,
+    const struct backend *b, uint64_t log_id,
     const struct login *login, const struct fingerprint *msgs, size_t n,
     const struct rollback_target *t, rollback_found_cb found, void *ctx)
 {
 	struct rollback_plan plan = { .unknown = (struct fingerprint *)msgs,
 	    .nunknown = n, .settle = true };
-	struct rollback *rb = rollback_new(proxy, cfg, log_id, &plan, t, NULL, ctx);
+	struct rollback *rb = rollback_new(proxy, cfg, b, log_id, &plan, t, NULL,
+	    ctx);
 
 	if (rb == NULL)
 		return NULL;
@@ -701,11 +707,13 @@ rollback_find(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
 }
 
 struct rollback *
-rollback_start(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+rollback_start(struct proxy *proxy, const struct config *cfg,
+    const struct backend *b, uint64_t log_id,
     struct session *s, const struct login *login, const struct rollback_plan *plan,
     const struct rollback_target *t, rollback_done_cb done, void *ctx)
 {
-	struct rollback *rb = rollback_new(proxy, cfg, log_id, plan, t, done, ctx);
+	struct rollback *rb = rollback_new(proxy, cfg, b, log_id, plan, t, done,
+	    ctx);
 
 	if (rb == NULL)
 		return NULL;

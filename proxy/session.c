@@ -54,6 +54,7 @@ struct session {
 	TAILQ_ENTRY(session) entry;
 	struct proxy *proxy;
 	const struct config *cfg;	/* its own reference: a reload keeps it */
+	const struct backend *backend;	/* its upstream: one of cfg's */
 	uint64_t id;
 	char key[48];			/* the id the upstream's logs show too */
 	enum session_state state;
@@ -172,6 +173,12 @@ const struct config *
 session_config(const struct session *s)
 {
 	return s->cfg;
+}
+
+const struct backend *
+session_backend(const struct session *s)
+{
+	return s->backend;
 }
 
 enum session_state
@@ -769,7 +776,7 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	/* an upstream silent this long is gone, even without a TCP reset */
 	upstream_tv.tv_sec = (time_t)s->cfg->upstream_idle_timeout;
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
-	if (s->cfg->upstream_tls == UPSTREAM_PLAIN)
+	if (s->backend->tls == UPSTREAM_PLAIN)
 		s->upstream_reader = reader_new(bev,
 		    read_watermark(imap_response_line_max(session_config(s)->max_line_length)), &upstream_tv,
 		    upstream_read, upstream_event, s);
@@ -931,6 +938,7 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	}
 	s->proxy = proxy;
 	s->cfg = config_ref(proxy->cfg);
+	s->backend = &s->cfg->upstream;
 	s->id = ++proxy->next_session_id;
 	make_key(s);
 	peer_address(s, sa);
@@ -991,7 +999,8 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		session_close(s, limits_reason(v));
 		return;
 	}
-	s->connecting = upstream_connect(proxy, s->cfg, s->id, upstream_connected, s);
+	s->connecting = upstream_connect(proxy, s->cfg, s->backend, s->id,
+	    upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
 }

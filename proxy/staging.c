@@ -44,6 +44,7 @@ enum copy_step {
 struct staging {
 	struct proxy *proxy;
 	const struct config *cfg;	/* for second connections (a reference) */
+	struct backend backend;		/* where they go (a copy) */
 	uint64_t id;
 	struct session *s;		/* the client's connection, or NULL */
 	struct backchannel *bc;
@@ -108,6 +109,7 @@ staging_free(struct staging *st)
 	free(st->error);
 	free(st->refusal);
 	config_unref(st->cfg);
+	explicit_bzero(&st->backend, sizeof st->backend);	/* a master password */
 	free(st);
 }
 
@@ -359,8 +361,8 @@ open_second(struct staging *st)
 		finish(st, "no credentials for a second connection");
 		return;
 	}
-	if ((st->bc = backchannel_open(st->proxy, st->cfg, st->id, &st->login,
-	    &bc_owner, st)) == NULL)
+	if ((st->bc = backchannel_open(st->proxy, st->cfg, &st->backend, st->id,
+	    &st->login, &bc_owner, st)) == NULL)
 		finish(st, "out of memory");
 }
 
@@ -418,7 +420,7 @@ found_in_target(void *ctx, const char *error, const uint32_t *uids, size_t n)
 		log_error(st->id, "looking for the COPY's messages in %s: %s",
 		    st->target_wire, error);
 	if (error == NULL && n > 0 && !st->copied)
-		st->look = rollback_start(st->proxy, st->cfg, st->id, NULL, &st->login,
+		st->look = rollback_start(st->proxy, st->cfg, &st->backend, st->id, NULL, &st->login,
 		    &plan, &t, partial_removed, st);
 	rollback_free(look);	/* uids and error were its: not used below */
 	if (st->look == NULL)
@@ -447,7 +449,7 @@ bc_failed(void *ctx, const char *why)
 	}
 	log_warn(st->id, "the connection carrying the COPY into %s broke (%s): "
 	    "looking whether it ran", st->target_wire, why);
-	st->look = rollback_find(st->proxy, st->cfg, st->id, &st->login, st->msgs,
+	st->look = rollback_find(st->proxy, st->cfg, &st->backend, st->id, &st->login, st->msgs,
 	    st->nmsgs, &t, found_in_target, st);
 	if (st->look == NULL)
 		finish(st, "out of memory");
@@ -478,7 +480,8 @@ copy_in(struct staging *st, const char *staging_wire, const char *target_wire,
 }
 
 struct staging *
-staging_start(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
+staging_start(struct proxy *proxy, const struct config *cfg,
+    const struct backend *b, uint64_t log_id,
     struct session *s, const struct login *login, enum staging_op op,
     const char *staging_wire, const char *target_wire,
     const struct fingerprint *msgs, size_t nmsgs, staging_done_cb done,
@@ -490,6 +493,7 @@ staging_start(struct proxy *proxy, const struct config *cfg, uint64_t log_id,
 		return NULL;
 	st->proxy = proxy;
 	st->cfg = config_ref(cfg);
+	st->backend = *b;
 	st->id = log_id;
 	st->op = op;
 	st->done = done;

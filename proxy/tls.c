@@ -27,8 +27,23 @@
 /* What tls_prepare attaches to a configuration. */
 struct tls_contexts {
 	SSL_CTX *server;	/* NULL: no tls_cert */
-	SSL_CTX *upstream;	/* NULL: upstream_tls = plain */
+	/* per backend: [0] the default, [1 + i] backends[i]; NULL for plain.
+	 * Backends that trust alike share one (a reference each). */
+	SSL_CTX *upstream[1 + CONFIG_MAX_BACKENDS];
 };
+
+static size_t
+nbackends(const struct config *cfg)
+{
+	return 1 + cfg->nbackends;
+}
+
+/* Backend i of the contexts' numbering. */
+static const struct backend *
+backend_at(const struct config *cfg, size_t i)
+{
+	return i == 0 ? &cfg->upstream : &cfg->backends[i - 1];
+}
 
 const char *
 tls_error(void)
@@ -104,7 +119,7 @@ server_context(const struct config *cfg, char *err, size_t errlen)
 
 /* The upstream side's context; NULL with the reason in err. */
 static SSL_CTX *
-upstream_context(const struct config *cfg, char *err, size_t errlen)
+upstream_context(const struct backend *b, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -114,10 +129,11 @@ upstream_context(const struct config *cfg, char *err, size_t errlen)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (cfg->upstream_ca_file[0] != '\0') {
-		if (SSL_CTX_load_verify_locations(ctx, cfg->upstream_ca_file, NULL) != 1) {
-			snprintf(err, errlen, "upstream_ca_file %s: %s",
-			    cfg->upstream_ca_file, tls_error());
+	if (b->ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(ctx, b->ca_file, NULL) != 1) {
+			snprintf(err, errlen, "%s%s%supstream_ca_file %s: %s",
+			    b->name[0] != '\0' ? "[backend " : "", b->name,
+			    b->name[0] != '\0' ? "] " : "", b->ca_file, tls_error());
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
@@ -127,7 +143,7 @@ upstream_context(const struct config *cfg, char *err, size_t errlen)
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	SSL_CTX_set_verify(ctx, cfg->upstream_tls_verify ? SSL_VERIFY_PEER :
+	SSL_CTX_set_verify(ctx, b->tls_verify ? SSL_VERIFY_PEER :
 	    SSL_VERIFY_NONE, NULL);
 	return ctx;
 }
@@ -142,8 +158,12 @@ tls_check(const struct config *cfg, char *err, size_t errlen)
 			return -1;
 		SSL_CTX_free(ctx);
 	}
-	if (cfg->upstream_tls != UPSTREAM_PLAIN || cfg->upstream_ca_file[0] != '\0') {
-		if ((ctx = upstream_context(cfg, err, errlen)) == NULL)
+	for (size_t i = 0; i < nbackends(cfg); i++) {
+		const struct backend *b = backend_at(cfg, i);
+
+		if (b->tls == UPSTREAM_PLAIN && b->ca_file[0] == '\0')
+			continue;
+		if ((ctx = upstream_context(b, err, errlen)) == NULL)
 			return -1;
 		SSL_CTX_free(ctx);
 	}
@@ -156,7 +176,8 @@ contexts_free(void *p)
 	struct tls_contexts *c = p;
 
 	SSL_CTX_free(c->server);
-	SSL_CTX_free(c->upstream);
+	for (size_t i = 0; i < 1 + CONFIG_MAX_BACKENDS; i++)
+		SSL_CTX_free(c->upstream[i]);
 	free(c);
 }
 
@@ -169,10 +190,29 @@ contexts(const struct config *cfg)
 /* The upstream's context depends on these only (the name to verify is set
  * per connection). */
 static bool
-same_upstream_trust(const struct config *a, const struct config *b)
+same_upstream_trust(const struct backend *a, const struct backend *b)
 {
-	return a->upstream_tls_verify == b->upstream_tls_verify &&
-	    strcmp(a->upstream_ca_file, b->upstream_ca_file) == 0;
+	return a->tls_verify == b->tls_verify && strcmp(a->ca_file, b->ca_file) == 0;
+}
+
+/* A context that trusts as b does, from those made already (c) or the
+ * previous configuration's (o, old): a new reference, or NULL. */
+static SSL_CTX *
+shared_context(const struct backend *b, const struct config *cfg,
+    const struct tls_contexts *c, const struct config *old,
+    const struct tls_contexts *o)
+{
+	for (size_t i = 0; i < nbackends(cfg); i++)
+		if (c->upstream[i] != NULL &&
+		    same_upstream_trust(b, backend_at(cfg, i)) &&
+		    SSL_CTX_up_ref(c->upstream[i]) == 1)
+			return c->upstream[i];
+	for (size_t i = 0; o != NULL && i < nbackends(old); i++)
+		if (o->upstream[i] != NULL &&
+		    same_upstream_trust(b, backend_at(old, i)) &&
+		    SSL_CTX_up_ref(o->upstream[i]) == 1)
+			return o->upstream[i];
+	return NULL;
 }
 
 int
@@ -191,11 +231,13 @@ tls_prepare(const struct config *cfg, const struct config *old, char *err,
 		contexts_free(c);
 		return -1;
 	}
-	if (cfg->upstream_tls != UPSTREAM_PLAIN) {
-		if (o != NULL && o->upstream != NULL && same_upstream_trust(cfg, old) &&
-		    SSL_CTX_up_ref(o->upstream) == 1) {
-			c->upstream = o->upstream;
-		} else if ((c->upstream = upstream_context(cfg, err, errlen)) == NULL) {
+	for (size_t i = 0; i < nbackends(cfg); i++) {
+		const struct backend *b = backend_at(cfg, i);
+
+		if (b->tls == UPSTREAM_PLAIN)
+			continue;
+		if ((c->upstream[i] = shared_context(b, cfg, c, old, o)) == NULL &&
+		    (c->upstream[i] = upstream_context(b, err, errlen)) == NULL) {
 			contexts_free(c);
 			return -1;
 		}
@@ -204,17 +246,27 @@ tls_prepare(const struct config *cfg, const struct config *old, char *err,
 	return 0;
 }
 
+static bool
+unverified(const struct backend *b)
+{
+	return b != NULL && b->tls != UPSTREAM_PLAIN && !b->tls_verify;
+}
+
 void
 tls_warn_unverified(const struct config *cfg, const struct config *old)
 {
-	if (cfg->upstream_tls == UPSTREAM_PLAIN || cfg->upstream_tls_verify)
-		return;
-	if (old != NULL && old->upstream_tls != UPSTREAM_PLAIN &&
-	    !old->upstream_tls_verify)
-		return;		/* said already */
-	log_warn(0, "upstream_tls_verify = no: the upstream's certificate is NOT "
-	    "checked; anyone on the path can read and change the traffic, "
-	    "passwords included");
+	for (size_t i = 0; i < nbackends(cfg); i++) {
+		const struct backend *b = backend_at(cfg, i);
+
+		if (!unverified(b) || (old != NULL &&
+		    unverified(config_backend(old, b->name))))
+			continue;	/* nothing to say, or said already */
+		log_warn(0, "%s%s%supstream_tls_verify = no: the upstream's "
+		    "certificate is NOT checked; anyone on the path can read and "
+		    "change the traffic, passwords included",
+		    b->name[0] != '\0' ? "[backend " : "", b->name,
+		    b->name[0] != '\0' ? "] " : "");
+	}
 }
 
 int
@@ -244,20 +296,34 @@ tls_server_ssl(const struct config *cfg)
 	return tls_server_available(cfg) ? SSL_new(contexts(cfg)->server) : NULL;
 }
 
-SSL *
-tls_upstream_ssl(const struct config *cfg, const char *name)
+/* The context of cfg's backend that b is (or was copied from). */
+static SSL_CTX *
+backend_context(const struct config *cfg, const struct backend *b)
 {
 	const struct tls_contexts *c = contexts(cfg);
+	const struct backend *mine = config_backend(cfg, b->name);
+
+	if (c == NULL || mine == NULL)
+		return NULL;
+	return c->upstream[mine == &cfg->upstream ? 0 :
+	    (size_t)(mine - cfg->backends) + 1];
+}
+
+SSL *
+tls_upstream_ssl(const struct config *cfg, const struct backend *b,
+    const char *name)
+{
+	SSL_CTX *ctx = backend_context(cfg, b);
 	SSL *ssl;
 	unsigned char addr[16];
 	bool is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
 
-	if (c == NULL || c->upstream == NULL || (ssl = SSL_new(c->upstream)) == NULL)
+	if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL)
 		return NULL;
 	/* SNI carries host names only, never addresses (RFC 6066) */
 	if (!is_ip)
 		SSL_set_tlsext_host_name(ssl, name);
-	if (cfg->upstream_tls_verify) {
+	if (b->tls_verify) {
 		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
 		int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name) :
 		    X509_VERIFY_PARAM_set1_host(param, name, 0);

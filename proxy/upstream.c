@@ -41,6 +41,7 @@ enum connect_step {
 struct upstream_connect {
 	struct proxy *proxy;
 	const struct config *cfg;	/* a reference: the caller's may go */
+	struct backend backend;		/* where to, and how: a copy, the same */
 	uint64_t session;
 	struct bufferevent *bev;
 	struct event *timer;
@@ -64,10 +65,9 @@ upstream_tune_socket(int fd)
 }
 
 static const char *
-tls_name(const struct config *cfg)
+tls_name(const struct backend *b)
 {
-	return cfg->upstream_tls_name[0] != '\0' ? cfg->upstream_tls_name :
-	    cfg->upstream_host;
+	return b->tls_name[0] != '\0' ? b->tls_name : b->host;
 }
 
 /* Close what there is: before TLS the plain layer does not own the socket. */
@@ -79,7 +79,7 @@ drop_connection(struct upstream_connect *uc)
 	if (uc->bev == NULL)
 		return;
 	fd = bufferevent_getfd(uc->bev);
-	if (uc->cfg->upstream_tls != UPSTREAM_PLAIN && uc->step != STEP_HANDSHAKE &&
+	if (uc->backend.tls != UPSTREAM_PLAIN && uc->step != STEP_HANDSHAKE &&
 	    fd >= 0)
 		evutil_closesocket(fd);
 	bufferevent_free(uc->bev);
@@ -101,6 +101,8 @@ finish(struct upstream_connect *uc, const char *error)
 	bev = uc->bev;
 	event_free(uc->timer);
 	config_unref(uc->cfg);
+	/* the master password is in there */
+	explicit_bzero(&uc->backend, sizeof uc->backend);
 	free(uc);
 	if (bev != NULL)
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
@@ -112,9 +114,9 @@ finish(struct upstream_connect *uc, const char *error)
 static void
 start_tls(struct upstream_connect *uc)
 {
-	const struct config *cfg = uc->cfg;
+	const struct backend *b = &uc->backend;
 	evutil_socket_t fd = bufferevent_getfd(uc->bev);
-	SSL *ssl = tls_upstream_ssl(cfg, tls_name(cfg));
+	SSL *ssl = tls_upstream_ssl(uc->cfg, b, tls_name(b));
 	static char reason[300];
 
 	if (ssl == NULL) {
@@ -149,15 +151,15 @@ handshake_error(struct upstream_connect *uc)
 
 	if (verify != X509_V_OK)
 		snprintf(reason, sizeof(reason), "TLS with %.255s: certificate not "
-		    "accepted: %s", tls_name(uc->cfg),
+		    "accepted: %s", tls_name(&uc->backend),
 		    X509_verify_cert_error_string(verify));
 	else if (e != 0)
 		snprintf(reason, sizeof(reason), "TLS with %.255s failed: %s",
-		    tls_name(uc->cfg), ERR_reason_error_string(e) != NULL ?
+		    tls_name(&uc->backend), ERR_reason_error_string(e) != NULL ?
 		    ERR_reason_error_string(e) : "handshake error");
 	else
 		snprintf(reason, sizeof(reason), "TLS with %.255s failed: connection "
-		    "closed during the handshake", tls_name(uc->cfg));
+		    "closed during the handshake", tls_name(&uc->backend));
 	return reason;
 }
 
@@ -216,15 +218,15 @@ static void
 connect_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct upstream_connect *uc = arg;
-	const struct config *cfg = uc->cfg;
+	const struct backend *b = &uc->backend;
 	static char reason[512];
 	int dnserr;
 
 	if ((what & BEV_EVENT_CONNECTED) && uc->step == STEP_TCP) {
 		upstream_tune_socket(bufferevent_getfd(bev));
-		log_debug(uc->session, "connected to upstream %s:%s", cfg->upstream_host,
-		    cfg->upstream_port);
-		switch (cfg->upstream_tls) {
+		log_debug(uc->session, "connected to upstream %s:%s", b->host,
+		    b->port);
+		switch (b->tls) {
 		case UPSTREAM_PLAIN:
 			finish(uc, NULL);
 			return;
@@ -239,7 +241,7 @@ connect_event(struct bufferevent *bev, short what, void *arg)
 		}
 	}
 	if ((what & BEV_EVENT_CONNECTED) && uc->step == STEP_HANDSHAKE) {
-		log_debug(uc->session, "TLS with upstream %s: %s", tls_name(cfg),
+		log_debug(uc->session, "TLS with upstream %s: %s", tls_name(b),
 		    SSL_get_version(bufferevent_openssl_get_ssl(bev)));
 		finish(uc, NULL);
 		return;
@@ -255,10 +257,10 @@ connect_event(struct bufferevent *bev, short what, void *arg)
 	dnserr = bufferevent_socket_get_dns_error(bev);
 	if (dnserr != 0)
 		snprintf(reason, sizeof(reason), "cannot resolve %.255s: %.200s",
-		    cfg->upstream_host, evutil_gai_strerror(dnserr));
+		    b->host, evutil_gai_strerror(dnserr));
 	else
 		snprintf(reason, sizeof(reason), "cannot connect to %.255s:%.15s: %.200s",
-		    cfg->upstream_host, cfg->upstream_port,
+		    b->host, b->port,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	finish(uc, reason);
 }
@@ -272,25 +274,26 @@ connect_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	snprintf(reason, sizeof(reason), "connect to %.255s:%.15s timed out after %us%s",
-	    uc->cfg->upstream_host, uc->cfg->upstream_port, uc->cfg->connect_timeout,
+	    uc->backend.host, uc->backend.port, uc->cfg->connect_timeout,
 	    uc->step == STEP_TCP ? "" : " (TLS or STARTTLS not completed)");
 	finish(uc, reason);
 }
 
 struct upstream_connect *
-upstream_connect(struct proxy *proxy, const struct config *cfg, uint64_t session,
-    upstream_connected_cb cb, void *arg)
+upstream_connect(struct proxy *proxy, const struct config *cfg,
+    const struct backend *b, uint64_t session, upstream_connected_cb cb, void *arg)
 {
 	struct upstream_connect *uc;
 	struct timeval tv = { (time_t)cfg->connect_timeout, 0 };
-	int port = atoi(cfg->upstream_port);
+	int port = atoi(b->port);
 	/* a TLS connection keeps the socket when the plain layer goes */
-	int close_flag = cfg->upstream_tls == UPSTREAM_PLAIN ? BEV_OPT_CLOSE_ON_FREE : 0;
+	int close_flag = b->tls == UPSTREAM_PLAIN ? BEV_OPT_CLOSE_ON_FREE : 0;
 
 	if ((uc = calloc(1, sizeof(*uc))) == NULL)
 		return NULL;
 	uc->proxy = proxy;
 	uc->cfg = config_ref(cfg);
+	uc->backend = *b;
 	uc->session = session;
 	uc->cb = cb;
 	uc->arg = arg;
@@ -311,7 +314,7 @@ upstream_connect(struct proxy *proxy, const struct config *cfg, uint64_t session
 	/* with deferred callbacks a failure is reported from the loop, after
 	 * this returns, so uc is valid for the caller either way */
 	(void)bufferevent_socket_connect_hostname(uc->bev, proxy->dns, AF_UNSPEC,
-	    cfg->upstream_host, port);
+	    b->host, port);
 	return uc;
 }
 
@@ -322,5 +325,6 @@ upstream_connect_cancel(struct upstream_connect *uc)
 	event_free(uc->timer);
 	free(uc->greeting);
 	config_unref(uc->cfg);
+	explicit_bzero(&uc->backend, sizeof uc->backend);
 	free(uc);
 }

@@ -81,6 +81,28 @@ check_path(const char *path, size_t size, bool may_be_empty)
 	CHECK(path[0] == '/' || (may_be_empty && path[0] == '\0'));
 }
 
+/* An upstream: where, how, as whom; a section's has a name of its own. */
+static void
+check_backend(const struct backend *b, bool top)
+{
+	size_t len = strnlen(b->name, sizeof(b->name));
+
+	CHECK(len < sizeof(b->name));
+	CHECK(top ? len == 0 : (len > 0 && strcmp(b->name, "default") != 0 &&
+	    strspn(b->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_.-") == len));
+	CHECK(top ? b->line == 0 : b->line > 0);
+	check_host(b->host, sizeof(b->host), false);
+	check_port(b->port, sizeof(b->port), 1);
+	check_string(b->master_user, sizeof(b->master_user));
+	check_string(b->master_password, sizeof(b->master_password));
+	CHECK((b->master_user[0] == '\0') == (b->master_password[0] == '\0'));
+	CHECK(b->tls == UPSTREAM_PLAIN || b->tls == UPSTREAM_STARTTLS ||
+	    b->tls == UPSTREAM_TLS);
+	check_path(b->ca_file, sizeof(b->ca_file), true);
+	check_string(b->tls_name, sizeof(b->tls_name));
+}
+
 static void
 check_loaded(const struct config *c)
 {
@@ -92,8 +114,13 @@ check_loaded(const struct config *c)
 		check_port(c->listen[i].port, sizeof(c->listen[i].port), 0);
 		CHECK(!c->listen[i].tls || c->tls_cert[0] != '\0');
 	}
-	check_host(c->upstream_host, sizeof(c->upstream_host), false);
-	check_port(c->upstream_port, sizeof(c->upstream_port), 1);
+	check_backend(&c->upstream, true);
+	CHECK(c->nbackends <= CONFIG_MAX_BACKENDS);
+	for (i = 0; i < c->nbackends; i++) {
+		check_backend(&c->backends[i], false);
+		CHECK(config_backend(c, c->backends[i].name) == &c->backends[i]);
+	}
+	CHECK(config_backend(c, "") == &c->upstream);
 	CHECK(c->connect_timeout >= 1 && c->connect_timeout <= 7 * 86400);
 	CHECK(c->client_idle_timeout >= 1 && c->client_idle_timeout <= 7 * 86400);
 	CHECK(c->upstream_idle_timeout >= 1 && c->upstream_idle_timeout <= 7 * 86400);
@@ -111,19 +138,12 @@ check_loaded(const struct config *c)
 	CHECK(c->max_message_size >= 1);
 	CHECK(c->max_message_size <= c->max_session_spool);
 	CHECK(c->max_session_spool <= c->max_total_spool);
-	check_string(c->master_user, sizeof(c->master_user));
-	check_string(c->master_password, sizeof(c->master_password));
-	CHECK((c->master_user[0] == '\0') == (c->master_password[0] == '\0'));
 	check_path(c->tls_cert, sizeof(c->tls_cert), true);
 	check_path(c->tls_key, sizeof(c->tls_key), true);
 	CHECK((c->tls_cert[0] == '\0') == (c->tls_key[0] == '\0'));
 	CHECK(c->require_tls == REQUIRE_TLS_AUTO || c->require_tls == REQUIRE_TLS_YES ||
 	    c->require_tls == REQUIRE_TLS_NO);
 	CHECK(c->require_tls != REQUIRE_TLS_YES || c->tls_cert[0] != '\0');
-	CHECK(c->upstream_tls == UPSTREAM_PLAIN || c->upstream_tls == UPSTREAM_STARTTLS ||
-	    c->upstream_tls == UPSTREAM_TLS);
-	check_path(c->upstream_ca_file, sizeof(c->upstream_ca_file), true);
-	check_string(c->upstream_tls_name, sizeof(c->upstream_tls_name));
 }
 
 /*
@@ -152,13 +172,34 @@ put(FILE *f, const char *key, const char *v)
 	return true;
 }
 
+static void
+put_upstream(FILE *f, const struct backend *b)
+{
+	bool v6 = strchr(b->host, ':') != NULL;
+
+	fprintf(f, "upstream = %s%s%s:%s\n", v6 ? "[" : "", b->host, v6 ? "]" : "",
+	    b->port);
+}
+
+static bool
+put_tls(FILE *f, const struct backend *b)
+{
+	static const char *const up_tls[] = { "plain", "starttls", "tls" };
+	bool ok = true;
+
+	fprintf(f, "upstream_tls = %s\n", up_tls[b->tls]);
+	fprintf(f, "upstream_tls_verify = %s\n", b->tls_verify ? "yes" : "no");
+	ok &= put(f, "upstream_ca_file", b->ca_file);
+	ok &= put(f, "upstream_tls_name", b->tls_name);
+	return ok;
+}
+
 /* The loaded configuration as a file; false when a value cannot be one. */
 static bool
 write_config(FILE *f, const struct config *c)
 {
 	static const char *const levels[] = { "error", "warning", "info", "debug" };
 	static const char *const require[] = { "auto", "yes", "no" };
-	static const char *const up_tls[] = { "plain", "starttls", "tls" };
 	bool ok = true;
 	size_t i;
 
@@ -184,9 +225,7 @@ write_config(FILE *f, const struct config *c)
 		fprintf(f, "metrics_listen = %s%s%s:%s\n", v6 ? "[" : "",
 		    c->metrics_host, v6 ? "]" : "", c->metrics_port);
 	}
-	fprintf(f, "upstream = %s%s%s:%s\n", strchr(c->upstream_host, ':') ? "[" : "",
-	    c->upstream_host, strchr(c->upstream_host, ':') ? "]" : "",
-	    c->upstream_port);
+	put_upstream(f, &c->upstream);
 	fprintf(f, "connect_timeout = %u\n", c->connect_timeout);
 	fprintf(f, "client_idle_timeout = %us\n", c->client_idle_timeout);
 	fprintf(f, "upstream_idle_timeout = %u\n", c->upstream_idle_timeout);
@@ -207,19 +246,26 @@ write_config(FILE *f, const struct config *c)
 	fprintf(f, "max_messages = %u\n", c->max_messages);
 	fprintf(f, "max_session_spool = %llu\n", (unsigned long long)c->max_session_spool);
 	fprintf(f, "max_total_spool = %llu\n", (unsigned long long)c->max_total_spool);
-	ok &= put(f, "master_user", c->master_user);
-	ok &= put(f, "master_password", c->master_password);
+	ok &= put(f, "master_user", c->upstream.master_user);
+	ok &= put(f, "master_password", c->upstream.master_password);
 	ok &= put(f, "tls_cert", c->tls_cert);
 	ok &= put(f, "tls_key", c->tls_key);
 	fprintf(f, "require_tls = %s\n", require[c->require_tls]);
-	fprintf(f, "upstream_tls = %s\n", up_tls[c->upstream_tls]);
-	fprintf(f, "upstream_tls_verify = %s\n", c->upstream_tls_verify ? "yes" : "no");
-	ok &= put(f, "upstream_ca_file", c->upstream_ca_file);
-	ok &= put(f, "upstream_tls_name", c->upstream_tls_name);
+	ok &= put_tls(f, &c->upstream);
 	fprintf(f, "id_forward_address = %s\n", c->id_forward_address ? "yes" : "no");
 	ok &= put(f, "user", c->user);
 	ok &= put(f, "group", c->group);
 	ok &= put(f, "pid_file", c->pid_file);
+	/* sections last: what follows one belongs to it */
+	for (i = 0; i < c->nbackends; i++) {
+		const struct backend *b = &c->backends[i];
+
+		fprintf(f, "\n[backend %s]\n", b->name);
+		put_upstream(f, b);
+		ok &= put(f, "master_user", b->master_user);
+		ok &= put(f, "master_password", b->master_password);
+		ok &= put_tls(f, b);
+	}
 	return ok;
 }
 
@@ -247,6 +293,8 @@ check_round_trip(const struct config *c)
 		/* where each listen line stood is the one thing that may move */
 		for (size_t i = 0; i < back.nlisten; i++)
 			back.listen[i].line = c->listen[i].line;
+		for (size_t i = 0; i < back.nbackends; i++)
+			back.backends[i].line = c->backends[i].line;
 		CHECK(memcmp(&back, c, sizeof(back)) == 0);
 	}
 	free(text);

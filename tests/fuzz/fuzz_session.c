@@ -90,13 +90,15 @@ connect_done(evutil_socket_t fd, short what, void *arg)
 }
 
 struct upstream_connect *
-upstream_connect(struct proxy *p, const struct config *c, uint64_t session,
-    upstream_connected_cb cb, void *arg)
+upstream_connect(struct proxy *p, const struct config *c,
+    const struct backend *b, uint64_t session, upstream_connected_cb cb,
+    void *arg)
 {
 	struct upstream_connect *uc = calloc(1, sizeof(*uc));
 	struct bufferevent *pair[2];
 
 	(void)c;
+	(void)b;
 	(void)session;
 	if (uc == NULL)
 		return NULL;

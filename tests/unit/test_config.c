@@ -98,7 +98,7 @@ Test(config, defaults)
 
 	config_defaults(&c);
 	cr_assert_eq(c.nlisten, 0);
-	cr_assert_str_eq(c.upstream_host, "");
+	cr_assert_str_eq(c.upstream.host, "");
 	cr_assert_eq(c.connect_timeout, 10);
 	cr_assert_eq(c.client_idle_timeout, 1800);
 	cr_assert_eq(c.upstream_idle_timeout, 1860);
@@ -122,8 +122,8 @@ Test(config, minimal_file_keeps_defaults)
 	cr_assert_eq(c.nlisten, 1);
 	cr_assert_str_eq(c.listen[0].host, "127.0.0.1");
 	cr_assert_str_eq(c.listen[0].port, "1143");
-	cr_assert_str_eq(c.upstream_host, "127.0.0.1");
-	cr_assert_str_eq(c.upstream_port, "143");
+	cr_assert_str_eq(c.upstream.host, "127.0.0.1");
+	cr_assert_str_eq(c.upstream.port, "143");
 	config_defaults(&d);
 	cr_assert_eq(c.connect_timeout, d.connect_timeout);
 	cr_assert_eq(c.max_total_spool, d.max_total_spool);
@@ -160,8 +160,8 @@ Test(config, every_key)
 	cr_assert_str_eq(c.listen[1].port, "1143");
 	cr_assert_str_eq(c.listen[2].host, "*");
 	cr_assert_str_eq(c.listen[2].port, "0");
-	cr_assert_str_eq(c.upstream_host, "imap.example.com");
-	cr_assert_str_eq(c.upstream_port, "993");
+	cr_assert_str_eq(c.upstream.host, "imap.example.com");
+	cr_assert_str_eq(c.upstream.port, "993");
 	cr_assert_eq(c.connect_timeout, 5);
 	cr_assert_eq(c.client_idle_timeout, 31 * 60);
 	cr_assert_eq(c.upstream_idle_timeout, 3600);
@@ -190,8 +190,8 @@ Test(config, sample_file_loads)
 	cr_assert_eq(c.nlisten, 1);
 	cr_assert_str_eq(c.listen[0].host, "127.0.0.1");
 	cr_assert_str_eq(c.listen[0].port, "1143");
-	cr_assert_str_eq(c.upstream_host, "127.0.0.1");
-	cr_assert_str_eq(c.upstream_port, "143");
+	cr_assert_str_eq(c.upstream.host, "127.0.0.1");
+	cr_assert_str_eq(c.upstream.port, "143");
 	cr_assert_geq(c.client_idle_timeout, 1800);
 	cr_assert_eq(c.max_sessions_per_address, 50);
 }
@@ -261,7 +261,7 @@ Test(config, comments_blank_lines_and_whitespace)
 	    "max_messages   =   12\n", &c);
 	cr_assert_eq(c.nlisten, 1);
 	cr_assert_str_eq(c.listen[0].port, "1143");
-	cr_assert_str_eq(c.upstream_port, "143");
+	cr_assert_str_eq(c.upstream.port, "143");
 	cr_assert_eq(c.max_messages, 12);
 }
 
@@ -483,11 +483,11 @@ Test(config, upstream_good)
 	struct config c;
 
 	load_ok("listen = *:1143\nupstream = [2001:db8::5]:993\n", &c);
-	cr_assert_str_eq(c.upstream_host, "2001:db8::5");
-	cr_assert_str_eq(c.upstream_port, "993");
+	cr_assert_str_eq(c.upstream.host, "2001:db8::5");
+	cr_assert_str_eq(c.upstream.port, "993");
 	load_ok("listen = *:1143\nupstream = mail-1.example_host.org:65535\n", &c);
-	cr_assert_str_eq(c.upstream_host, "mail-1.example_host.org");
-	cr_assert_str_eq(c.upstream_port, "65535");
+	cr_assert_str_eq(c.upstream.host, "mail-1.example_host.org");
+	cr_assert_str_eq(c.upstream.port, "65535");
 }
 
 Test(config, upstream_bad)
@@ -1166,4 +1166,101 @@ Test(config, restart_keys_keep_the_running_values)
 	kept[0] = '\0';
 	config_keep_restart_keys(&next, &cur, note_kept, kept);
 	cr_assert_str_eq(kept, "");
+}
+
+/* [backend NAME] sections: more upstreams, each with its own settings and
+ * the top's for what it does not say (never its address or TLS name). */
+Test(config, backend_sections)
+{
+	struct config c;
+	const struct backend *b;
+
+	load_ok(BASE "upstream_tls = starttls\nupstream_tls_name = top.example\n"
+	    "upstream_ca_file = /ca.pem\nmaster_user = m\nmaster_password = p\n"
+	    "\n[backend alpha]\nupstream = alpha.example:993\nupstream_tls = tls\n"
+	    "# a comment\n[ backend beta-2.x ]\nupstream = [2001:db8::1]:143\n"
+	    "master_user = other\nmaster_password = q\nupstream_tls_verify = no\n",
+	    &c);
+	cr_assert_eq(c.nbackends, 2);
+	cr_assert_eq(config_backend(&c, ""), &c.upstream);
+	cr_assert_eq(config_backend(&c, "default"), &c.upstream);
+	cr_assert_null(config_backend(&c, "gamma"));
+	cr_assert_null(config_backend(&c, "Alpha"), "names are exact");
+	b = config_backend(&c, "alpha");
+	cr_assert_not_null(b);
+	cr_assert_eq(b->line, 9);
+	cr_assert_str_eq(b->host, "alpha.example");
+	cr_assert_str_eq(b->port, "993");
+	cr_assert_eq(b->tls, UPSTREAM_TLS);
+	cr_assert(b->tls_verify);
+	cr_assert_str_eq(b->tls_name, "", "a TLS name is the top server's only");
+	cr_assert_str_eq(b->ca_file, "/ca.pem");
+	cr_assert_str_eq(b->master_user, "m");
+	cr_assert_str_eq(b->master_password, "p");
+	b = config_backend(&c, "beta-2.x");
+	cr_assert_not_null(b);
+	cr_assert_str_eq(b->host, "2001:db8::1");
+	cr_assert_eq(b->tls, UPSTREAM_STARTTLS);
+	cr_assert(!b->tls_verify);
+	cr_assert_str_eq(b->master_user, "other");
+	cr_assert_str_eq(b->master_password, "q");
+	/* the top is as it was */
+	cr_assert_str_eq(c.upstream.name, "");
+	cr_assert_str_eq(c.upstream.master_user, "m");
+	cr_assert(c.upstream.tls_verify);
+	cr_assert_str_eq(c.upstream.tls_name, "top.example");
+}
+
+Test(config, backend_section_errors)
+{
+	char text[8192], want[256];
+	size_t i, n;
+
+	load_fails(BASE "[frontend x]\n", ":3: unknown section \"[frontend x]\" "
+	    "(expected \"[backend NAME]\")");
+	load_fails(BASE "[backend x\n", ":3: a section is \"[backend NAME]\"");
+	load_fails(BASE "[backend]\n", ":3: unknown section \"[backend]\" "
+	    "(expected \"[backend NAME]\")");
+	load_fails(BASE "[backend a b]\n", ":3: bad backend name \"a b\" (letters, "
+	    "digits, '_', '.' and '-', at most 63 bytes; \"default\" is the top "
+	    "of the file)");
+	load_fails(BASE "[backend default]\n", ":3: bad backend name \"default\" "
+	    "(letters, digits, '_', '.' and '-', at most 63 bytes; \"default\" is "
+	    "the top of the file)");
+	load_fails(BASE "[backend a]\nupstream = h:1\n[backend a]\nupstream = h:2\n",
+	    ":5: [backend a] is already on line 3");
+	load_fails(BASE "[backend a]\nupstream_tls = tls\n",
+	    ":3: [backend a] has no \"upstream = HOST:PORT\"");
+	load_fails(BASE "[backend a]\nmaster_user = u\nupstream = h:1\n[backend b]\n",
+	    ":3: [backend a]: master_user and master_password go together: set "
+	    "both or neither");
+	load_fails(BASE "[backend a]\nupstream = h:1\nmax_sessions = 5\n",
+	    ":5: max_sessions cannot be set for one backend: it belongs above "
+	    "the first [backend] section");
+	load_fails(BASE "[backend a]\nupstream = h:1\nupstream = h:2\n",
+	    ":5: duplicate key \"upstream\" (already set on line 4)");
+	load_fails(BASE "[backend a]\nupstream = h:0\n", ":4: bad value for "
+	    "upstream: \"h:0\" (the port must be a number from 1 to 65535)");
+	/* one more than the most there may be */
+	n = (size_t)snprintf(text, sizeof text, BASE);
+	for (i = 0; i <= CONFIG_MAX_BACKENDS; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n,
+		    "[backend b%zu]\nupstream = h:1\n", i);
+	snprintf(want, sizeof want, ":%d: too many backends: at most %d",
+	    3 + 2 * CONFIG_MAX_BACKENDS, CONFIG_MAX_BACKENDS);
+	load_fails(text, want);
+}
+
+Test(config, changed_keys_backends)
+{
+	char out[512];
+
+	cr_assert_eq(changed(BASE "[backend a]\nupstream = h:1\n",
+	    BASE "[backend a]\nupstream = h:1\n", out, sizeof out), 0, "%s", out);
+	cr_assert_eq(changed(BASE "[backend a]\nupstream = h:1\n",
+	    BASE "[backend a]\nupstream = h:2\n", out, sizeof out), 1);
+	cr_assert_str_eq(out, "[backend]");
+	cr_assert_eq(changed(BASE, BASE "max_sessions = 4\n[backend a]\n"
+	    "upstream = h:1\n", out, sizeof out), 2);
+	cr_assert_str_eq(out, "max_sessions, [backend]");
 }

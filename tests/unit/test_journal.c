@@ -66,6 +66,7 @@ Test(journal, a_record_is_read_back_with_its_uids)
 	cr_assert_str_eq(got[0].mailbox, e.mailbox);
 	cr_assert_str_eq(got[0].upstream, e.upstream);
 	cr_assert_null(got[0].staging);
+	cr_assert_null(got[0].backend, "the default upstream's: no name");
 	cr_assert_eq(got[0].session, 42);
 	cr_assert_eq(got[0].uidvalidity, 7);
 	cr_assert_eq(got[0].uidnext, 1000);
@@ -83,6 +84,25 @@ Test(journal, a_record_is_read_back_with_its_uids)
 	cr_assert_eq(journal_scan(dir, &got, &n), 0);
 	cr_assert_eq(n, 0, "a resolved upload leaves nothing");
 	free(got);
+}
+
+/* An upload to a [backend] section's server names it, so that recovery
+ * goes there with its settings. */
+Test(journal, a_record_names_its_backend)
+{
+	struct upload_msg msgs[1];
+	struct journal_entry e = entry(msgs, 1), *got;
+	struct journal_record *r;
+	size_t n;
+
+	e.backend = "new cluster\n#2";
+	r = journal_begin(&e);
+	cr_assert_not_null(r);
+	cr_assert_eq(journal_scan(dir, &got, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(got[0].backend, e.backend);
+	journal_entries_free(got, n);
+	cr_assert_eq(journal_end(r, true), 0);
 }
 
 /* A crash in the middle of appending a UID line leaves a torn line: the
