@@ -37,6 +37,7 @@ enum upstream_tls {
 };
 
 #define CONFIG_MAX_BACKENDS 32
+#define CONFIG_MAX_AUTH_HEADERS 8
 #define BACKEND_NAME_MAX 64
 
 /*
@@ -125,6 +126,16 @@ struct config {
 	struct cidr_list proxy_protocol_from;
 	unsigned proxy_protocol_timeout;	/* seconds for the header, default 5 */
 
+	/* Routing (router.h): each user to the upstream a source names, after
+	 * login; neither set: every session goes to the default upstream */
+	char route_map[4096];		/* route_map = PATH: a map file */
+	char auth_http[1024];		/* auth_http = URL: nginx's protocol */
+	unsigned auth_http_timeout;	/* seconds, default 5 */
+	char auth_http_header[CONFIG_MAX_AUTH_HEADERS][512];	/* "Name: value" */
+	size_t nauth_http_headers;
+	unsigned auth_http_cache;	/* answers kept, default 1000; 0 = none */
+	unsigned auth_http_cache_ttl;	/* seconds, default 60 */
+
 	/* metrics_listen = HOST:PORT: Prometheus metrics over HTTP at /metrics;
 	 * metrics_host "" = off (the default) */
 	char metrics_host[256];
@@ -133,6 +144,8 @@ struct config {
 
 /* Defaults, no file read. */
 void config_defaults(struct config *c);
+/* Users are routed (route_map or auth_http is set). */
+bool config_routing(const struct config *);
 /* The backend called name ("" or "default": the default one), or NULL. */
 const struct backend *config_backend(const struct config *, const char *name);
 

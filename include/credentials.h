@@ -52,7 +52,23 @@ int credentials_login(const struct session *, struct login *);
  * master user. */
 int credentials_master_login(const struct backend *b, const char *user,
     struct login *);
+/* AUTHENTICATE PLAIN's message for these (authzid "" for none). */
+int credentials_plain_login(const char *authzid, const char *user,
+    const char *pass, struct login *);
 /* Wipe and free what a login holds. */
 void login_clear(struct login *);
+
+/* SASL PLAIN's message (base64) in its parts, each malloc'ed and
+ * NUL-terminated (the lengths count what they hold: a NUL inside is the
+ * caller's to refuse); wiped by sasl_plain_clear.  -1 when it is not one. */
+struct sasl_plain {
+	char *authzid, *authcid, *password;
+	size_t authzid_len, authcid_len, password_len;
+};
+int sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *);
+void sasl_plain_clear(struct sasl_plain *);
+/* One base64 line (AUTHENTICATE LOGIN's answers) decoded, NUL-terminated;
+ * NULL when it is not base64 or holds a NUL.  The caller wipes it. */
+char *sasl_b64_decode(const char *b64, size_t len, size_t *outlen);
 
 #endif

@@ -12,6 +12,9 @@
 
 struct command_entry;
 struct config;
+struct evbuffer;
+struct imap_frame;
+struct imap_framer;
 struct pending;
 struct session;
 struct relay;
@@ -34,6 +37,18 @@ void relay_upstream_input(struct session *);
 void relay_upstream_spliced(struct session *, size_t n);
 /* The client's connection starts over (STARTTLS): nothing of it is kept. */
 void relay_client_restart(struct session *);
+/* A new upstream connection: its responses are read from a line start. */
+void relay_upstream_restart(struct session *);
+/* The client's command line is bad (f is IMAP_FRAME_BAD of framer fr): BAD,
+ * tagged when the tag can be read, or the session closes when the client
+ * cannot be kept in step. */
+void relay_client_syntax_error(struct session *, struct imap_framer *fr,
+    struct evbuffer *in, const struct imap_frame *f);
+/* A segment of a command answered without the upstream: dropped, and its
+ * literal (skipped as it comes when {n+}; a synchronizing one never comes,
+ * no "+" being sent).  True when the command is over. */
+bool relay_discard_segment(struct imap_framer *fr, struct evbuffer *in,
+    const struct imap_frame *f);
 
 /* Hold new client commands back for a reason, or let them go again. */
 void relay_hold(struct session *, unsigned reason, bool on);

@@ -36,6 +36,8 @@ void response_query_capabilities(struct session *);
 const struct upstream_caps *response_caps(const struct session *);
 /* The upstream said BYE: the client heard it, no BYE of ours follows. */
 bool response_upstream_said_bye(const struct session *);
+/* A new upstream connection follows: nothing learnt of the old one holds. */
+void response_reset(struct session *);
 /* A command in flight is gone. */
 void response_forget(struct session *, struct pending *);
 

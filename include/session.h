@@ -24,6 +24,7 @@ struct credentials;
 struct event_base;
 struct evbuffer;
 struct evdns_base;
+struct front;
 struct pending;
 struct relay;
 struct reply_ops;
@@ -100,6 +101,17 @@ struct proxy *session_proxy(const struct session *);
 /* The configuration the session started with: everything done for it
  * (its upstream, second connections, limits, timeouts) follows this one. */
 const struct config *session_config(const struct session *);
+/* Routing (router.h): the session's front until login, or NULL. */
+struct front *session_front(const struct session *);
+void session_set_front(struct session *, struct front *);
+/* Connect to the user's upstream: backend b, or (b NULL) the address
+ * host:port, with the settings of the backend at that address, else the
+ * default upstream's.  -1 when out of memory. */
+int session_route_to(struct session *, const struct backend *b,
+    const char *host, const char *port);
+/* A login through the relay failed: a routed session goes back to its
+ * front once the relay is quiet. */
+void session_login_failed(struct session *);
 /* The upstream the session talks to, its second connections too: a
  * backend of session_config's (the default one until a route says). */
 const struct backend *session_backend(const struct session *);

@@ -97,6 +97,7 @@ login_result(struct session *s, struct pending *p, const struct answer *a)
 	metrics_login(a->ok);
 	if (a->ok)
 		return;
+	session_login_failed(s);
 	while (end > off && (a->line[end - 1] == '\r' || a->line[end - 1] == '\n'))
 		end--;
 	credentials_attempted_user(p, user, sizeof(user));

@@ -48,6 +48,9 @@ config_defaults(struct config *c)
 	c->require_tls = REQUIRE_TLS_AUTO;
 	c->upstream.tls = UPSTREAM_PLAIN;
 	c->upstream.tls_verify = true;
+	c->auth_http_timeout = 5;
+	c->auth_http_cache = 1000;
+	c->auth_http_cache_ttl = 60;
 	c->splice = true;
 }
 
@@ -667,6 +670,69 @@ set_proxy_protocol_timeout(struct config *c, const char *v)
 }
 
 static const char *
+set_route_map(struct config *c, const char *v)
+{
+	return set_path(v, c->route_map, sizeof c->route_map);
+}
+
+/* http://HOST[:PORT]/PATH: nginx's auth_http speaks plain HTTP only. */
+static const char *
+set_auth_http(struct config *c, const char *v)
+{
+	const char *host = v + 7;
+
+	if (strncmp(v, "http://", 7) != 0 || *host == '\0' || *host == '/')
+		return "expected http://HOST[:PORT]/PATH";
+	if (strlen(v) >= sizeof c->auth_http)
+		return "URL too long";
+	for (const char *p = v; *p != '\0'; p++)
+		if (*p == ' ' || *p == '\t')
+			return "a URL holds no spaces";
+	snprintf(c->auth_http, sizeof c->auth_http, "%s", v);
+	return NULL;
+}
+
+static const char *
+set_auth_http_timeout(struct config *c, const char *v)
+{
+	return set_duration(v, &c->auth_http_timeout);
+}
+
+/* "Name: value", sent with every request (a shared secret, say). */
+static const char *
+set_auth_http_header(struct config *c, const char *v)
+{
+	const char *colon = strchr(v, ':');
+	size_t name = colon != NULL ? (size_t)(colon - v) : 0;
+
+	if (colon == NULL || name == 0 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789-") != name)
+		return "expected \"Name: value\" (letters, digits and '-' in the name)";
+	if (strlen(v) >= sizeof c->auth_http_header[0])
+		return "header too long: at most 511 bytes";
+	snprintf(c->auth_http_header[c->nauth_http_headers++],
+	    sizeof c->auth_http_header[0], "%s", v);
+	return NULL;
+}
+
+static const char *
+set_auth_http_cache(struct config *c, const char *v)
+{
+	uint64_t n;
+
+	if (parse_decimal(&v, &n) < 0 || *v != '\0' || n > COUNT_MAX)
+		return "expected a number from 0 (no cache) to 1000000";
+	c->auth_http_cache = (unsigned)n;
+	return NULL;
+}
+
+static const char *
+set_auth_http_cache_ttl(struct config *c, const char *v)
+{
+	return set_duration(v, &c->auth_http_cache_ttl);
+}
+
+static const char *
 set_metrics_listen(struct config *c, const char *v)
 {
 	return parse_host_port(v, true, c->metrics_host, sizeof c->metrics_host,
@@ -719,6 +785,12 @@ static const struct config_key config_keys[] = {
 	{ "proxy_protocol_from", set_proxy_protocol_from, PROXYPROTO_MAX_NETWORKS, NULL },
 	{ "proxy_protocol_timeout", set_proxy_protocol_timeout, 1, NULL },
 	{ "metrics_listen", set_metrics_listen, 1, NULL },
+	{ "route_map", set_route_map, 1, NULL },
+	{ "auth_http", set_auth_http, 1, NULL },
+	{ "auth_http_timeout", set_auth_http_timeout, 1, NULL },
+	{ "auth_http_header", set_auth_http_header, CONFIG_MAX_AUTH_HEADERS, NULL },
+	{ "auth_http_cache", set_auth_http_cache, 1, NULL },
+	{ "auth_http_cache_ttl", set_auth_http_cache_ttl, 1, NULL },
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1214,6 +1286,11 @@ check_config(struct config_reader *r, const struct config *c)
 	if (c->group[0] != '\0' && c->user[0] == '\0')
 		return config_error(r, "group = %s needs user: mappend switches to "
 		    "a group only together with a user", c->group);
+	if (c->route_map[0] != '\0' && c->auth_http[0] != '\0')
+		return config_error(r, "route_map and auth_http are two sources of "
+		    "routes: set one of them");
+	if (c->auth_http[0] == '\0' && c->nauth_http_headers > 0)
+		return config_error(r, "auth_http_header needs auth_http");
 	if (check_proxy_protocol(r, c) < 0)
 		return -1;
 	if (check_listen(r, c) < 0)
@@ -1263,6 +1340,12 @@ config_load(const char *path, struct config *c, char *err, size_t errlen)
 	rc = config_load_stream(f, path, c, err, errlen);
 	fclose(f);
 	return rc;
+}
+
+bool
+config_routing(const struct config *c)
+{
+	return c->route_map[0] != '\0' || c->auth_http[0] != '\0';
 }
 
 const struct backend *
@@ -1395,6 +1478,12 @@ static const struct config_field {
 	{ "proxy_protocol_from", FIELD(proxy_protocol_from), 0, 0, false },
 	{ "proxy_protocol_timeout", FIELD(proxy_protocol_timeout), 0, 0, false },
 	{ "metrics_listen", FIELD(metrics_host), FIELD(metrics_port), false },
+	{ "route_map", FIELD(route_map), 0, 0, false },
+	{ "auth_http", FIELD(auth_http), 0, 0, false },
+	{ "auth_http_timeout", FIELD(auth_http_timeout), 0, 0, false },
+	{ "auth_http_header", FIELD(auth_http_header), FIELD(nauth_http_headers), false },
+	{ "auth_http_cache", FIELD(auth_http_cache), 0, 0, false },
+	{ "auth_http_cache_ttl", FIELD(auth_http_cache_ttl), 0, 0, false },
 };
 
 #define NFIELDS (sizeof config_fields / sizeof config_fields[0])

@@ -138,6 +138,59 @@ plain_parse(const char *b64, size_t len, struct plain *pl)
 	return 0;
 }
 
+int
+sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *out)
+{
+	struct plain pl;
+
+	memset(out, 0, sizeof(*out));
+	if (plain_parse(b64, len, &pl) != 0)
+		return -1;
+	out->authzid_len = (size_t)(pl.authc - 1 - pl.authz);
+	out->authcid_len = (size_t)(pl.pass - 1 - pl.authc);
+	out->password_len = (size_t)(pl.end - pl.pass);
+	out->authzid = dup_bytes(pl.authz, out->authzid_len);
+	out->authcid = dup_bytes(pl.authc, out->authcid_len);
+	out->password = dup_bytes(pl.pass, out->password_len);
+	plain_free(&pl);
+	if (out->authzid == NULL || out->authcid == NULL || out->password == NULL) {
+		sasl_plain_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+void
+sasl_plain_clear(struct sasl_plain *sp)
+{
+	wipe(&sp->authzid, &sp->authzid_len);
+	wipe(&sp->authcid, &sp->authcid_len);
+	wipe(&sp->password, &sp->password_len);
+}
+
+char *
+sasl_b64_decode(const char *b64, size_t len, size_t *outlen)
+{
+	unsigned char *raw;
+	int n;
+
+	if (len % 4 != 0 || (raw = malloc(len + 1)) == NULL)
+		return NULL;
+	n = len == 0 ? 0 : EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len);
+	if (n >= 0 && len >= 1 && b64[len - 1] == '=')
+		n--;
+	if (n >= 0 && len >= 2 && b64[len - 2] == '=')
+		n--;
+	if (n < 0 || memchr(raw, '\0', (size_t)n) != NULL) {
+		OPENSSL_cleanse(raw, len + 1);
+		free(raw);
+		return NULL;
+	}
+	raw[n] = '\0';
+	*outlen = (size_t)n;
+	return (char *)raw;
+}
+
 static void
 learn_plain(struct credentials *c, const char *b64, size_t len)
 {
@@ -271,6 +324,21 @@ credentials_master_login(const struct backend *b, const char *user, struct login
 	l->plain_b64 = plain_message(user, strlen(user), b->master_user,
 	    strlen(b->master_user), b->master_password, strlen(b->master_password));
 	l->user = strdup(user);
+	if (l->plain_b64 == NULL || l->user == NULL) {
+		login_clear(l);
+		return -1;
+	}
+	return 0;
+}
+
+int
+credentials_plain_login(const char *authzid, const char *user, const char *pass,
+    struct login *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->plain_b64 = plain_message(authzid, strlen(authzid), user, strlen(user),
+	    pass, strlen(pass));
+	l->user = strdup(authzid[0] != '\0' ? authzid : user);
 	if (l->plain_b64 == NULL || l->user == NULL) {
 		login_clear(l);
 		return -1;

@@ -33,6 +33,7 @@
 #include "privileges.h"
 #include "recovery.h"
 #include "reload.h"
+#include "router.h"
 #include "journal.h"
 #include "session.h"
 #include "splice.h"
@@ -337,6 +338,7 @@ static int
 start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
     int *ready_fd)
 {
+	struct router_sources *routes;
 	char err[1024];
 
 	/* as root: what the run-as user could not do */
@@ -346,6 +348,11 @@ start_up(const struct options *opt, struct config *cfg, struct run_as *ra,
 	    tls_init(cfg) != 0 || listener_open_all(&proxy) != 0 ||
 	    metrics_start(proxy.base, cfg) != 0)
 		return -1;
+	if ((routes = router_prepare(&proxy, cfg, err, sizeof err)) == NULL) {
+		log_error(0, "%s", err);
+		return -1;
+	}
+	router_commit(routes);
 	if (priv_drop(ra, err, sizeof err) != 0) {
 		log_error(0, "%s", err);
 		return -1;
@@ -413,6 +420,7 @@ shut_down(void)
 	admission_close_all();
 	limits_free();	/* writes what its open windows counted */
 	metrics_stop();
+	router_shutdown();
 	evdns_base_free(proxy.dns, 0);
 	event_base_free(proxy.base);
 	splice_pool_free();

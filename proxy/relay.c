@@ -82,6 +82,18 @@ relay_free(struct relay *r)
 }
 
 void
+relay_upstream_restart(struct session *s)
+{
+	struct relay *r = session_relay(s);
+
+	imap_framer_init(&r->resp, IMAP_MODE_RESPONSE,
+	    imap_response_line_max(session_config(s)->max_line_length));
+	r->plus = PLUS_NONE;
+	r->plus_fn = NULL;
+	r->held = false;
+}
+
+void
 relay_client_restart(struct session *s)
 {
 	struct relay *r = session_relay(s);
@@ -192,9 +204,9 @@ ends_with_nonsync_header(const char *buf, size_t len)
 	return len >= 2 && buf[len - 1] == '}' && buf[len - 2] == '+';
 }
 
-static void
-client_syntax_error(struct session *s, struct relay *r, struct evbuffer *in,
-    const struct imap_frame *f)
+void
+relay_client_syntax_error(struct session *s, struct imap_framer *fr,
+    struct evbuffer *in, const struct imap_frame *f)
 {
 	size_t taglen = 0;
 
@@ -212,23 +224,31 @@ client_syntax_error(struct session *s, struct relay *r, struct evbuffer *in,
 		session_reply(s, "* BAD %s", f->error);
 	else
 		session_reply(s, "%.*s BAD %s", (int)taglen, f->buf, f->error);
-	imap_framer_drop(&r->cmd, in, f->len);
+	imap_framer_drop(fr, in, f->len);
+}
+
+bool
+relay_discard_segment(struct imap_framer *fr, struct evbuffer *in,
+    const struct imap_frame *f)
+{
+	imap_framer_drop(fr, in, f->len);
+	if (f->seg.last)
+		return true;
+	if (f->seg.literal_flags & IMAP_LIT_NONSYNC) {
+		imap_framer_skip_literal(fr);
+		return false;
+	}
+	/* the client waits for a "+" that will not come */
+	imap_framer_reset_line(fr);
+	return true;
 }
 
 /* A segment of a command answered by the proxy: dropped, with its literal. */
 static void
 discard_segment(struct relay *r, struct evbuffer *in, const struct imap_frame *f)
 {
-	imap_framer_drop(&r->cmd, in, f->len);
-	if (f->seg.last) {
+	if (relay_discard_segment(&r->cmd, in, f))
 		r->mode = INPUT_COMMANDS;
-	} else if (f->seg.literal_flags & IMAP_LIT_NONSYNC) {
-		imap_framer_skip_literal(&r->cmd);
-	} else {
-		/* the client waits for a "+" that will not come */
-		imap_framer_reset_line(&r->cmd);
-		r->mode = INPUT_COMMANDS;
-	}
 }
 
 /* The next segment of a command being relayed upstream. */
@@ -409,7 +429,7 @@ relay_client_input(struct session *s)
 			    "Command line too long" : "Internal error");
 			return;
 		case IMAP_FRAME_BAD:
-			client_syntax_error(s, r, in, &f);
+			relay_client_syntax_error(s, &r->cmd, in, &f);
 			break;
 		case IMAP_FRAME_LITERAL:
 			client_literal(s, r, in, &f);

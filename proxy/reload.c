@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "reload.h"
+#include "router.h"
 #include "session.h"
 #include "spool.h"
 #include "tls.h"
@@ -48,14 +49,22 @@ refused(const char *fmt, ...)
  * reason in err. */
 static int
 prepare(struct proxy *proxy, const struct reload_origin *o, const struct config *cfg,
-    struct listener_plan **plan, char *err, size_t errlen)
+    struct listener_plan **plan, struct router_sources **routes, char *err,
+    size_t errlen)
 {
 	if (checks_reload(o->path, cfg, &o->ra, err, errlen) > 0 ||
 	    tls_prepare(cfg, proxy->cfg, err, errlen) != 0 ||
-	    listener_prepare(proxy, cfg, plan, err, errlen) != 0)
+	    (*routes = router_prepare(proxy, cfg, err, errlen)) == NULL)
 		return -1;
+	if (listener_prepare(proxy, cfg, plan, err, errlen) != 0) {
+		router_abort(*routes);
+		*routes = NULL;
+		return -1;
+	}
 	/* last: on success it has moved its listener already */
 	if (metrics_start(proxy->base, cfg) != 0) {
+		router_abort(*routes);
+		*routes = NULL;
 		listener_abort(*plan);
 		*plan = NULL;
 		snprintf(err, errlen, "metrics_listen %s:%s cannot be opened (the "
@@ -105,7 +114,7 @@ apply_logs(const struct config *cfg, const struct config *old, bool foreground)
 /* Nothing can fail from here on. */
 static void
 commit(struct proxy *proxy, const struct reload_origin *o, struct config *cfg,
-    struct listener_plan *plan)
+    struct listener_plan *plan, struct router_sources *routes)
 {
 	const struct config *old = proxy->cfg;
 	char summary[SUMMARY_MAX] = "", restart[SUMMARY_MAX] = "", changed[1024];
@@ -117,6 +126,7 @@ commit(struct proxy *proxy, const struct reload_origin *o, struct config *cfg,
 		summary_add(summary, part);
 	}
 	listener_commit(plan, cfg, summary, sizeof summary);
+	router_commit(routes);
 	if (restart[0] != '\0')
 		summary_add(summary, restart);
 	spool_set_budget(cfg->max_total_spool);
@@ -133,6 +143,7 @@ int
 reload_run(struct proxy *proxy, const struct reload_origin *o)
 {
 	struct listener_plan *plan = NULL;
+	struct router_sources *routes = NULL;
 	struct config *cfg;
 	char err[2048];
 
@@ -152,11 +163,11 @@ reload_run(struct proxy *proxy, const struct reload_origin *o)
 		return -1;
 	}
 	if (config_load(o->path, cfg, err, sizeof err) != 0 ||
-	    prepare(proxy, o, cfg, &plan, err, sizeof err) != 0) {
+	    prepare(proxy, o, cfg, &plan, &routes, err, sizeof err) != 0) {
 		refused("%s", err);
 		config_unref(cfg);	/* and the TLS contexts built for it */
 		return -1;
 	}
-	commit(proxy, o, cfg, plan);
+	commit(proxy, o, cfg, plan, routes);
 	return 0;
 }

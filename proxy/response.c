@@ -18,6 +18,7 @@
 #include "multiappend.h"
 #include "relay.h"
 #include "response.h"
+#include "router.h"
 #include "session.h"
 #include "tls.h"
 
@@ -51,6 +52,14 @@ bool
 response_upstream_said_bye(const struct session *s)
 {
 	return session_response(s)->upstream_bye;
+}
+
+void
+response_reset(struct session *s)
+{
+	struct response *r = session_response(s);
+
+	memset(r, 0, sizeof(*r));
 }
 
 void
@@ -216,16 +225,39 @@ greeting(struct session *s, const char *buf, size_t len,
 	if (imap_tok_is(buf, &seg->tok[1], "BYE")) {
 		log_warn(session_id(s), "upstream refused the connection: %.*s",
 		    (int)(seg->eol > 200 ? 200 : seg->eol), buf);
+		if (session_front(s) != NULL) {
+			/* the client was greeted by the front: its login hears */
+			router_upstream_failed(s, session_front(s),
+			    "the upstream refused the connection");
+			return RESPONSE_DROP;
+		}
 		session_response(s)->upstream_bye = true;
 		return RESPONSE_FORWARD;
 	}
 	preauth = imap_tok_is(buf, &seg->tok[1], "PREAUTH");
+	if (session_front(s) != NULL && (preauth ||
+	    !imap_tok_is(buf, &seg->tok[1], "OK"))) {
+		router_upstream_failed(s, session_front(s), preauth ?
+		    "the upstream greeted with PREAUTH: no login to carry" :
+		    "unexpected upstream greeting");
+		return RESPONSE_DROP;
+	}
 	if (!preauth && !imap_tok_is(buf, &seg->tok[1], "OK")) {
 		log_warn(session_id(s), "unexpected upstream greeting");
 		session_close(s, "Upstream protocol error");
 		return RESPONSE_DROP;
 	}
-	action = forward_status(s, buf, len, seg);
+	if (session_front(s) != NULL) {
+		/* a routed client was greeted by the front already */
+		const struct imap_token *code = imap_code(buf, seg, "CAPABILITY");
+
+		if (code != NULL && code->len > 11)
+			capability_learn(&session_response(s)->caps,
+			    buf + code->off + 11, code->len - 11);
+		action = RESPONSE_DROP;
+	} else {
+		action = forward_status(s, buf, len, seg);
+	}
 	after_greeting(s, preauth);
 	return action;
 }

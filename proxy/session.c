@@ -30,6 +30,7 @@
 #include "reader.h"
 #include "relay.h"
 #include "response.h"
+#include "router.h"
 #include "session.h"
 #include "splice.h"
 #include "tls.h"
@@ -54,7 +55,13 @@ struct session {
 	TAILQ_ENTRY(session) entry;
 	struct proxy *proxy;
 	const struct config *cfg;	/* its own reference: a reload keeps it */
-	const struct backend *backend;	/* its upstream: one of cfg's */
+	const struct backend *backend;	/* its upstream: one of cfg's, or
+					 * route_backend */
+	struct backend *route_backend;	/* a route's address, cfg's settings */
+	struct front *front;		/* routing: the client's login, until
+					 * the relay takes over (router.h) */
+	bool reroute;			/* a routed login failed: back to the
+					 * front once the relay is quiet */
 	uint64_t id;
 	char key[48];			/* the id the upstream's logs show too */
 	enum session_state state;
@@ -128,6 +135,9 @@ static void upstream_write(struct bufferevent *, void *);
 static void upstream_event(struct bufferevent *, short, void *);
 static void upstream_input(struct session *);
 static void session_client_activity(struct session *);
+static void client_input(struct session *);
+static void forget_route(struct session *);
+static void upstream_free(struct session *);
 
 void
 session_enter_state(struct session *s, enum session_state state)
@@ -179,6 +189,30 @@ const struct backend *
 session_backend(const struct session *s)
 {
 	return s->backend;
+}
+
+struct front *
+session_front(const struct session *s)
+{
+	return s->front;
+}
+
+void
+session_set_front(struct session *s, struct front *f)
+{
+	s->front = f;
+}
+
+/* The route's own backend goes; the default upstream until another. */
+static void
+forget_route(struct session *s)
+{
+	if (s->route_backend != NULL) {
+		explicit_bzero(s->route_backend, sizeof(*s->route_backend));
+		free(s->route_backend);
+		s->route_backend = NULL;
+	}
+	s->backend = &s->cfg->upstream;
 }
 
 enum session_state
@@ -390,7 +424,7 @@ resume_input(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!s->closing && !s->client_gone) {
-		relay_client_input(s);
+		client_input(s);
 		session_input_consumed(s);
 	}
 }
@@ -760,6 +794,10 @@ upstream_connected(struct bufferevent *bev, const char *greeting, const char *er
 	struct timeval upstream_tv = { 0, 0 };
 
 	s->connecting = NULL;
+	if (bev == NULL && s->front != NULL) {
+		router_upstream_failed(s, s->front, error);
+		return;
+	}
 	if (bev == NULL) {
 		log_warn(s->id, "%s", error);
 		session_end_class(s, METRICS_END_UPSTREAM, "upstream not available");
@@ -999,10 +1037,89 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 		session_close(s, limits_reason(v));
 		return;
 	}
+	if (config_routing(s->cfg)) {
+		struct timeval tv = { (time_t)s->cfg->client_idle_timeout, 0 };
+
+		/* the client logs in first: then its upstream is known */
+		session_enter_state(s, SESSION_NOT_AUTHENTICATED);
+		evtimer_add(s->idle_timer, &tv);
+		if ((s->front = router_begin(s, true)) == NULL)
+			session_close(s, "Out of memory");
+		return;
+	}
 	s->connecting = upstream_connect(proxy, s->cfg, s->backend, s->id,
 	    upstream_connected, s);
 	if (s->connecting == NULL)
 		session_close(s, "Out of memory");
+}
+
+int
+session_route_to(struct session *s, const struct backend *b, const char *host,
+    const char *port)
+{
+	forget_route(s);
+	for (size_t i = 0; b == NULL && i < s->cfg->nbackends; i++)
+		if (strcmp(s->cfg->backends[i].host, host) == 0 &&
+		    strcmp(s->cfg->backends[i].port, port) == 0)
+			b = &s->cfg->backends[i];
+	if (b == NULL && strcmp(s->cfg->upstream.host, host) == 0 &&
+	    strcmp(s->cfg->upstream.port, port) == 0)
+		b = &s->cfg->upstream;
+	if (b == NULL) {
+		/* an address of the route's: the default upstream's settings */
+		if ((s->route_backend = malloc(sizeof(*s->route_backend))) == NULL)
+			return -1;
+		*s->route_backend = s->cfg->upstream;
+		memset(s->route_backend->host, 0, sizeof(s->route_backend->host));
+		memset(s->route_backend->tls_name, 0,
+		    sizeof(s->route_backend->tls_name));
+		snprintf(s->route_backend->host, sizeof(s->route_backend->host),
+		    "%s", host);
+		snprintf(s->route_backend->port, sizeof(s->route_backend->port),
+		    "%s", port);
+		b = s->route_backend;
+	}
+	s->backend = b;
+	session_enter_state(s, SESSION_CONNECTING);
+	s->connecting = upstream_connect(s->proxy, s->cfg, s->backend, s->id,
+	    upstream_connected, s);
+	return s->connecting != NULL ? 0 : -1;
+}
+
+void
+session_login_failed(struct session *s)
+{
+	if (config_routing(s->cfg))
+		s->reroute = true;
+}
+
+/* A routed login failed: the upstream goes, and the front reads the next
+ * login, which may be another user's, who lives elsewhere. */
+static void
+reroute(struct session *s)
+{
+	s->reroute = false;
+	log_debug(s->id, "login failed: back to the front, upstream closed");
+	upstream_free(s);
+	forget_route(s);
+	relay_upstream_restart(s);
+	relay_client_restart(s);
+	response_reset(s);
+	session_enter_state(s, SESSION_NOT_AUTHENTICATED);
+	if ((s->front = router_begin(s, false)) == NULL)
+		session_close(s, "Out of memory");
+}
+
+/* The client's input: the front's until login when routed, the relay's. */
+static void
+client_input(struct session *s)
+{
+	if (s->reroute && s->npending == 0 && relay_quiet(s) &&
+	    !multiappend_in_progress(s) && s->state == SESSION_NOT_AUTHENTICATED)
+		reroute(s);
+	if (s->front != NULL && router_client_input(s, s->front))
+		return;
+	relay_client_input(s);
 }
 
 static void
@@ -1123,6 +1240,9 @@ session_free(struct session *s)
 	if (s->connecting != NULL)
 		upstream_connect_cancel(s->connecting);
 	upstream_free(s);
+	router_free(s, s->front);
+	s->front = NULL;
+	forget_route(s);
 	reader_free(s->client_reader);
 	bufferevent_free(s->client);
 	free(s->selected);
@@ -1183,7 +1303,7 @@ client_read(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	session_client_activity(s);
-	relay_client_input(s);
+	client_input(s);
 	session_input_consumed(s);
 }
 
@@ -1270,7 +1390,7 @@ upstream_write(struct bufferevent *bev, void *arg)
 	multiappend_kick(s);
 	if (!s->closing && !s->client_gone) {
 		session_client_reading(s, true);
-		relay_client_input(s);
+		client_input(s);
 		session_input_consumed(s);
 	}
 }

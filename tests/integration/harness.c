@@ -264,14 +264,16 @@ proxy_start_spool_limited(struct proxy_proc *p, int upstream_port,
 	fprintf(f, "listen = 127.0.0.1:0\n");
 	if (upstream_port > 0)
 		fprintf(f, "upstream = 127.0.0.1:%d\n", upstream_port);
-	fprintf(f, "spool_dir = %s/spool\nlog_level = debug\nconnect_timeout = 5\n%s\n",
-	    p->dir, extra_conf != NULL ? extra_conf : "");
+	fprintf(f, "spool_dir = %s/spool\nlog_level = debug\nconnect_timeout = 5\n",
+	    p->dir);
 	/* upstreams on loopback settle within a second (rollback.h); a test
 	 * of a slower one says so */
 	if (extra_conf == NULL || strstr(extra_conf, "rollback_settle") == NULL)
 		fprintf(f, "rollback_settle = 1\n");
 	if (getenv("MAPPEND_TEST_EXTRA_CONF") != NULL)
 		fprintf(f, "%s\n", getenv("MAPPEND_TEST_EXTRA_CONF"));
+	/* last: it may end in [backend] sections */
+	fprintf(f, "%s\n", extra_conf != NULL ? extra_conf : "");
 	fclose(f);
 	{
 		char spool[300];

@@ -1,0 +1,273 @@
+/*
+ * test_routing.c — per-user routing through the real mappend: two mock
+ * upstreams, the users routed by a map file or by an auth_http endpoint
+ * (a small HTTP server of this file's, speaking nginx's protocol), every
+ * login kind, a failed login routed anew, a route changed by SIGHUP, a
+ * backend down, the endpoint refusing, down and slow, and a MULTIAPPEND
+ * and its rollback on each backend.  Which upstream a session reached is
+ * read from the mocks' own counters (XMOCK STATS, directly).
+ */
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Two upstreams; harness's mock is the first. */
+static struct mock second;
+static char map_path[300];
+
+static void
+stop_second(void)
+{
+	mock_stop(&second);
+	harness_teardown();
+	if (map_path[0] != '\0')
+		unlink(map_path);
+}
+
+TestSuite(routing, .fini = stop_second, .timeout = 120);
+
+static const char *const users[] = {
+	"--user", "alice:pa", "--user", "bob@b.example:pb", "--user",
+	"carol:pc", "--user", "test:secret", NULL
+};
+
+/* Logins the upstream on port saw so far, but for these probes' own. */
+static unsigned
+logins(int port)
+{
+	static int probed_port[4];
+	static unsigned probes[4];
+	struct imapc d;
+	char *r, *p;
+	unsigned n = 0, i;
+
+	for (i = 0; i < 3 && probed_port[i] != 0 && probed_port[i] != port; i++)
+		;
+	probed_port[i] = port;
+	probes[i]++;
+	imapc_connect_login(&d, port, "test", "secret");
+	r = imapc_command(&d, "s", "XMOCK STATS");
+	p = strstr(r, "logins=");
+	cr_assert_not_null(p, "%s", r);
+	n = (unsigned)strtoul(p + 7, NULL, 10);
+	free(r);
+	imapc_close(&d);
+	return n - probes[i];
+}
+
+static void
+write_map(const char *text)
+{
+	FILE *f = fopen(map_path, "w");
+
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Both mocks, the map (a format: %d is the second's port), mappend routing
+ * by it; "bee" is the second. */
+static void
+start_map(const char *map_fmt)
+{
+	char conf[1024], map[1024];
+
+	mock_start(&second, users);
+	mock_start(&mock, users);
+	snprintf(map_path, sizeof(map_path), "/tmp/mappend-routes.%d", (int)getpid());
+	snprintf(map, sizeof(map), map_fmt, second.port);
+	write_map(map);
+	snprintf(conf, sizeof(conf), "route_map = %s\n[backend bee]\n"
+	    "upstream = 127.0.0.1:%d\n", map_path, second.port);
+	proxy_start(&px, mock.port, conf);
+}
+
+/* A session through mappend, greeted by its front. */
+static void
+connect_front(struct imapc *c)
+{
+	char *g;
+
+	imapc_connect(c, px.port);
+	g = imapc_line(c);
+	cr_assert_not_null(g);
+	cr_assert(strncmp(g, "* OK [CAPABILITY IMAP4rev1 ", 27) == 0, "%s", g);
+	cr_assert_not_null(strstr(g, " AUTH=PLAIN"), "%s", g);
+	free(g);
+}
+
+static void
+login_ok(struct imapc *c, const char *user, const char *pass)
+{
+	char *r = imapc_command(c, "l", "LOGIN \"%s\" \"%s\"", user, pass);
+
+	cr_assert(tagged_ok(r, "l"), "%s", r);
+	free(r);
+}
+
+Test(routing, map_sends_each_user_to_its_upstream)
+{
+	struct imapc c;
+	char *r;
+
+	start_map("# users of the second server\n@b.example bee\n"
+	    "carol 127.0.0.1:%d\n* default\n");
+	connect_front(&c);
+	r = imapc_command(&c, "c", "CAPABILITY");
+	cr_assert(tagged_ok(r, "c"), "%s", r);
+	free(r);
+	r = imapc_command(&c, "n", "NOOP");
+	cr_assert(tagged_ok(r, "n"), "%s", r);
+	free(r);
+	r = imapc_command(&c, "x", "SELECT INBOX");
+	cr_assert(strstr(r, "x BAD") != NULL, "%s", r);
+	free(r);
+	login_ok(&c, "bob@b.example", "pb");
+	r = imapc_command(&c, "s", "SELECT INBOX");
+	cr_assert(tagged_ok(r, "s"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 1);
+	cr_assert_eq(logins(mock.port), 0);
+
+	connect_front(&c);
+	login_ok(&c, "alice", "pa");
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 1, "the default upstream");
+
+	connect_front(&c);
+	login_ok(&c, "carol", "pc");
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 2, "an address of the map's");
+}
+
+Test(routing, every_login_kind)
+{
+	struct imapc c;
+	char *r, *line;
+
+	start_map("@b.example bee\n");
+	/* LOGIN with a synchronizing literal and a {n+} */
+	connect_front(&c);
+	imapc_send(&c, "l LOGIN {13}\r\n");
+	line = imapc_line(&c);
+	cr_assert(line != NULL && line[0] == '+', "%s", line);
+	free(line);
+	imapc_send(&c, "bob@b.example {2+}\r\npb\r\n");
+	r = imapc_until_tagged(&c, "l", NULL);
+	cr_assert(tagged_ok(r, "l"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	/* AUTHENTICATE PLAIN with an initial response: "\0bob@b.example\0pb" */
+	connect_front(&c);
+	r = imapc_command(&c, "a", "AUTHENTICATE PLAIN AGJvYkBiLmV4YW1wbGUAcGI=");
+	cr_assert(tagged_ok(r, "a"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	/* ...and after a "+" */
+	connect_front(&c);
+	imapc_send(&c, "a AUTHENTICATE PLAIN\r\n");
+	line = imapc_line(&c);
+	cr_assert(line != NULL && line[0] == '+', "%s", line);
+	free(line);
+	imapc_send(&c, "AGJvYkBiLmV4YW1wbGUAcGI=\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(tagged_ok(r, "a"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	/* AUTHENTICATE LOGIN: the user, then the password */
+	connect_front(&c);
+	imapc_send(&c, "a AUTHENTICATE LOGIN\r\n");
+	free(imapc_line(&c));
+	imapc_send(&c, "Ym9iQGIuZXhhbXBsZQ==\r\n");
+	free(imapc_line(&c));
+	imapc_send(&c, "cGI=\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(tagged_ok(r, "a"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 4);
+	cr_assert_eq(logins(mock.port), 0);
+	/* a mechanism the front cannot read */
+	connect_front(&c);
+	r = imapc_command(&c, "a", "AUTHENTICATE XOAUTH2 dXNlcj0=");
+	cr_assert(strstr(r, "a NO [CANNOT]") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+}
+
+/* A wrong password: the client hears the upstream's NO, and its next
+ * login (another user's, elsewhere) is routed anew. */
+Test(routing, failed_login_is_routed_anew)
+{
+	struct imapc c;
+	char *r;
+
+	start_map("@b.example bee\n");
+	connect_front(&c);
+	r = imapc_command(&c, "l", "LOGIN bob@b.example wrong");
+	cr_assert(strstr(r, "l NO") != NULL, "%s", r);
+	free(r);
+	login_ok(&c, "alice", "pa");
+	r = imapc_command(&c, "s", "SELECT INBOX");
+	cr_assert(tagged_ok(r, "s"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 1);
+	cr_assert_eq(logins(second.port), 0, "the failed login counts no login");
+}
+
+Test(routing, sighup_changes_a_route)
+{
+	struct imapc c;
+
+	start_map("alice default\n");
+	connect_front(&c);
+	login_ok(&c, "alice", "pa");
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 1);
+	write_map("alice bee\n");
+	cr_assert_eq(kill(px.pid, SIGHUP), 0);
+	cr_assert(proxy_log_wait(&px, "reloaded"));
+	connect_front(&c);
+	login_ok(&c, "alice", "pa");
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 1);
+}
+
+Test(routing, backend_down)
+{
+	struct imapc c;
+	char map[128], *r, *line;
+	int port;
+
+	/* a port nothing listens on */
+	{
+		struct mock gone;
+
+		mock_start(&gone, NULL);
+		port = gone.port;
+		mock_stop(&gone);
+	}
+	snprintf(map, sizeof(map), "alice 127.0.0.1:%d\n", port);
+	start_map(map);
+	connect_front(&c);
+	imapc_send(&c, "l LOGIN alice pa\r\n");
+	r = imapc_until_tagged(&c, "l", NULL);
+	cr_assert(r != NULL && strstr(r, "l NO [UNAVAILABLE]") != NULL, "%s", r);
+	free(r);
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
+}
