@@ -271,3 +271,256 @@ Test(routing, backend_down)
 	cr_assert(imapc_wait_closed(&c));
 	imapc_close(&c);
 }
+
+/* A MULTIAPPEND on the second backend, and one whose rollback runs there:
+ * the second connection and the undo follow the session's upstream. */
+Test(routing, multiappend_and_rollback_on_the_routed_backend)
+{
+	struct imapc c, d;
+	char *r;
+
+	start_map("@b.example bee\n");
+	connect_front(&c);
+	login_ok(&c, "bob@b.example", "pb");
+	imapc_send(&c, "a APPEND INBOX {5+}\r\nhello {5+}\r\nworld\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(r != NULL && strstr(r, "a OK [APPENDUID ") != NULL, "%s", r);
+	free(r);
+	/* the second fails the second message of the next one */
+	imapc_connect_login(&d, second.port, "test", "secret");
+	r = imapc_command(&d, "f", "XMOCK FAULT APPEND-NO 2");
+	cr_assert(tagged_ok(r, "f"), "%s", r);
+	free(r);
+	imapc_send(&c, "b APPEND INBOX {5+}\r\nthree {4+}\r\nfour\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert(r != NULL && strstr(r, "b NO") != NULL, "%s", r);
+	free(r);
+	r = imapc_command(&d, "s", "XMOCK STATS");
+	cr_assert_null(strstr(r, "uidexpunge=0 "), "the undo ran there: %s", r);
+	free(r);
+	imapc_close(&d);
+	r = imapc_command(&c, "s", "SELECT INBOX");
+	cr_assert_not_null(strstr(r, "* 2 EXISTS"), "as before the NO: %s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 0, "nothing went to the default upstream");
+}
+
+/* ---- auth_http: an endpoint of this file's, in a child process ---- */
+
+static pid_t endpoint_pid;
+static int endpoint_port;
+static char endpoint_log[300];
+
+static void
+stop_endpoint(void)
+{
+	if (endpoint_pid > 0) {
+		kill(endpoint_pid, SIGKILL);
+		waitpid(endpoint_pid, NULL, 0);
+		endpoint_pid = 0;
+	}
+	if (endpoint_log[0] != '\0')
+		unlink(endpoint_log);
+	stop_second();
+}
+
+/* The value of header name in req, into out ("" when absent). */
+static void
+header(const char *req, const char *name, char *out, size_t len)
+{
+	const char *p = strstr(req, name);
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (p == NULL)
+		return;
+	p += strlen(name);
+	while (p[n] != '\r' && p[n] != '\n' && p[n] != '\0' && n + 1 < len)
+		n++;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+/* One request, one answer, as nginx's endpoints do: users "refused",
+ * "broken" and "slow" get what their names say, bob@b.example the second
+ * upstream, everybody else the first.  Each request's user is logged. */
+static void
+serve_endpoint(int lfd)
+{
+	for (;;) {
+		char req[4096], user[256], answer[512];
+		size_t n = 0;
+		ssize_t k;
+		int fd = accept(lfd, NULL, NULL);
+		FILE *log;
+
+		if (fd < 0)
+			continue;
+		while (n + 1 < sizeof(req) && (k = read(fd, req + n,
+		    sizeof(req) - 1 - n)) > 0) {
+			n += (size_t)k;
+			req[n] = '\0';
+			if (strstr(req, "\r\n\r\n") != NULL)
+				break;
+		}
+		req[n] = '\0';
+		header(req, "\r\nAuth-User: ", user, sizeof(user));
+		if ((log = fopen(endpoint_log, "a")) != NULL) {
+			fprintf(log, "%s\n", user);
+			fclose(log);
+		}
+		if (strcmp(user, "slow") == 0) {
+			sleep(3);
+			close(fd);
+			continue;
+		}
+		if (strcmp(user, "refused") == 0)
+			snprintf(answer, sizeof(answer), "HTTP/1.0 200 OK\r\n"
+			    "Auth-Status: Invalid login or password\r\n"
+			    "Auth-Wait: 1\r\n\r\n");
+		else if (strcmp(user, "broken") == 0)
+			snprintf(answer, sizeof(answer), "HTTP/1.0 500 Oops\r\n\r\n");
+		else
+			snprintf(answer, sizeof(answer), "HTTP/1.0 200 OK\r\n"
+			    "Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+			    "Auth-Port: %d\r\n\r\n", strcmp(user, "bob@b.example") == 0 ?
+			    second.port : mock.port);
+		if (write(fd, answer, strlen(answer)) < 0)
+			_exit(1);
+		close(fd);
+	}
+}
+
+static void
+start_endpoint(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+	snprintf(endpoint_log, sizeof(endpoint_log), "/tmp/mappend-endpoint.%d",
+	    (int)getpid());
+	unlink(endpoint_log);
+	cr_assert(lfd >= 0);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(lfd, 16), 0);
+	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+	endpoint_port = ntohs(sin.sin_port);
+	endpoint_pid = fork();
+	cr_assert(endpoint_pid >= 0);
+	if (endpoint_pid == 0)
+		serve_endpoint(lfd);
+	close(lfd);
+}
+
+/* Requests the endpoint had for user. */
+static unsigned
+asked(const char *user)
+{
+	FILE *f = fopen(endpoint_log, "r");
+	char line[300];
+	unsigned n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		n += strcmp(line, user) == 0;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Both mocks, the endpoint (or a port where nothing answers), mappend. */
+static void
+start_http(bool endpoint_up)
+{
+	char conf[512];
+
+	mock_start(&second, users);
+	mock_start(&mock, users);
+	if (endpoint_up) {
+		start_endpoint();
+	} else {
+		struct mock gone;
+
+		mock_start(&gone, NULL);
+		endpoint_port = gone.port;
+		mock_stop(&gone);
+	}
+	snprintf(conf, sizeof(conf), "auth_http = http://127.0.0.1:%d/auth\n"
+	    "auth_http_timeout = 1\nauth_http_header = X-Secret: s3\n",
+	    endpoint_port);
+	proxy_start(&px, mock.port, conf);
+}
+
+TestSuite(auth_http, .fini = stop_endpoint, .timeout = 120);
+
+Test(auth_http, routes_and_caches)
+{
+	struct imapc c;
+
+	start_http(true);
+	connect_front(&c);
+	login_ok(&c, "bob@b.example", "pb");
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 1);
+	connect_front(&c);
+	login_ok(&c, "alice", "pa");
+	imapc_close(&c);
+	connect_front(&c);
+	login_ok(&c, "alice", "pa");
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 2);
+	cr_assert_eq(asked("alice"), 1, "the second login came from the cache");
+	cr_assert_eq(asked("bob@b.example"), 1);
+}
+
+Test(auth_http, refusal_waits_and_the_session_goes_on)
+{
+	struct imapc c;
+	char *r;
+
+	start_http(true);
+	connect_front(&c);
+	r = imapc_command(&c, "l", "LOGIN refused x");
+	cr_assert(r != NULL && strstr(r, "l NO [AUTHENTICATIONFAILED] Invalid login "
+	    "or password") != NULL, "%s", r);
+	free(r);
+	cr_assert(proxy_log_wait(&px, "login refused by auth_http: user=refused"));
+	login_ok(&c, "alice", "pa");
+	imapc_close(&c);
+	cr_assert_eq(asked("refused"), 1);
+}
+
+Test(auth_http, endpoint_broken_slow_or_down)
+{
+	struct imapc c;
+	char *r;
+
+	start_http(true);
+	connect_front(&c);
+	r = imapc_command(&c, "l", "LOGIN broken x");
+	cr_assert(r != NULL && strstr(r, "l NO [UNAVAILABLE]") != NULL, "%s", r);
+	free(r);
+	r = imapc_command(&c, "l", "LOGIN slow x");
+	cr_assert(r != NULL && strstr(r, "l NO [UNAVAILABLE]") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+}
+
+Test(auth_http, endpoint_down)
+{
+	struct imapc c;
+	char *r;
+
+	start_http(false);
+	connect_front(&c);
+	r = imapc_command(&c, "l", "LOGIN alice pa");
+	cr_assert(r != NULL && strstr(r, "l NO [UNAVAILABLE]") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 0);
+}
