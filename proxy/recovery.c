@@ -32,7 +32,7 @@ struct recovery;
 struct recovering {
 	struct recovery *rec;
 	struct journal_entry *e;
-	const struct backend *backend;	/* that received it: of rec->cfg */
+	struct backend backend;		/* that received it (rec->cfg's) */
 	struct login login;
 	char *mailbox_wire, *staging_wire;
 	struct rollback *rollback;
@@ -98,7 +98,7 @@ rolled_back(void *ctx, const char *error)
 		item_done(it);
 		return;
 	}
-	it->staging = staging_start(proxy, it->rec->cfg, it->backend, 0, NULL,
+	it->staging = staging_start(proxy, it->rec->cfg, &it->backend, 0, NULL,
 	    &it->login, STAGING_DELETE, it->staging_wire, NULL, NULL, 0, staging_deleted, it);
 	if (it->staging == NULL) {
 		it->failed = true;
@@ -106,20 +106,39 @@ rolled_back(void *ctx, const char *error)
 	}
 }
 
-/* The backend that received e's upload, by the name recorded; NULL when
- * the configuration has none of that name, or it is at another address
- * now (its credentials are not sent to a server it no longer names). */
-static const struct backend *
-record_backend(const struct config *cfg, const struct journal_entry *e)
+/*
+ * The backend that received e's upload, by the name recorded, into out;
+ * false when the configuration has none of that name, or it is at another
+ * address now (its credentials are not sent to a server it no longer
+ * names).  With routing on, an upload to an address a route named (no
+ * backend of its own) goes back to that address with the default
+ * upstream's settings, as its session did.
+ */
+static bool
+record_backend(const struct config *cfg, const struct journal_entry *e,
+    struct backend *out)
 {
 	const struct backend *b = config_backend(cfg,
 	    e->backend != NULL ? e->backend : "");
+	const char *colon = strrchr(e->upstream, ':');
 	char mine[300];
+	size_t hostlen;
 
-	if (b == NULL)
-		return NULL;
+	if (b == NULL || colon == NULL)
+		return false;
+	*out = *b;
 	snprintf(mine, sizeof(mine), "%s:%s", b->host, b->port);
-	return strcmp(mine, e->upstream) == 0 ? b : NULL;
+	if (strcmp(mine, e->upstream) == 0)
+		return true;
+	hostlen = (size_t)(colon - e->upstream);
+	if (e->backend != NULL || !config_routing(cfg) || hostlen == 0 ||
+	    hostlen >= sizeof(out->host) || strlen(colon + 1) >= sizeof(out->port))
+		return false;
+	memset(out->host, 0, sizeof(out->host));
+	memset(out->tls_name, 0, sizeof(out->tls_name));
+	memcpy(out->host, e->upstream, hostlen);
+	snprintf(out->port, sizeof(out->port), "%s", colon + 1);
+	return true;
 }
 
 /* Start resolving one record; false when it cannot be now. */
@@ -127,18 +146,17 @@ static bool
 start_item(struct recovery *rec, struct recovering *it)
 {
 	struct journal_entry *e = it->e;
-	const struct backend *b = record_backend(rec->cfg, e);
+	struct backend *b = &it->backend;
 	struct rollback_plan plan;
 	struct rollback_target t;
 
-	if (b == NULL) {
+	if (!record_backend(rec->cfg, e, b)) {
 		log_error(0, "recovery: %s is an upload to %s%s%s, not to a "
 		    "configured upstream: left as it is", e->path, e->upstream,
 		    e->backend != NULL ? " as backend " : "",
 		    e->backend != NULL ? e->backend : "");
 		return false;
 	}
-	it->backend = b;
 	it->mailbox_wire = imap_quote(e->mailbox, strlen(e->mailbox));
 	it->staging_wire = e->staging != NULL ? strdup(e->staging) : NULL;
 	if (it->mailbox_wire == NULL || (e->staging != NULL && it->staging_wire == NULL) ||
@@ -202,6 +220,8 @@ recovery_free(struct recovery *rec)
 		rollback_free(rec->items[i].rollback);
 		staging_free(rec->items[i].staging);
 		login_clear(&rec->items[i].login);
+		/* a master password is in there */
+		explicit_bzero(&rec->items[i].backend, sizeof(rec->items[i].backend));
 		free(rec->items[i].mailbox_wire);
 		free(rec->items[i].staging_wire);
 	}
