@@ -256,8 +256,7 @@ check_key(const char *k, size_t len)
 {
 	size_t i;
 
-	if (len == 0)
-		return "empty";
+	/* never empty: a field has at least one byte */
 	if (len > KEY_MAX)
 		return "too long: at most 255 bytes";
 	for (i = 0; i < len; i++) {

@@ -528,6 +528,16 @@ Test(routemap, two_hundred_thousand_entries, .timeout = 60)
 		fprintf(f, "%s\t%s\n", key, target);
 	}
 	fclose(f);
+	/* a stream of unknown size is read in growing steps: the same map */
+	f = fmemopen(text, len, "r");
+	cr_assert_not_null(f);
+	m = routemap_load_stream(f, "generated", NULL, 0);
+	fclose(f);
+	cr_assert_not_null(m);
+	cr_assert_eq(routemap_entries(m), 200001);
+	generated(4242, key, sizeof(key), target, sizeof(target));
+	expect_route(m, key, target);
+	routemap_free(m);
 	write_map(text, len);
 	free(text);
 	m = routemap_load(map_path, NULL, 0);
