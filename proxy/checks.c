@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "privileges.h"
+#include "routemap.h"
 #include "tls.h"
 
 enum checks_when {
@@ -190,6 +191,24 @@ check_pid_file(struct checker *ck, const struct config *cfg, const struct run_as
 		    cfg->pid_file, ra->user, dir, strerror(e));
 }
 
+/* The route map: every line right, and readable after a switch (it is
+ * read again on SIGHUP). */
+static void
+check_routes(struct checker *ck, const struct config *cfg, const struct run_as *ra)
+{
+	struct routemap *map;
+	char err[1024];
+
+	if (cfg->route_map[0] == '\0' ||
+	    !check_reload_file(ck, ra, "route_map", cfg->route_map))
+		return;
+	if (ck->when != CHECKS_TEST)
+		return;		/* the start and a reload read it themselves */
+	if ((map = routemap_load(cfg->route_map, err, sizeof err)) == NULL)
+		report(ck, true, "%s", err);
+	routemap_free(map);
+}
+
 int
 checks_run(const char *conf_path, const struct config *cfg, const struct run_as *ra,
     bool start)
@@ -203,6 +222,7 @@ checks_run(const char *conf_path, const struct config *cfg, const struct run_as 
 		check_pid_file(&ck, cfg, ra);
 	}
 	check_tls(&ck, cfg, ra);
+	check_routes(&ck, cfg, ra);
 	if (priv_secret_exposed(conf_path, cfg, ra, msg, sizeof msg))
 		report(&ck, false, "%s", msg);
 	if (ra->switching && (e = priv_access(ra, conf_path, R_OK)) != 0)
@@ -224,6 +244,7 @@ checks_reload(const char *conf_path, const struct config *cfg,
 
 	/* user, group, spool_dir and pid_file do not change on a reload */
 	check_tls(&ck, cfg, ra);
+	check_routes(&ck, cfg, ra);
 	if (priv_secret_exposed(conf_path, cfg, ra, msg, sizeof msg))
 		report(&ck, false, "%s", msg);
 	return ck.errors;

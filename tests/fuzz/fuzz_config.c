@@ -115,6 +115,20 @@ check_loaded(const struct config *c)
 		CHECK(!c->listen[i].tls || c->tls_cert[0] != '\0');
 	}
 	check_backend(&c->upstream, true);
+	check_path(c->route_map, sizeof(c->route_map), true);
+	check_string(c->auth_http, sizeof(c->auth_http));
+	CHECK(c->auth_http[0] == '\0' || strncmp(c->auth_http, "http://", 7) == 0);
+	CHECK(c->route_map[0] == '\0' || c->auth_http[0] == '\0');
+	CHECK(c->nauth_http_headers <= CONFIG_MAX_AUTH_HEADERS);
+	CHECK(c->nauth_http_headers == 0 || c->auth_http[0] != '\0');
+	for (i = 0; i < c->nauth_http_headers; i++) {
+		check_string(c->auth_http_header[i], sizeof(c->auth_http_header[i]));
+		CHECK(strchr(c->auth_http_header[i], ':') != NULL);
+	}
+	CHECK(c->auth_http_timeout >= 1 && c->auth_http_timeout <= 7 * 86400);
+	CHECK(c->auth_http_cache <= 1000000);
+	CHECK(c->auth_http_cache_ttl >= 1 && c->auth_http_cache_ttl <= 7 * 86400);
+	CHECK(config_routing(c) == (c->route_map[0] != '\0' || c->auth_http[0] != '\0'));
 	CHECK(c->nbackends <= CONFIG_MAX_BACKENDS);
 	for (i = 0; i < c->nbackends; i++) {
 		check_backend(&c->backends[i], false);
@@ -256,6 +270,13 @@ write_config(FILE *f, const struct config *c)
 	ok &= put(f, "user", c->user);
 	ok &= put(f, "group", c->group);
 	ok &= put(f, "pid_file", c->pid_file);
+	ok &= put(f, "route_map", c->route_map);
+	ok &= put(f, "auth_http", c->auth_http);
+	fprintf(f, "auth_http_timeout = %u\n", c->auth_http_timeout);
+	for (i = 0; i < c->nauth_http_headers; i++)
+		ok &= put(f, "auth_http_header", c->auth_http_header[i]);
+	fprintf(f, "auth_http_cache = %u\n", c->auth_http_cache);
+	fprintf(f, "auth_http_cache_ttl = %u\n", c->auth_http_cache_ttl);
 	/* sections last: what follows one belongs to it */
 	for (i = 0; i < c->nbackends; i++) {
 		const struct backend *b = &c->backends[i];

@@ -1264,3 +1264,49 @@ Test(config, changed_keys_backends)
 	    "upstream = h:1\n", out, sizeof out), 2);
 	cr_assert_str_eq(out, "max_sessions, [backend]");
 }
+
+Test(config, routing_keys)
+{
+	struct config c;
+
+	config_defaults(&c);
+	cr_assert(!config_routing(&c));
+	cr_assert_eq(c.auth_http_timeout, 5);
+	cr_assert_eq(c.auth_http_cache, 1000);
+	cr_assert_eq(c.auth_http_cache_ttl, 60);
+	good_value("route_map = /etc/mappend/routes", &c);
+	cr_assert_str_eq(c.route_map, "/etc/mappend/routes");
+	cr_assert(config_routing(&c));
+	load_ok(BASE "auth_http = http://127.0.0.1:8080/auth\nauth_http_timeout = 2s\n"
+	    "auth_http_header = X-Auth-Key: s3\nauth_http_header = X-Site: one\n"
+	    "auth_http_cache = 0\nauth_http_cache_ttl = 5m\n", &c);
+	cr_assert(config_routing(&c));
+	cr_assert_str_eq(c.auth_http, "http://127.0.0.1:8080/auth");
+	cr_assert_eq(c.auth_http_timeout, 2);
+	cr_assert_eq(c.nauth_http_headers, 2);
+	cr_assert_str_eq(c.auth_http_header[1], "X-Site: one");
+	cr_assert_eq(c.auth_http_cache, 0);
+	cr_assert_eq(c.auth_http_cache_ttl, 300);
+}
+
+Test(config, routing_key_errors)
+{
+	bad_value("route_map = routes", ":3: bad value for route_map: \"routes\" "
+	    "(expected an absolute path, starting with \"/\")");
+	bad_value("auth_http = https://a/b", ":3: bad value for auth_http: "
+	    "\"https://a/b\" (expected http://HOST[:PORT]/PATH)");
+	bad_value("auth_http = http:///x", ":3: bad value for auth_http: "
+	    "\"http:///x\" (expected http://HOST[:PORT]/PATH)");
+	bad_value("auth_http_header = NoColon", ":3: bad value for auth_http_header: "
+	    "\"NoColon\" (expected \"Name: value\" (letters, digits and '-' in the "
+	    "name))");
+	bad_value("auth_http_cache = -1", ":3: bad value for auth_http_cache: \"-1\" "
+	    "(expected a number from 0 (no cache) to 1000000)");
+	load_fails(BASE "route_map = /r\nauth_http = http://a/b\n",
+	    ": route_map and auth_http are two sources of routes: set one of them");
+	load_fails(BASE "auth_http_header = X-A: b\n",
+	    ": auth_http_header needs auth_http");
+	load_fails(BASE "[backend a]\nupstream = h:1\nroute_map = /r\n",
+	    ":5: route_map cannot be set for one backend: it belongs above the "
+	    "first [backend] section");
+}
