@@ -75,6 +75,10 @@ struct authhttp_options {
 	 * name, an IPv4 address or [IPv6]; PORT 80 by default */
 	const char *url;
 	unsigned timeout;	/* seconds, connect + answer; 0: nginx's 60 */
+	/* OK answers kept, least recently used out first, keyed by the user
+	 * and a salted SHA-256 of method, password and TLS or not; the
+	 * client's address is not in the key (an endpoint that decides by
+	 * it is asked on a miss only) */
 	size_t cache_entries;	/* 0: no cache */
 	unsigned cache_ttl;	/* seconds; 0: no cache */
 	const char *const *extra_headers; /* "Name: value" strings,
@@ -101,6 +105,8 @@ void authhttp_cancel(struct authhttp_query *);
  * Pure: an answer from an HTTP status code and a header lookup function
  * (the fuzz target and the tests drive it without sockets).  header(ctx,
  * name) gives the header's value, trimmed, or NULL when there is none.
+ * A refusal counts whatever the code, an OK only in a 2xx answer; no
+ * Auth-Status, or a value too long for its field, is UNAVAILABLE.
  */
 void authhttp_parse(int http_code,
     const char *(*header)(void *ctx, const char *name), void *ctx,

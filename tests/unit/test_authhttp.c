@@ -609,23 +609,35 @@ raw_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-static void
-raw_start(struct raw *r, struct event_base *base, const char *answer)
+/* On 127.0.0.1, or on ::1 (false when there is none). */
+static bool
+raw_listen(struct raw *r, struct event_base *base, const char *answer,
+    bool ipv6)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof sin;
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	struct sockaddr *sa = ipv6 ? (struct sockaddr *)&sin6 :
+	    (struct sockaddr *)&sin;
+	socklen_t len = ipv6 ? sizeof sin6 : sizeof sin;
 
 	signal(SIGPIPE, SIG_IGN);
 	memset(r, 0, sizeof *r);
 	r->answer = answer;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin6.sin6_addr = in6addr_loopback;
 	r->l = evconnlistener_new_bind(base, raw_accept, r,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 8,
-	    (struct sockaddr *)&sin, sizeof sin);
-	cr_assert_not_null(r->l);
-	cr_assert_eq(getsockname(evconnlistener_get_fd(r->l),
-	    (struct sockaddr *)&sin, &len), 0);
-	r->port = ntohs(sin.sin_port);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 8, sa, (int)len);
+	if (r->l == NULL)
+		return false;
+	cr_assert_eq(getsockname(evconnlistener_get_fd(r->l), sa, &len), 0);
+	r->port = ntohs(ipv6 ? sin6.sin6_port : sin.sin_port);
+	return true;
+}
+
+static void
+raw_start(struct raw *r, struct event_base *base, const char *answer)
+{
+	cr_assert(raw_listen(r, base, answer, false));
 }
 
 static void
@@ -855,6 +867,7 @@ Test(authhttp, not_an_answer)
 		a = ask(base, ah, &req);
 		cr_assert_eq(a.status, AUTHHTTP_UNAVAILABLE, "reply %d", i);
 		cr_assert_neq(a.error[0], '\0');
+		cr_assert_null(strstr(a.error, "secret"), "%s", a.error);
 	}
 	cr_assert_eq(ep.requests, 4);
 	authhttp_stats(ah, &st);
@@ -996,6 +1009,37 @@ Test(authhttp, request_plaintext)
 	a = ask(base, ah, &req);
 	cr_assert_eq(a.status, AUTHHTTP_OK, "%s", a.error);
 	cr_assert_str_eq(raw.request, want);
+	authhttp_free(ah);
+	raw_stop(&raw);
+	event_base_free(base);
+}
+
+/* An IPv6 endpoint: Host carries the brackets, as nginx's does. */
+Test(authhttp, request_ipv6_host)
+{
+	static const char head[] = "GET /a HTTP/1.0\r\nHost: [::1]\r\n";
+	struct event_base *base = event_base_new();
+	struct raw raw;
+	struct authhttp_options o = { .timeout = 5 };
+	struct authhttp_request req = login("alice", "secret");
+	struct authhttp *ah;
+	struct authhttp_answer a;
+	char url[128], err[256];
+
+	if (!raw_listen(&raw, base, "HTTP/1.0 200 OK\r\nAuth-Status: OK\r\n"
+	    "Auth-Server: ::1\r\nAuth-Port: 143\r\n\r\n", true)) {
+		event_base_free(base);
+		cr_skip_test("no IPv6 loopback here");
+	}
+	snprintf(url, sizeof url, "http://[::1]:%d/a", raw.port);
+	o.url = url;
+	ah = authhttp_new(base, NULL, &o, err, sizeof err);
+	cr_assert_not_null(ah, "%s", err);
+	a = ask(base, ah, &req);
+	cr_assert_eq(a.status, AUTHHTTP_OK, "%s", a.error);
+	cr_assert_str_eq(a.host, "::1");
+	cr_assert(strncmp(raw.request, head, strlen(head)) == 0, "%s",
+	    raw.request);
 	authhttp_free(ah);
 	raw_stop(&raw);
 	event_base_free(base);
