@@ -357,7 +357,12 @@ answered(const struct authhttp_answer *a, void *arg)
 		snprintf(f->refusal, sizeof(f->refusal), "NO [AUTHENTICATIONFAILED] %s",
 		    a->error[0] != '\0' ? a->error : "Authentication failed");
 		if (a->wait == 0) {
-			login_refused(s, f, f->refusal);
+			/* as nginx: a refusal without Auth-Wait ends the session
+			 * (how an endpoint stops a client after its last try) */
+			reply(s, f, f->refusal);
+			metrics_login(false);
+			session_end_class(s, METRICS_END_CLIENT, "login refused");
+			session_close(s, "Login refused");
 			return;
 		}
 		f->state = FRONT_WAITING;

@@ -342,8 +342,9 @@ header(const char *req, const char *name, char *out, size_t len)
 	out[n] = '\0';
 }
 
-/* One request, one answer, as nginx's endpoints do: users "refused",
- * "broken" and "slow" get what their names say, bob@b.example the second
+/* One request, one answer, as nginx's endpoints do: users "refused" (may
+ * try again), "denied" (may not), "broken" and "slow" get what their
+ * names say, bob@b.example the second
  * upstream, everybody else the first.  Each request's user is logged. */
 static void
 serve_endpoint(int lfd)
@@ -379,6 +380,9 @@ serve_endpoint(int lfd)
 			snprintf(answer, sizeof(answer), "HTTP/1.0 200 OK\r\n"
 			    "Auth-Status: Invalid login or password\r\n"
 			    "Auth-Wait: 1\r\n\r\n");
+		else if (strcmp(user, "denied") == 0)
+			snprintf(answer, sizeof(answer), "HTTP/1.0 200 OK\r\n"
+			    "Auth-Status: Go away\r\n\r\n");
 		else if (strcmp(user, "broken") == 0)
 			snprintf(answer, sizeof(answer), "HTTP/1.0 500 Oops\r\n\r\n");
 		else
@@ -493,6 +497,26 @@ Test(auth_http, refusal_waits_and_the_session_goes_on)
 	login_ok(&c, "alice", "pa");
 	imapc_close(&c);
 	cr_assert_eq(asked("refused"), 1);
+}
+
+/* A refusal without Auth-Wait ends the session, as with nginx. */
+Test(auth_http, refusal_without_wait_ends_the_session)
+{
+	struct imapc c;
+	char *r, *line;
+
+	start_http(true);
+	connect_front(&c);
+	imapc_send(&c, "l LOGIN denied x\r\n");
+	r = imapc_until_tagged(&c, "l", NULL);
+	cr_assert(r != NULL && strstr(r, "l NO [AUTHENTICATIONFAILED] Go away") != NULL,
+	    "%s", r);
+	free(r);
+	line = imapc_line(&c);
+	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(&c));
+	imapc_close(&c);
 }
 
 Test(auth_http, endpoint_broken_slow_or_down)
