@@ -537,6 +537,8 @@ message_literal(struct append_job *job, struct imap_framer *fr, const char *buf,
 		session_reply(s, "+ Ready for literal data");
 }
 
+static void mailbox_literal_done(struct append_job *);
+
 /* The mailbox name, the first argument; false when the segment is used up
  * (refused, or the name comes as a literal). */
 static bool
@@ -557,6 +559,11 @@ read_mailbox(struct append_job *job, struct imap_framer *fr, const char *buf,
 			job->mailbox_literal = true;
 			if (!(seg->literal_flags & IMAP_LIT_NONSYNC))
 				session_reply(job->s, "+ Ready for literal data");
+			/* {0}: no literal data comes to end it (found by
+			 * fuzz_session: the next literal, a message, was
+			 * written into the name) */
+			if (seg->literal == 0)
+				mailbox_literal_done(job);
 		}
 		return false;
 	}

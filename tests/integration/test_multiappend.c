@@ -319,6 +319,37 @@ Test(multiappend, zero_length_literal_cancels)
 	imapc_close(&c);
 }
 
+/* A mailbox name that is a literal of no bytes: no literal data ends it,
+ * the message that follows is a message (found by fuzz_session: it was
+ * written into the name's one-byte buffer), and the name is refused. */
+Test(multiappend, empty_literal_mailbox_name)
+{
+	struct imapc c;
+	char *r, *line;
+
+	harness_start(NULL, NULL);
+	proxy_connect(&c);
+	imapc_send(&c, "a APPEND {0+}\r\n (\\Seen) {34+}\r\n"
+	    "Subject: 0\r\n\r\nx1 CREATE injected\r\n\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert_not_null(r);
+	cr_assert(strncmp(last_line(r), "a NO ", 5) == 0, "%s", r);
+	free(r);
+	/* synchronizing: "+" for the name, then the same */
+	imapc_send(&c, "b APPEND {0}\r\n");
+	line = imapc_line(&c);
+	cr_assert(line != NULL && line[0] == '+', "%s", line);
+	free(line);
+	imapc_send(&c, " {3+}\r\nabc\r\n");
+	r = imapc_until_tagged(&c, "b", NULL);
+	cr_assert(r != NULL && strncmp(last_line(r), "b NO ", 5) == 0, "%s", r);
+	free(r);
+	r = imapc_command(&c, "l", "LIST \"\" \"*\"");
+	cr_assert_null(strstr(r, "injected"), "a body was executed: %s", r);
+	free(r);
+	imapc_close(&c);
+}
+
 /* A MULTIAPPEND to a missing mailbox: TRYCREATE, and the mailbox is never
  * created. */
 static void
