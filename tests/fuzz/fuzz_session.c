@@ -13,6 +13,8 @@
  *   kind % 5 == 2  bytes from the newest second connection
  *   kind % 5 == 3  the client closes
  *   kind % 5 == 4  the newest upstream connection closes
+ * The first byte's top bit: the session is routed (router.c): its front
+ * answers until login, a route map names the upstream.
  * After each record the event loop runs until it has nothing left to do.
  *
  * Checked beyond "no crash, no leak, no sanitizer report":
@@ -37,6 +39,7 @@
 #include "fuzz.h"
 #include "journal.h"
 #include "log.h"
+#include "router.h"
 #include "session.h"
 #include "spool.h"
 #include "upstream.h"
@@ -59,6 +62,7 @@ struct upstream_connect {
 
 static struct proxy proxy;
 static struct config *cfg;
+static struct config *cfg_routed;	/* route_map, two backends */
 static struct fake_upstream ups[MAX_UPSTREAMS];
 static size_t nups;
 static bool closing_all;		/* the input is over: connections fail */
@@ -200,6 +204,38 @@ settle(void)
 
 /* ---- setup and one run ---- */
 
+/* The routed configuration: a map file in dir, a second backend. */
+static void
+setup_routing(const char *dir)
+{
+	char conf[512], path[300], err[256] = "";
+	struct router_sources *rs;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/routes", dir);
+	if ((f = fopen(path, "w")) == NULL)
+		abort();
+	fputs("@b.example bee\ncarol 127.0.0.1:3\n* default\n", f);
+	fclose(f);
+	snprintf(conf, sizeof(conf), "listen = 127.0.0.1:0\nupstream = 127.0.0.1:1\n"
+	    "route_map = %s\nspool_dir = %s\n[backend bee]\n"
+	    "upstream = 127.0.0.1:2\nmaster_user = boss\nmaster_password = pw\n",
+	    path, dir);
+	f = fmemopen(conf, strlen(conf), "r");
+	if (f == NULL || (cfg_routed = config_new()) == NULL ||
+	    config_load_stream(f, "fuzz-routed", cfg_routed, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz_session: %s\n", err);
+		abort();
+	}
+	fclose(f);
+	cfg_routed->max_line_length = 4096;
+	if ((rs = router_prepare(&proxy, cfg_routed, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "fuzz_session: %s\n", err);
+		abort();
+	}
+	router_commit(rs);
+}
+
 static void
 setup(void)
 {
@@ -234,6 +270,7 @@ setup(void)
 	TAILQ_INIT(&proxy.sessions);
 	if (proxy.base == NULL)
 		abort();
+	setup_routing(dir);
 }
 
 /* A peer closes its end: the other end sees EOF, as with a socket. */
@@ -314,6 +351,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bufferevent_enable(client, EV_READ | EV_WRITE);
 	imap_framer_init(&client_seen, IMAP_MODE_RESPONSE, 16u << 20);
 	client_used_our_tags = false;
+	proxy.cfg = size > 0 && (data[0] & 0x80) ? cfg_routed : cfg;
 	session_begin(&li, pair[0], false, (const struct sockaddr *)&peer, NULL);
 	settle();
 	while (at + 3 <= size) {
