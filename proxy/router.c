@@ -22,12 +22,14 @@
 #include <openssl/crypto.h>
 
 #include "authhttp.h"
+#include "capability.h"
 #include "config.h"
 #include "credentials.h"
 #include "log.h"
 #include "metrics.h"
 #include "parser.h"
 #include "relay.h"
+#include "response.h"
 #include "router.h"
 #include "routemap.h"
 #include "session.h"
@@ -666,26 +668,31 @@ command(struct session *s, struct front *f, const char *buf,
 	return false;
 }
 
-/* The login, as the relay carries it: LOGIN, or AUTHENTICATE PLAIN with
- * its message on the next line (the relay waits for the upstream's "+").
- * NULL when out of memory. */
+/*
+ * The login, as the relay carries it: LOGIN where the upstream takes it and
+ * no authorization identity is asked for, else AUTHENTICATE PLAIN, with an
+ * initial response where the upstream takes one (SASL-IR), else with the
+ * message on the next line (the relay waits for the upstream's "+", which
+ * the client then sees too).  NULL when out of memory.
+ */
 static struct evbuffer *
-login_command(struct front *f)
+login_command(struct session *s, struct front *f)
 {
+	const struct upstream_caps *caps = response_caps(s);
 	struct evbuffer *cmd = evbuffer_new();
 	char *quser = NULL, *qpass = NULL;
 
 	if (cmd == NULL)
 		return NULL;
-	if (f->method == METHOD_PLAIN) {
+	if (f->authzid != NULL || (caps->logindisabled && caps->auth_plain)) {
 		struct login l = { 0 };
 		int rc;
 
 		/* credentials.c builds the message as the second connection does */
 		rc = credentials_plain_login(f->authzid != NULL ? f->authzid : "",
 		    f->user, f->pass, &l);
-		if (rc == 0 && evbuffer_add_printf(cmd, "%s AUTHENTICATE PLAIN\r\n%s\r\n",
-		    f->tag, l.plain_b64) < 0)
+		if (rc == 0 && evbuffer_add_printf(cmd, "%s AUTHENTICATE PLAIN%s%s\r\n",
+		    f->tag, caps->sasl_ir ? " " : "\r\n", l.plain_b64) < 0)
 			rc = -1;
 		login_clear(&l);
 		if (rc != 0) {
@@ -717,7 +724,7 @@ login_command(struct front *f)
 static bool
 hand_over(struct session *s, struct front *f)
 {
-	struct evbuffer *cmd = login_command(f);
+	struct evbuffer *cmd = login_command(s, f);
 	struct evbuffer *in = session_client_input(s);
 
 	if (cmd == NULL || evbuffer_prepend_buffer(in, cmd) != 0) {

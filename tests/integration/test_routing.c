@@ -171,6 +171,8 @@ Test(routing, every_login_kind)
 	connect_front(&c);
 	r = imapc_command(&c, "a", "AUTHENTICATE PLAIN AGJvYkBiLmV4YW1wbGUAcGI=");
 	cr_assert(tagged_ok(r, "a"), "%s", r);
+	cr_assert(r[0] != '+' && strstr(r, "\n+") == NULL,
+	    "the upstream's \"+\" reached the client: %s", r);
 	free(r);
 	imapc_close(&c);
 	/* ...and after a "+" */
@@ -182,6 +184,8 @@ Test(routing, every_login_kind)
 	imapc_send(&c, "AGJvYkBiLmV4YW1wbGUAcGI=\r\n");
 	r = imapc_until_tagged(&c, "a", NULL);
 	cr_assert(tagged_ok(r, "a"), "%s", r);
+	cr_assert(r[0] != '+' && strstr(r, "\n+") == NULL,
+	    "the upstream's \"+\" reached the client: %s", r);
 	free(r);
 	imapc_close(&c);
 	/* AUTHENTICATE LOGIN: the user, then the password */
