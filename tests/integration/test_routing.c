@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "faultrelay.h"
 #include "harness.h"
 
 /* Two upstreams; harness's mock is the first. */
@@ -551,4 +552,118 @@ Test(auth_http, endpoint_down)
 	free(r);
 	imapc_close(&c);
 	cr_assert_eq(logins(mock.port), 0);
+}
+
+/* ---- two real Dovecots ---- */
+
+static struct dovecot d1, d2;
+static struct faultrelay relay2;
+
+static void
+stop_dovecots(void)
+{
+	proxy_stop(&px);
+	faultrelay_stop(&relay2);
+	dovecot_stop(&d1);
+	dovecot_stop(&d2);
+	if (map_path[0] != '\0')
+		unlink(map_path);
+}
+
+TestSuite(routing_dovecot, .fini = stop_dovecots, .timeout = 240);
+
+/* Messages in user's INBOX on d, seen directly. */
+static unsigned
+inbox_messages(const struct dovecot *d, const char *user, const char *pass)
+{
+	struct imapc c;
+	char *r, *p;
+	unsigned n;
+
+	imapc_connect_login(&c, d->port, user, pass);
+	r = imapc_command(&c, "s", "STATUS INBOX (MESSAGES)");
+	p = strstr(r, "MESSAGES ");
+	cr_assert_not_null(p, "%s", r);
+	n = (unsigned)strtoul(p + 9, NULL, 10);
+	free(r);
+	imapc_close(&c);
+	return n;
+}
+
+static char *
+upload(struct imapc *c, const char *tag, unsigned n)
+{
+	unsigned i;
+
+	imapc_send(c, "%s APPEND INBOX", tag);
+	for (i = 0; i < n; i++) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "Subject: routed %03u\r\n\r\nbody\r\n", i);
+		imapc_send(c, " {%zu+}\r\n%s", strlen(msg), msg);
+	}
+	imapc_send(c, "\r\n");
+	return imapc_until_tagged(c, tag, NULL);
+}
+
+/*
+ * alice lives on the first Dovecot (the default upstream), bob on the
+ * second (a backend with its own master user, behind a fault relay): each
+ * one's MULTIAPPEND lands on their own server only, and the one that fails
+ * half-way on the second is undone there, by that server's master user.
+ */
+Test(routing_dovecot, users_on_two_servers)
+{
+	struct faultrelay_fault f = { .action = FAULTRELAY_DROP, .k = 2,
+	    .forward_kth = true };
+	struct imapc c;
+	char conf[1024], map[256], *r;
+	FILE *mf;
+
+	/* legacy: no MULTIAPPEND, mappend's emulation at work */
+	dovecot_start(&d1, "--legacy");
+	dovecot_start(&d2, "--legacy");
+	faultrelay_start(&relay2, d2.port);
+	snprintf(map_path, sizeof(map_path), "/tmp/mappend-routes.%d", (int)getpid());
+	snprintf(map, sizeof(map), "%s default\n%s second\n", d1.user, d2.user2);
+	mf = fopen(map_path, "w");
+	cr_assert_not_null(mf);
+	fputs(map, mf);
+	fclose(mf);
+	snprintf(conf, sizeof(conf), "route_map = %s\nmaster_user = %s\n"
+	    "master_password = %s\n[backend second]\nupstream = 127.0.0.1:%d\n"
+	    "master_user = %s\nmaster_password = %s\n", map_path, d1.master,
+	    d1.master_password, relay2.port, d2.master, d2.master_password);
+	proxy_start(&px, d1.port, conf);
+
+	connect_front(&c);
+	login_ok(&c, d1.user, d1.password);
+	r = upload(&c, "a", 3);
+	cr_assert(r != NULL && strstr(r, "a OK [APPENDUID ") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(inbox_messages(&d1, d1.user, d1.password), 3);
+	cr_assert_eq(inbox_messages(&d2, d2.user, d2.password), 0);
+
+	connect_front(&c);
+	login_ok(&c, d2.user2, d2.password2);
+	r = upload(&c, "b", 4);
+	cr_assert(r != NULL && strstr(r, "b OK [APPENDUID ") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(inbox_messages(&d2, d2.user2, d2.password2), 4);
+	cr_assert_eq(inbox_messages(&d1, d1.user2, d1.password2), 0);
+
+	/* the second server's connection drops after message 2 of 5 */
+	faultrelay_arm(&relay2, &f);
+	connect_front(&c);
+	login_ok(&c, d2.user2, d2.password2);
+	r = upload(&c, "c", 5);
+	cr_assert(r != NULL && strstr(r, "c NO [UNAVAILABLE]") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert(proxy_log_wait(&px, "rolled back on a second connection"));
+	cr_assert_eq(inbox_messages(&d2, d2.user2, d2.password2), 4,
+	    "the half-way upload was undone on the second server");
+	cr_assert_eq(inbox_messages(&d1, d1.user2, d1.password2), 0);
 }
