@@ -20,6 +20,7 @@
 
 #include "faultrelay.h"
 #include "harness.h"
+#include "harness_haproxy.h"
 
 /* Two upstreams; harness's mock is the first. */
 static struct mock second;
@@ -92,18 +93,24 @@ start_map(const char *map_fmt)
 	proxy_start(&px, mock.port, conf);
 }
 
-/* A session through mappend, greeted by its front. */
+/* A session through port, greeted by mappend's front. */
 static void
-connect_front(struct imapc *c)
+connect_front_at(struct imapc *c, int port)
 {
 	char *g;
 
-	imapc_connect(c, px.port);
+	imapc_connect(c, port);
 	g = imapc_line(c);
 	cr_assert_not_null(g);
 	cr_assert(strncmp(g, "* OK [CAPABILITY IMAP4rev1 ", 27) == 0, "%s", g);
 	cr_assert_not_null(strstr(g, " AUTH=PLAIN"), "%s", g);
 	free(g);
+}
+
+static void
+connect_front(struct imapc *c)
+{
+	connect_front_at(c, px.port);
 }
 
 static void
@@ -666,4 +673,165 @@ Test(routing_dovecot, users_on_two_servers)
 	cr_assert_eq(inbox_messages(&d2, d2.user2, d2.password2), 4,
 	    "the half-way upload was undone on the second server");
 	cr_assert_eq(inbox_messages(&d1, d1.user2, d1.password2), 0);
+}
+
+/* ---- two instances behind one HAProxy ---- */
+
+static struct proxy_proc px2;
+static struct haproxy hp;
+
+static void
+stop_instances(void)
+{
+	haproxy_stop(&hp);
+	proxy_stop(&px2);
+	stop_second();
+}
+
+TestSuite(instances, .fini = stop_instances, .timeout = 240);
+
+/* The proxy_protocol listener's port, from the instance's log. */
+static int
+pp_port(const struct proxy_proc *p)
+{
+	char *log = proxy_log(p);
+	const char *l, *key = "listening on 127.0.0.1:";
+	int port = 0;
+
+	for (l = strstr(log, key); l != NULL && port == 0; l = strstr(l + 1, key)) {
+		const char *eol = strchr(l, '\n');
+
+		if (eol != NULL && memmem(l, (size_t)(eol - l), "PROXY protocol",
+		    14) != NULL)
+			port = atoi(l + strlen(key));
+	}
+	free(log);
+	cr_assert_gt(port, 0, "no proxy_protocol listener in the log");
+	return port;
+}
+
+static unsigned
+messages_of(int port, const char *user, const char *pass)
+{
+	struct imapc c;
+	char *r, *p;
+	unsigned n;
+
+	imapc_connect_login(&c, port, user, pass);
+	r = imapc_command(&c, "s", "STATUS INBOX (MESSAGES)");
+	p = strstr(r, "MESSAGES ");
+	cr_assert_not_null(p, "%s", r);
+	n = (unsigned)strtoul(p + 9, NULL, 10);
+	free(r);
+	imapc_close(&c);
+	return n;
+}
+
+static unsigned long
+appends_of(int port)
+{
+	struct imapc d;
+	char *r, *p;
+	unsigned long n;
+
+	imapc_connect_login(&d, port, "test", "secret");
+	r = imapc_command(&d, "s", "XMOCK STATS");
+	p = strstr(r, "appends=");
+	cr_assert_not_null(p, "%s", r);
+	n = strtoul(p + 8, NULL, 10);
+	free(r);
+	imapc_close(&d);
+	return n;
+}
+
+static void
+send_upload(struct imapc *c, const char *tag, unsigned n)
+{
+	unsigned i;
+
+	imapc_send(c, "%s APPEND INBOX", tag);
+	for (i = 0; i < n; i++) {
+		char *m = make_message(300 + 50 * i, i + 3);
+
+		imapc_send(c, " {%u+}\r\n", 300 + 50 * i);
+		imapc_send_raw(c, m, 300 + 50 * i);
+		free(m);
+	}
+	imapc_send(c, "\r\n");
+}
+
+/*
+ * Two mappend instances (their own spools) behind one HAProxy with
+ * send-proxy-v2, routing by one map: bob's MULTIAPPEND to the second
+ * upstream is half-way when his instance is SIGKILLed; the other instance
+ * serves alice meanwhile; restarted, the first recovers its journal against
+ * the second upstream (where the upload went), and every mailbox is as it
+ * should be, seen directly.
+ */
+Test(instances, one_crashes_mid_replay_the_other_serves)
+{
+	const char *args[] = { "--user", "alice:pa", "--user", "bob@b.example:pb",
+	    "--user", "test:secret", "--master", "boss:pw", NULL };
+	char conf[1024], s1[128], s2[128], *r, *log;
+	const char *servers[] = { s1, s2, NULL };
+	struct imapc c1, c2, d;
+	unsigned long appends;
+	unsigned i;
+	FILE *mf;
+
+	mock_start(&second, args);
+	mock_start(&mock, args);
+	snprintf(map_path, sizeof(map_path), "/tmp/mappend-routes.%d", (int)getpid());
+	mf = fopen(map_path, "w");
+	cr_assert_not_null(mf);
+	fputs("@b.example bee\n* default\n", mf);
+	fclose(mf);
+	snprintf(conf, sizeof(conf), "listen = 127.0.0.1:0 proxy_protocol\n"
+	    "proxy_protocol_from = 127.0.0.1\nroute_map = %s\nmaster_user = boss\n"
+	    "master_password = pw\n[backend bee]\nupstream = 127.0.0.1:%d\n",
+	    map_path, second.port);
+	proxy_start(&px, mock.port, conf);
+	proxy_start(&px2, mock.port, conf);
+	snprintf(s1, sizeof(s1), "127.0.0.1:%d send-proxy-v2", pp_port(&px));
+	snprintf(s2, sizeof(s2), "127.0.0.1:%d send-proxy-v2", pp_port(&px2));
+	haproxy_start(&hp, servers, NULL);
+
+	/* bob's upload stalls on the second upstream after message 3 */
+	imapc_connect_login(&d, second.port, "test", "secret");
+	free(imapc_command(&d, "f", "XMOCK FAULT APPEND-STALL-AFTER 3"));
+	appends = appends_of(second.port);
+	connect_front_at(&c1, hp.port[0]);
+	login_ok(&c1, "bob@b.example", "pb");
+	send_upload(&c1, "a", 10);
+	for (i = 0; i < 250 && appends_of(second.port) < appends + 3; i++)
+		usleep(20 * 1000);
+	cr_assert_geq(appends_of(second.port), appends + 3, "the replay did not "
+	    "get to message 3");
+	usleep(50 * 1000);
+	proxy_kill(&px);
+	imapc_close(&c1);
+	free(imapc_command(&d, "f", "XMOCK FAULT CLEAR"));
+	imapc_close(&d);
+	cr_assert_gt(messages_of(second.port, "bob@b.example", "pb"), 0,
+	    "the crash left stored messages to recover");
+
+	/* the other instance serves on */
+	connect_front_at(&c2, hp.port[1]);
+	login_ok(&c2, "alice", "pa");
+	send_upload(&c2, "b", 5);
+	r = imapc_until_tagged(&c2, "b", NULL);
+	cr_assert(r != NULL && strstr(r, "b OK [APPENDUID ") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c2);
+
+	/* the first comes back and undoes bob's upload where it went */
+	proxy_restart(&px);
+	log = proxy_log(&px);
+	cr_assert_not_null(strstr(log, "recovered: the upload of 10 messages"),
+	    "%s", log);
+	free(log);
+	cr_assert_eq(messages_of(second.port, "bob@b.example", "pb"), 0);
+	cr_assert_eq(messages_of(mock.port, "bob@b.example", "pb"), 0);
+	cr_assert_eq(messages_of(mock.port, "alice", "pa"), 5);
+	cr_assert_eq(messages_of(second.port, "alice", "pa"), 0);
 }
