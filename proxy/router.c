@@ -314,7 +314,7 @@ wait_over(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (f != NULL)
+	if (f != NULL && !session_closing(s))
 		login_refused(s, f, f->refusal);
 }
 
@@ -329,6 +329,8 @@ answered(const struct authhttp_answer *a, void *arg)
 	f->query = NULL;
 	endpoint_release(f->ep);
 	f->ep = NULL;
+	if (session_closing(s))
+		return;		/* the client left meanwhile */
 	switch (a->status) {
 	case AUTHHTTP_OK:
 		if (a->has_user || a->has_pass) {
