@@ -55,6 +55,8 @@ int credentials_master_login(const struct backend *b, const char *user,
 /* AUTHENTICATE PLAIN's message for these (authzid "" for none). */
 int credentials_plain_login(const char *authzid, const char *user,
     const char *pass, struct login *);
+/* Wipe *p's len bytes, free it, and set both to nothing. */
+void credentials_wipe(char **p, size_t *len);
 /* Wipe and free what a login holds. */
 void login_clear(struct login *);
 

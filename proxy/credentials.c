@@ -27,8 +27,8 @@ struct credentials {
 	size_t user_len, authzid_len, password_len;
 };
 
-static void
-wipe(char **p, size_t *len)
+void
+credentials_wipe(char **p, size_t *len)
 {
 	if (*p != NULL) {
 		OPENSSL_cleanse(*p, *len);
@@ -36,6 +36,12 @@ wipe(char **p, size_t *len)
 	}
 	*p = NULL;
 	*len = 0;
+}
+
+static void
+wipe(char **p, size_t *len)
+{
+	credentials_wipe(p, len);
 }
 
 static void

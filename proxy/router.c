@@ -179,28 +179,18 @@ router_shutdown(void)
 
 /* ---- the front ---- */
 
-static void
-wipe(char **p, size_t *len)
-{
-	if (*p != NULL) {
-		OPENSSL_cleanse(*p, *len);
-		free(*p);
-	}
-	*p = NULL;
-	*len = 0;
-}
 
 /* Forget the login read so far: the next command starts afresh. */
 static void
 forget_login(struct front *f)
 {
 	for (size_t i = 0; i < f->nargs; i++)
-		wipe(&f->arg[i], &f->arglen[i]);
+		credentials_wipe(&f->arg[i], &f->arglen[i]);
 	f->nargs = 0;
 	f->literal_arg = -1;
-	wipe(&f->authzid, &f->authzid_len);
-	wipe(&f->user, &f->user_len);
-	wipe(&f->pass, &f->pass_len);
+	credentials_wipe(&f->authzid, &f->authzid_len);
+	credentials_wipe(&f->user, &f->user_len);
+	credentials_wipe(&f->pass, &f->pass_len);
 	f->tag[0] = '\0';
 }
 
@@ -336,12 +326,12 @@ answered(const struct authhttp_answer *a, void *arg)
 		if (a->has_user || a->has_pass) {
 			/* the endpoint says what the upstream gets */
 			if (a->has_user) {
-				wipe(&f->user, &f->user_len);
+				credentials_wipe(&f->user, &f->user_len);
 				f->user = strdup(a->user);
 				f->user_len = f->user != NULL ? strlen(f->user) : 0;
 			}
 			if (a->has_pass) {
-				wipe(&f->pass, &f->pass_len);
+				credentials_wipe(&f->pass, &f->pass_len);
 				f->pass = strdup(a->pass);
 				f->pass_len = f->pass != NULL ? strlen(f->pass) : 0;
 			}
@@ -469,7 +459,7 @@ sasl_line(struct session *s, struct front *f, const char *line, size_t len)
 	if ((raw = sasl_b64_decode(line, len, &rawlen)) == NULL ||
 	    rawlen > FRONT_ARG_MAX) {
 		if (raw != NULL)
-			wipe(&raw, &rawlen);
+			credentials_wipe(&raw, &rawlen);
 		login_refused(s, f, "BAD Not base64");
 		return;
 	}

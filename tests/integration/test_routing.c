@@ -579,15 +579,15 @@ stop_dovecots(void)
 
 TestSuite(routing_dovecot, .fini = stop_dovecots, .timeout = 240);
 
-/* Messages in user's INBOX on d, seen directly. */
+/* Messages in user's INBOX of the server at port, seen directly. */
 static unsigned
-inbox_messages(const struct dovecot *d, const char *user, const char *pass)
+inbox_at(int port, const char *user, const char *pass)
 {
 	struct imapc c;
 	char *r, *p;
 	unsigned n;
 
-	imapc_connect_login(&c, d->port, user, pass);
+	imapc_connect_login(&c, port, user, pass);
 	r = imapc_command(&c, "s", "STATUS INBOX (MESSAGES)");
 	p = strstr(r, "MESSAGES ");
 	cr_assert_not_null(p, "%s", r);
@@ -649,8 +649,8 @@ Test(routing_dovecot, users_on_two_servers)
 	cr_assert(r != NULL && strstr(r, "a OK [APPENDUID ") != NULL, "%s", r);
 	free(r);
 	imapc_close(&c);
-	cr_assert_eq(inbox_messages(&d1, d1.user, d1.password), 3);
-	cr_assert_eq(inbox_messages(&d2, d2.user, d2.password), 0);
+	cr_assert_eq(inbox_at(d1.port, d1.user, d1.password), 3);
+	cr_assert_eq(inbox_at(d2.port, d2.user, d2.password), 0);
 
 	connect_front(&c);
 	login_ok(&c, d2.user2, d2.password2);
@@ -658,8 +658,8 @@ Test(routing_dovecot, users_on_two_servers)
 	cr_assert(r != NULL && strstr(r, "b OK [APPENDUID ") != NULL, "%s", r);
 	free(r);
 	imapc_close(&c);
-	cr_assert_eq(inbox_messages(&d2, d2.user2, d2.password2), 4);
-	cr_assert_eq(inbox_messages(&d1, d1.user2, d1.password2), 0);
+	cr_assert_eq(inbox_at(d2.port, d2.user2, d2.password2), 4);
+	cr_assert_eq(inbox_at(d1.port, d1.user2, d1.password2), 0);
 
 	/* the second server's connection drops after message 2 of 5 */
 	faultrelay_arm(&relay2, &f);
@@ -670,9 +670,9 @@ Test(routing_dovecot, users_on_two_servers)
 	free(r);
 	imapc_close(&c);
 	cr_assert(proxy_log_wait(&px, "rolled back on a second connection"));
-	cr_assert_eq(inbox_messages(&d2, d2.user2, d2.password2), 4,
+	cr_assert_eq(inbox_at(d2.port, d2.user2, d2.password2), 4,
 	    "the half-way upload was undone on the second server");
-	cr_assert_eq(inbox_messages(&d1, d1.user2, d1.password2), 0);
+	cr_assert_eq(inbox_at(d1.port, d1.user2, d1.password2), 0);
 }
 
 /* ---- two instances behind one HAProxy ---- */
@@ -710,22 +710,6 @@ pp_port(const struct proxy_proc *p)
 	return port;
 }
 
-static unsigned
-messages_of(int port, const char *user, const char *pass)
-{
-	struct imapc c;
-	char *r, *p;
-	unsigned n;
-
-	imapc_connect_login(&c, port, user, pass);
-	r = imapc_command(&c, "s", "STATUS INBOX (MESSAGES)");
-	p = strstr(r, "MESSAGES ");
-	cr_assert_not_null(p, "%s", r);
-	n = (unsigned)strtoul(p + 9, NULL, 10);
-	free(r);
-	imapc_close(&c);
-	return n;
-}
 
 static unsigned long
 appends_of(int port)
@@ -812,7 +796,7 @@ Test(instances, one_crashes_mid_replay_the_other_serves)
 	imapc_close(&c1);
 	free(imapc_command(&d, "f", "XMOCK FAULT CLEAR"));
 	imapc_close(&d);
-	cr_assert_gt(messages_of(second.port, "bob@b.example", "pb"), 0,
+	cr_assert_gt(inbox_at(second.port, "bob@b.example", "pb"), 0,
 	    "the crash left stored messages to recover");
 
 	/* the other instance serves on */
@@ -830,8 +814,8 @@ Test(instances, one_crashes_mid_replay_the_other_serves)
 	cr_assert_not_null(strstr(log, "recovered: the upload of 10 messages"),
 	    "%s", log);
 	free(log);
-	cr_assert_eq(messages_of(second.port, "bob@b.example", "pb"), 0);
-	cr_assert_eq(messages_of(mock.port, "bob@b.example", "pb"), 0);
-	cr_assert_eq(messages_of(mock.port, "alice", "pa"), 5);
-	cr_assert_eq(messages_of(second.port, "alice", "pa"), 0);
+	cr_assert_eq(inbox_at(second.port, "bob@b.example", "pb"), 0);
+	cr_assert_eq(inbox_at(mock.port, "bob@b.example", "pb"), 0);
+	cr_assert_eq(inbox_at(mock.port, "alice", "pa"), 5);
+	cr_assert_eq(inbox_at(second.port, "alice", "pa"), 0);
 }
