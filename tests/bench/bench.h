@@ -153,6 +153,10 @@ struct opts {
 	pid_t rec_pid;
 	int rec_port;
 	size_t small_size, big_size;
+	/* mappend instances that route: a route map; auth_http without and
+	 * with its cache (0: not given) */
+	int route_map_port, route_http_port, route_cached_port;
+	pid_t route_map_pid, route_http_pid, route_cached_pid;
 };
 
 extern struct opts o;
@@ -230,6 +234,20 @@ struct login_result {
 };
 
 void fetch_bench(struct fetch_result *res, bool tls);
+
+/* routed.c */
+enum routed_path { R_FIXED, R_MAP, R_HTTP, R_CACHED, R_NGINX, NRPATHS };
+extern const char *const routed_name[NRPATHS];
+
+struct routed_result {
+	bool done;
+	int runs, total, parallel;
+	double rate[NRPATHS][MAX_RUNS];		/* logins per second */
+	double cpu_ms[NRPATHS][MAX_RUNS];	/* proxy CPU per login */
+};
+
+void routed_bench(struct routed_result *);
+void report_routed(const struct routed_result *);
 void idle_bench(struct idle_result res[NPATHS][2]);
 void login_bench(struct login_result *res);
 

@@ -47,12 +47,13 @@ enum {
 	PH_SMALL_DELAY = 1 << 6,
 	PH_BIG_DELAY = 1 << 7,
 	PH_RECOVERY = 1 << 8,
-	PH_ALL = (1 << 9) - 1,
+	PH_ROUTED = 1 << 9,
+	PH_ALL = (1 << 10) - 1,
 	PH_UPLOADS = PH_SMALL | PH_BIG | PH_SMALL_DELAY | PH_BIG_DELAY,
 };
 static const char *const phase_names[] = {
 	"idle", "fetch", "fetch-tls", "logins", "small", "big", "small-delay",
-	"big-delay", "recovery",
+	"big-delay", "recovery", "routed",
 };
 #define NPHASES (sizeof(phase_names) / sizeof(*phase_names))
 
@@ -64,7 +65,8 @@ usage(const char *argv0, int status)
 "\n"
 "Options (defaults: the full set that make bench runs):\n"
 "  --only LIST        comma-separated phases: idle, fetch, fetch-tls, logins,\n"
-"                     small, big, small-delay, big-delay, recovery; uploads\n"
+"                     small, big, small-delay, big-delay, recovery, routed;\n"
+"                     uploads\n"
 "                     (the four upload phases); all (default)\n"
 "  --runs N           rounds of each FETCH and logins path (default 9)\n"
 "  --fetch-mib N      size of the FETCH in MiB, as N x 4 messages of 256 KiB\n"
@@ -92,7 +94,10 @@ usage(const char *argv0, int status)
 "--mappend-pid PID --idle-port P --idle-pid PID --idle-tls-port P\n"
 "--idle-tls-pid PID --nginx-pid PID --nginx-port P --nginx-tls-port P\n"
 "--nginx-default-port P --nginx-default-tls-port P; optionally\n"
-"--mappend-copy-port P --mappend-copy-pid PID (a mappend with splice = no)\n",
+"--mappend-copy-port P --mappend-copy-pid PID (a mappend with splice = no);\n"
+"--route-map-port P --route-map-pid PID --route-http-port P\n"
+"--route-http-pid PID --route-cached-port P --route-cached-pid PID (routing\n"
+"instances, for the routed phase)\n",
 	    argv0);
 	exit(status);
 }
@@ -121,7 +126,7 @@ parse_phases(const char *arg)
 		if (i == NPHASES) {
 			fprintf(stderr, "bench_mappend: unknown phase '%s' (idle, fetch, "
 			    "fetch-tls, logins, small, big, small-delay, big-delay, "
-			    "uploads, all)\n", tok);
+			    "recovery, routed, uploads, all)\n", tok);
 			exit(2);
 		}
 		ph |= 1u << i;
@@ -492,7 +497,8 @@ main(int argc, char **argv)
 		O_MTLS, O_MPID, O_IPORT, O_IPID, O_ITPORT, O_ITPID, O_NPID,
 		O_NPORT, O_NTLS, O_NDPORT, O_NDTLS, O_ONLY, O_RUNS, O_FETCH_MIB,
 		O_SESSIONS, O_LOGINS, O_LCLIENTS, O_URUNS, O_DRUNS, O_DELAY,
-		O_BIG_KIB, O_PERF, O_RBIN, O_RCONF, O_RLOG, O_RPID, O_RPORT, O_HELP,
+		O_BIG_KIB, O_PERF, O_RBIN, O_RCONF, O_RLOG, O_RPID, O_RPORT, O_RMPORT,
+		O_RMPID, O_RHPORT, O_RHPID, O_RCPORT, O_RCPID, O_HELP,
 		O_CPORT, O_CPID, O_FETCH_KIB,
 	};
 	static const struct option longopts[] = {
@@ -533,6 +539,12 @@ main(int argc, char **argv)
 		{ "recovery-log", required_argument, NULL, O_RLOG },
 		{ "recovery-pid", required_argument, NULL, O_RPID },
 		{ "recovery-port", required_argument, NULL, O_RPORT },
+		{ "route-map-port", required_argument, NULL, O_RMPORT },
+		{ "route-map-pid", required_argument, NULL, O_RMPID },
+		{ "route-http-port", required_argument, NULL, O_RHPORT },
+		{ "route-http-pid", required_argument, NULL, O_RHPID },
+		{ "route-cached-port", required_argument, NULL, O_RCPORT },
+		{ "route-cached-pid", required_argument, NULL, O_RCPID },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -541,6 +553,7 @@ main(int argc, char **argv)
 	static struct login_result lr;
 	static struct upload_result up[4];
 	static struct recovery_result rr;
+	static struct routed_result rt;
 	struct rlimit rl;
 	char cpu[256], s1[32], title[4][128], load0[128], load1[128];
 	unsigned phases = PH_ALL;
@@ -598,6 +611,12 @@ main(int argc, char **argv)
 		case O_RLOG: o.rec_log = optarg; break;
 		case O_RPID: o.rec_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
 		case O_RPORT: o.rec_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_RMPORT: o.route_map_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_RMPID: o.route_map_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_RHPORT: o.route_http_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_RHPID: o.route_http_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_RCPORT: o.route_cached_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_RCPID: o.route_cached_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
 		case O_HELP: case 'h': usage(argv[0], 0); break;
 		default: usage(argv[0], 2);
 		}
@@ -631,6 +650,9 @@ main(int argc, char **argv)
 		fetch_bench(&frt, true);
 	if (phases & PH_LOGINS)
 		login_bench(&lr);
+	if ((phases & PH_ROUTED) && o.route_map_pid != 0 && o.route_http_pid != 0 &&
+	    o.route_cached_pid != 0)
+		routed_bench(&rt);
 
 	snprintf(title[0], sizeof(title[0]), "%u x %s", o.small_n,
 	    size_str(o.small_size, s1, sizeof(s1)));
@@ -677,6 +699,8 @@ main(int argc, char **argv)
 		report_fetch(&frt);
 	if (phases & PH_LOGINS)
 		report_logins(&lr);
+	if (rt.done)
+		report_routed(&rt);
 	if (nup > 0)
 		report_uploads(up, nup, rss0);
 	for (int i = 0; i < nup; i++)

@@ -247,7 +247,7 @@ free_port() {
 	return 1
 }
 
-# nginx_conf PORT_256K TLS_256K PORT_DEFAULT TLS_DEFAULT
+# nginx_conf PORT_256K TLS_256K PORT_DEFAULT TLS_DEFAULT AUTH_HTTP
 nginx_conf() {
 	local n=$TMP/nginx
 	cat <<EOF
@@ -278,6 +278,8 @@ http {
     scgi_temp_path $n/tmp/scgi;
     server {
         listen unix:$n/auth.sock;
+        # mappend's auth_http client speaks TCP
+        listen 127.0.0.1:$5;
         location = /auth {
             add_header Auth-Status OK;
             add_header Auth-Server 127.0.0.1;
@@ -317,7 +319,7 @@ mkdir -p "$TMP/nginx/tmp"
 started="" try=0
 while [[ -z $started ]] && ((try++ < 5)); do
 	NP=() p=""
-	while ((${#NP[@]} < 4)); do
+	while ((${#NP[@]} < 5)); do
 		p=$(free_port) || exit 1
 		[[ " ${NP[*]} " == *" $p "* ]] || NP+=("$p")
 	done
@@ -349,6 +351,25 @@ while [[ -z $started ]] && ((try++ < 5)); do
 done
 [[ -n $started ]] || { say "nginx: no free ports after 5 tries"; exit 1; }
 
+# ------------------------------------------------------- routing mappends
+
+# The same logins through instances that route after login: a map of
+# 10,000 lines (the benchmark's two users among them), and nginx's own
+# auth_http endpoint, without and with mappend's cache of its answers.
+{
+	for ((i = 0; i < 10000; i++)); do
+		printf 'user%05d@example.org 127.0.0.1:%s\n' "$i" "$UP_PORT"
+	done
+	printf '%s default\n%s default\n* default\n' "$USER1" "$USER2"
+} >"$TMP/routes"
+EXTRA_CONF="route_map = $TMP/routes" start_mappend route-map plain
+RMAP_PID=$M_PID RMAP_PORT=$M_PORT
+EXTRA_CONF="auth_http = http://127.0.0.1:${NP[4]}/auth
+auth_http_cache = 0" start_mappend route-http plain
+RHTTP_PID=$M_PID RHTTP_PORT=$M_PORT
+EXTRA_CONF="auth_http = http://127.0.0.1:${NP[4]}/auth" start_mappend route-cached plain
+RCACHED_PID=$M_PID RCACHED_PORT=$M_PORT
+
 # ------------------------------------------------------------------- run
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -377,6 +398,9 @@ rc=0
 	--recovery-bin "$MAPPEND" --recovery-conf "$TMP/mappend-recovery.conf" \
 	--recovery-log "$TMP/mappend-recovery.log" --recovery-pid "$REC_PID" \
 	--recovery-port "$REC_PORT" \
+	--route-map-port "$RMAP_PORT" --route-map-pid "$RMAP_PID" \
+	--route-http-port "$RHTTP_PORT" --route-http-pid "$RHTTP_PID" \
+	--route-cached-port "$RCACHED_PORT" --route-cached-pid "$RCACHED_PID" \
 	"$@" &
 BENCH_PID=$!
 wait "$BENCH_PID" || rc=$?

@@ -1,0 +1,118 @@
+/*
+ * routed.c — logins through mappend instances that route each user after
+ * login (a route map; nginx's auth_http endpoint without and with the
+ * answer cache) beside the fixed-upstream instance and nginx's mail proxy,
+ * round-robin in the same rounds: what routing costs a login.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+const char *const routed_name[NRPATHS] = {
+	"mappend fixed", "route_map", "auth_http", "auth_http+cache", "nginx",
+};
+
+static int
+routed_port(int p)
+{
+	switch (p) {
+	case R_FIXED:
+		return o.mappend_port;
+	case R_MAP:
+		return o.route_map_port;
+	case R_HTTP:
+		return o.route_http_port;
+	case R_CACHED:
+		return o.route_cached_port;
+	default:
+		return o.nginx_port;
+	}
+}
+
+static pid_t
+routed_pid(int p)
+{
+	pid_t w;
+
+	switch (p) {
+	case R_FIXED:
+		return o.mappend_pid;
+	case R_MAP:
+		return o.route_map_pid;
+	case R_HTTP:
+		return o.route_http_pid;
+	case R_CACHED:
+		return o.route_cached_pid;
+	default:
+		if ((w = nginx_worker(o.nginx_pid)) == 0)
+			die("nginx (master %ld) has no single worker process",
+			    (long)o.nginx_pid);
+		return w;
+	}
+}
+
+void
+routed_bench(struct routed_result *res)
+{
+	pid_t pid[NRPATHS];
+	int p, r, k;
+
+	memset(res, 0, sizeof(*res));
+	res->runs = o.runs;
+	res->total = o.logins;
+	res->parallel = o.login_clients;
+	for (p = 0; p < NRPATHS; p++)
+		pid[p] = routed_pid(p);
+	for (r = 0; r < res->runs; r++) {
+		for (k = 0; k < NRPATHS; k++) {
+			struct proc_sample s0 = { 0 }, s1 = { 0 };
+			char label[64];
+			double t, cpu;
+
+			p = (k + r) % NRPATHS;
+			snprintf(label, sizeof(label), "routed logins via %s",
+			    routed_name[p]);
+			proc_sample(pid[p], &s0);
+			t = logins_round(routed_port(p), res->total, res->parallel,
+			    o.user, o.pass, o.user2, o.pass2, label);
+			proc_sample(pid[p], &s1);
+			cpu = s0.run_s >= 0 && s1.run_s >= 0 ? s1.run_s - s0.run_s :
+			    s1.cpu_s - s0.cpu_s;
+			res->rate[p][r] = res->total / t;
+			res->cpu_ms[p][r] = cpu * 1e3 / res->total;
+			progress("routed logins round %d/%d  %-16s %.0f/s  (proxy CPU "
+			    "%.3f ms per login)", r + 1, res->runs, routed_name[p],
+			    res->rate[p][r], res->cpu_ms[p][r]);
+		}
+	}
+	res->done = true;
+}
+
+void
+report_routed(const struct routed_result *l)
+{
+	double fixed = median(l->rate[R_FIXED], l->runs);
+	int p;
+
+	printf("\nLogins with routing: connect, greeting, LOGIN, LOGOUT; %d per "
+	    "round, %d in parallel, %d rounds\n\n", l->total, l->parallel, l->runs);
+	printf("  %-16s %10s %10s %10s %10s %14s\n", "", "min /s", "median /s",
+	    "max /s", "/ fixed", "proxy CPU ms");
+	for (p = 0; p < NRPATHS; p++) {
+		double mx = 0, med = median(l->rate[p], l->runs);
+		int r;
+
+		for (r = 0; r < l->runs; r++)
+			if (l->rate[p][r] > mx)
+				mx = l->rate[p][r];
+		printf("  %-16s %10.0f %10.0f %10.0f %10.2f %14.3f\n", routed_name[p],
+		    minimum(l->rate[p], l->runs), med, mx,
+		    fixed > 0 ? med / fixed : 0, median(l->cpu_ms[p], l->runs));
+	}
+	printf("\n  route_map: the two users among 10,000 lines; auth_http: nginx's "
+	    "own http\n  server answers (the one nginx's mail proxy asks too); "
+	    "proxy CPU ms: median\n  per login of the proxy process (nginx: its "
+	    "worker, which also answers\n  every auth_http request, its own and "
+	    "mappend's)\n");
+}
