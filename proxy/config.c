@@ -693,6 +693,12 @@ set_auth_http(struct config *c, const char *v)
 }
 
 static const char *
+set_route_oauth(struct config *c, const char *v)
+{
+	return set_yes_no(v, &c->route_oauth);
+}
+
+static const char *
 set_auth_http_timeout(struct config *c, const char *v)
 {
 	return set_duration(v, &c->auth_http_timeout);
@@ -787,6 +793,7 @@ static const struct config_key config_keys[] = {
 	{ "metrics_listen", set_metrics_listen, 1, NULL },
 	{ "route_map", set_route_map, 1, NULL },
 	{ "auth_http", set_auth_http, 1, NULL },
+	{ "route_oauth", set_route_oauth, 1, NULL },
 	{ "auth_http_timeout", set_auth_http_timeout, 1, NULL },
 	{ "auth_http_header", set_auth_http_header, CONFIG_MAX_AUTH_HEADERS, NULL },
 	{ "auth_http_cache", set_auth_http_cache, 1, NULL },
@@ -1480,6 +1487,7 @@ static const struct config_field {
 	{ "metrics_listen", FIELD(metrics_host), FIELD(metrics_port), false },
 	{ "route_map", FIELD(route_map), 0, 0, false },
 	{ "auth_http", FIELD(auth_http), 0, 0, false },
+	{ "route_oauth", FIELD(route_oauth), 0, 0, false },
 	{ "auth_http_timeout", FIELD(auth_http_timeout), 0, 0, false },
 	{ "auth_http_header", FIELD(auth_http_header), FIELD(nauth_http_headers), false },
 	{ "auth_http_cache", FIELD(auth_http_cache), 0, 0, false },

@@ -38,6 +38,8 @@
 #define FRONT_TAG_MAX 64
 /* A login's user and password: more is no login anybody has. */
 #define FRONT_ARG_MAX 1024
+/* An OAuth SASL message, base64 (bearer tokens run to a few KiB). */
+#define FRONT_SASL_MAX 16384
 /* Failed logins at the front before the session ends. */
 #define FRONT_ATTEMPTS_MAX 3
 
@@ -49,7 +51,10 @@ enum front_state {
 	FRONT_CONNECTING,	/* to the user's upstream, until it is greeted */
 };
 
-enum front_method { METHOD_LOGIN, METHOD_PLAIN, METHOD_SASL_LOGIN };
+enum front_method {
+	METHOD_LOGIN, METHOD_PLAIN, METHOD_SASL_LOGIN, METHOD_XOAUTH2,
+	METHOD_OAUTHBEARER,
+};
 
 /* The auth_http endpoint in force, counted: a reload replaces it, and the
  * queries in flight keep theirs until they are answered. */
@@ -69,6 +74,9 @@ struct front {
 	int literal_arg;		/* the literal being read, or -1 */
 	char *authzid, *user, *pass;	/* the login, wiped when done */
 	size_t authzid_len, user_len, pass_len;
+	char *sasl;			/* OAuth: the client's message, base64,
+					 * replayed as it came (pass: its token) */
+	size_t sasl_len;
 	unsigned attempts;
 	struct endpoint *ep;		/* a query in flight */
 	struct authhttp_query *query;
@@ -191,6 +199,7 @@ forget_login(struct front *f)
 	credentials_wipe(&f->authzid, &f->authzid_len);
 	credentials_wipe(&f->user, &f->user_len);
 	credentials_wipe(&f->pass, &f->pass_len);
+	credentials_wipe(&f->sasl, &f->sasl_len);
 	f->tag[0] = '\0';
 }
 
@@ -200,9 +209,11 @@ capabilities(struct session *s, char *out, size_t len)
 	bool tls = session_client_tls(s);
 	bool clear_ok = tls || !session_tls_required(s);
 
-	snprintf(out, len, "IMAP4rev1 LITERAL+ SASL-IR ID MULTIAPPEND%s%s",
+	snprintf(out, len, "IMAP4rev1 LITERAL+ SASL-IR ID MULTIAPPEND%s%s%s",
 	    !tls && tls_server_available(session_config(s)) ? " STARTTLS" : "",
-	    clear_ok ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED");
+	    clear_ok ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED",
+	    clear_ok && session_config(s)->route_oauth ?
+	    " AUTH=XOAUTH2 AUTH=OAUTHBEARER" : "");
 }
 
 struct front *
@@ -380,7 +391,9 @@ answered(const struct authhttp_answer *a, void *arg)
 static void
 route(struct session *s, struct front *f)
 {
-	struct authhttp_request rq = { .method = "plain", .user = f->user,
+	static const char *const methods[] = { "plain", "plain", "login",
+	    "xoauth2", "oauthbearer" };
+	struct authhttp_request rq = { .method = methods[f->method], .user = f->user,
 	    .pass = f->pass, .attempt = f->attempts + 1,
 	    .client_ip = session_peer_host(s), .client_host = NULL,
 	    .client_tls = session_client_tls(s) };
@@ -434,6 +447,89 @@ take_plain(struct front *f, const char *b64, size_t len)
 	return ok;
 }
 
+/* The value of key in an OAuth message's \x01-separated parts p..end (up
+ * to the next \x01), or NULL. */
+static const char *
+oauth_value(const char *p, const char *end, const char *key, size_t *len)
+{
+	size_t klen = strlen(key);
+
+	while (p < end) {
+		const char *next = memchr(p, '\x01', (size_t)(end - p));
+		const char *stop = next != NULL ? next : end;
+		const char *v;
+
+		if ((size_t)(stop - p) >= klen && memcmp(p, key, klen) == 0) {
+			v = p + klen;
+			*len = (size_t)(stop - v);
+			return v;
+		}
+		if (next == NULL)
+			break;
+		p = next + 1;
+	}
+	return NULL;
+}
+
+/* An OAuth message: XOAUTH2's "user=U\x01auth=Bearer T\x01\x01", or
+ * OAUTHBEARER's (RFC 7628) "n,a=U,\x01auth=Bearer T\x01\x01", U escaped
+ * there as =2C and =3D.  The user routed, the token as the password, and
+ * the message kept to replay. */
+static bool
+take_oauth(struct front *f, const char *b64, size_t len)
+{
+	char *raw, user[FRONT_ARG_MAX + 1];
+	const char *u = NULL, *t, *end;
+	size_t rawlen, ulen = 0, tlen = 0, n = 0, i;
+	bool ok = false;
+
+	if (len > FRONT_SASL_MAX || (raw = sasl_b64_decode(b64, len, &rawlen)) == NULL)
+		return false;
+	end = raw + rawlen;
+	if (f->method == METHOD_XOAUTH2) {
+		u = oauth_value(raw, end, "user=", &ulen);
+	} else if (rawlen > 2 && (raw[0] == 'n' || raw[0] == 'y') && raw[1] == ',') {
+		u = strncmp(raw + 2, "a=", 2) == 0 ? raw + 4 : NULL;
+		if (u != NULL) {
+			const char *comma = memchr(u, ',', (size_t)(end - u));
+
+			ulen = comma != NULL ? (size_t)(comma - u) : 0;
+		}
+	}
+	t = oauth_value(raw, end, "auth=Bearer ", &tlen);
+	/* OAUTHBEARER's saslname escapes "," and "=" */
+	for (i = 0; u != NULL && i < ulen && n < FRONT_ARG_MAX; i++) {
+		if (u[i] == '=' && f->method == METHOD_OAUTHBEARER) {
+			if (i + 2 >= ulen)
+				break;
+			if (u[i + 1] == '2' && u[i + 2] == 'C')
+				user[n++] = ',';
+			else if (u[i + 1] == '3' && u[i + 2] == 'D')
+				user[n++] = '=';
+			else
+				break;
+			i += 2;
+			continue;
+		}
+		user[n++] = u[i];
+	}
+	if (u != NULL && ulen > 0 && i == ulen && t != NULL && tlen > 0 &&
+	    tlen <= FRONT_SASL_MAX) {
+		user[n] = '\0';
+		f->user = strndup(user, n);
+		f->user_len = n;
+		f->pass = strndup(t, tlen);
+		f->pass_len = tlen;
+		f->sasl = strndup(b64, len);
+		f->sasl_len = len;
+		ok = f->user != NULL && f->pass != NULL && f->sasl != NULL &&
+		    memchr(user, '\0', n) == NULL;
+	}
+	OPENSSL_cleanse(user, sizeof(user));
+	credentials_wipe(&raw, &rawlen);
+	return ok;
+}
+
 /* One SASL line of the client's (without CRLF). */
 static void
 sasl_line(struct session *s, struct front *f, const char *line, size_t len)
@@ -450,6 +546,15 @@ sasl_line(struct session *s, struct front *f, const char *line, size_t len)
 	if (f->method == METHOD_PLAIN) {
 		if (!take_plain(f, line, len)) {
 			login_refused(s, f, "BAD Not a SASL PLAIN message");
+			return;
+		}
+		route(s, f);
+		return;
+	}
+	if (f->method == METHOD_XOAUTH2 || f->method == METHOD_OAUTHBEARER) {
+		if (!take_oauth(f, line, len)) {
+			login_refused(s, f, "NO [AUTHENTICATIONFAILED] No user in the "
+			    "message (user= / a=): it cannot be routed");
 			return;
 		}
 		route(s, f);
@@ -494,8 +599,13 @@ authenticate(struct session *s, struct front *f, const char *buf,
 		f->method = METHOD_PLAIN;
 	else if (imap_tok_is(buf, mech, "LOGIN"))
 		f->method = METHOD_SASL_LOGIN;
+	else if (session_config(s)->route_oauth && imap_tok_is(buf, mech, "XOAUTH2"))
+		f->method = METHOD_XOAUTH2;
+	else if (session_config(s)->route_oauth &&
+	    imap_tok_is(buf, mech, "OAUTHBEARER"))
+		f->method = METHOD_OAUTHBEARER;
 	else {
-		reply(s, f, "NO [CANNOT] Only PLAIN and LOGIN are offered here");
+		reply(s, f, "NO [CANNOT] This mechanism is not offered here");
 		return;
 	}
 	if (session_tls_required(s) && !session_client_tls(s)) {
@@ -517,7 +627,7 @@ authenticate(struct session *s, struct front *f, const char *buf,
 		    buf[ir->off] == '=' ? 0 : ir->len);
 		return;
 	}
-	session_reply(s, f->method == METHOD_PLAIN ? "+ " : "+ VXNlcm5hbWU6");
+	session_reply(s, f->method == METHOD_SASL_LOGIN ? "+ VXNlcm5hbWU6" : "+ ");
 }
 
 /* A LOGIN argument, atom or quoted string. */
@@ -676,6 +786,13 @@ login_command(struct session *s, struct front *f)
 
 	if (cmd == NULL)
 		return NULL;
+	if (f->sasl != NULL) {
+		/* OAuth: the client's own message, to the upstream's judgement */
+		evbuffer_add_printf(cmd, "%s AUTHENTICATE %s%s%s\r\n", f->tag,
+		    f->method == METHOD_XOAUTH2 ? "XOAUTH2" : "OAUTHBEARER",
+		    caps->sasl_ir ? " " : "\r\n", f->sasl);
+		return cmd;
+	}
 	if (f->authzid != NULL || (caps->logindisabled && caps->auth_plain)) {
 		struct login l = { 0 };
 		int rc;
@@ -737,18 +854,19 @@ static void
 sasl_frame(struct session *s, struct front *f, struct evbuffer *in,
     const struct imap_frame *fr)
 {
-	char line[4 * FRONT_ARG_MAX + 16];
+	char *line;
+	size_t len = fr->len;
 
-	if (fr->len > sizeof(line)) {
-		imap_framer_drop(&f->framer, in, fr->len);
+	if (len > FRONT_SASL_MAX + 2 || (line = malloc(len)) == NULL) {
+		imap_framer_drop(&f->framer, in, len);
 		f->state = FRONT_COMMANDS;
 		login_refused(s, f, "BAD SASL response too long");
 		return;
 	}
-	evbuffer_remove(in, line, fr->len);
-	imap_framer_consumed(&f->framer, fr->len);
+	evbuffer_remove(in, line, len);
+	imap_framer_consumed(&f->framer, len);
 	sasl_line(s, f, line, fr->seg.eol);
-	OPENSSL_cleanse(line, sizeof(line));
+	credentials_wipe(&line, &len);
 }
 
 bool

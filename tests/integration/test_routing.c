@@ -217,6 +217,67 @@ Test(routing, every_login_kind)
 	imapc_close(&c);
 }
 
+/* OAuth with route_oauth: the user comes from XOAUTH2's user= or
+ * OAUTHBEARER's a=, and the client's message goes upstream as it came. */
+Test(routing, oauth_mechanisms)
+{
+	const char *args[] = { "--user", "bob@b.example:pb", "--user", "test:secret",
+	    "--oauth-token", "tok123", NULL };
+	struct imapc c;
+	char conf[512], *r, *line;
+	FILE *mf;
+
+	mock_start(&second, args);
+	mock_start(&mock, args);
+	snprintf(map_path, sizeof(map_path), "/tmp/mappend-routes.%d", (int)getpid());
+	mf = fopen(map_path, "w");
+	cr_assert_not_null(mf);
+	fputs("@b.example bee\n", mf);
+	fclose(mf);
+	snprintf(conf, sizeof(conf), "route_map = %s\nroute_oauth = yes\n"
+	    "[backend bee]\nupstream = 127.0.0.1:%d\n", map_path, second.port);
+	proxy_start(&px, mock.port, conf);
+	connect_front(&c);
+	r = imapc_command(&c, "c", "CAPABILITY");
+	cr_assert_not_null(strstr(r, " AUTH=XOAUTH2 AUTH=OAUTHBEARER"), "%s", r);
+	free(r);
+	/* user=bob@b.example, auth=Bearer tok123 */
+	r = imapc_command(&c, "a", "AUTHENTICATE XOAUTH2 "
+	    "dXNlcj1ib2JAYi5leGFtcGxlAWF1dGg9QmVhcmVyIHRvazEyMwEB");
+	cr_assert(tagged_ok(r, "a"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 1);
+	/* a wrong token: the server's error challenge, an empty answer, NO */
+	connect_front(&c);
+	imapc_send(&c, "a AUTHENTICATE XOAUTH2 "
+	    "dXNlcj1ib2JAYi5leGFtcGxlAWF1dGg9QmVhcmVyIHdyb25nAQE=\r\n");
+	line = imapc_line(&c);
+	cr_assert(line != NULL && line[0] == '+', "%s", line);
+	free(line);
+	imapc_send(&c, "\r\n");
+	r = imapc_until_tagged(&c, "a", NULL);
+	cr_assert(r != NULL && strstr(r, "a NO") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	/* OAUTHBEARER "n,a=bob@b.example,": routed by a= (the mock has no
+	 * OAUTHBEARER: its refusal comes from the second upstream) */
+	connect_front(&c);
+	r = imapc_command(&c, "o", "AUTHENTICATE OAUTHBEARER "
+	    "bixhPWJvYkBiLmV4YW1wbGUsAWF1dGg9QmVhcmVyIHRvazEyMwEB");
+	cr_assert(r != NULL && strstr(r, "o NO") != NULL, "%s", r);
+	free(r);
+	cr_assert(proxy_log_wait(&px, "route: user bob@b.example to bee"));
+	/* without a=, no user to route */
+	r = imapc_command(&c, "p", "AUTHENTICATE OAUTHBEARER "
+	    "biwsAWF1dGg9QmVhcmVyIHRvazEyMwEB");
+	cr_assert(r != NULL && strstr(r, "p NO [AUTHENTICATIONFAILED]") != NULL,
+	    "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(mock.port), 0);
+}
+
 /* A wrong password: the client hears the upstream's NO, and its next
  * login (another user's, elsewhere) is routed anew. */
 Test(routing, failed_login_is_routed_anew)

@@ -1287,6 +1287,9 @@ Test(config, routing_keys)
 	cr_assert_str_eq(c.auth_http_header[1], "X-Site: one");
 	cr_assert_eq(c.auth_http_cache, 0);
 	cr_assert_eq(c.auth_http_cache_ttl, 300);
+	cr_assert(!c.route_oauth);
+	good_value("route_oauth = yes", &c);
+	cr_assert(c.route_oauth);
 }
 
 Test(config, routing_key_errors)
