@@ -218,7 +218,7 @@ setup_routing(const char *dir)
 	fputs("@b.example bee\ncarol 127.0.0.1:3\n* default\n", f);
 	fclose(f);
 	snprintf(conf, sizeof(conf), "listen = 127.0.0.1:0\nupstream = 127.0.0.1:1\n"
-	    "route_map = %s\nspool_dir = %s\n[backend bee]\n"
+	    "route_map = %s\nroute_oauth = yes\nspool_dir = %s\n[backend bee]\n"
 	    "upstream = 127.0.0.1:2\nmaster_user = boss\nmaster_password = pw\n",
 	    path, dir);
 	f = fmemopen(conf, strlen(conf), "r");
