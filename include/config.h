@@ -131,6 +131,7 @@ struct config {
 	char route_map[4096];		/* route_map = PATH: a map file */
 	char auth_http[1024];		/* auth_http = URL: nginx's protocol */
 	bool route_oauth;		/* the front reads XOAUTH2, OAUTHBEARER */
+	char route_capabilities[512];	/* more atoms the front lists */
 	unsigned auth_http_timeout;	/* seconds, default 5 */
 	char auth_http_header[CONFIG_MAX_AUTH_HEADERS][512];	/* "Name: value" */
 	size_t nauth_http_headers;

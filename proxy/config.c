@@ -692,6 +692,34 @@ set_auth_http(struct config *c, const char *v)
 	return NULL;
 }
 
+/* Capability atoms the front adds to its own: what every backend offers
+ * after login, so that clients that do not ask again still know. */
+static const char *
+set_route_capabilities(struct config *c, const char *v)
+{
+	static const char *const own[] = { "IMAP4rev1", "LITERAL+", "SASL-IR", "ID",
+	    "MULTIAPPEND", "STARTTLS", "LOGINDISABLED", NULL };
+	char copy[512], *tok, *save = NULL;
+
+	if (strlen(v) >= sizeof c->route_capabilities)
+		return "value too long: at most 511 bytes";
+	snprintf(copy, sizeof copy, "%s", v);
+	for (tok = strtok_r(copy, " \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t", &save)) {
+		if (strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789=+-._") != strlen(tok))
+			return "expected capability atoms separated by spaces";
+		if (strncasecmp(tok, "AUTH=", 5) == 0)
+			return "the front's AUTH= mechanisms are its own (route_oauth)";
+		for (size_t i = 0; own[i] != NULL; i++)
+			if (strcasecmp(tok, own[i]) == 0)
+				return "IMAP4rev1, LITERAL+, SASL-IR, ID, MULTIAPPEND, "
+				    "STARTTLS and LOGINDISABLED are the front's own";
+	}
+	snprintf(c->route_capabilities, sizeof c->route_capabilities, "%s", v);
+	return NULL;
+}
+
 static const char *
 set_route_oauth(struct config *c, const char *v)
 {
@@ -794,6 +822,7 @@ static const struct config_key config_keys[] = {
 	{ "route_map", set_route_map, 1, NULL },
 	{ "auth_http", set_auth_http, 1, NULL },
 	{ "route_oauth", set_route_oauth, 1, NULL },
+	{ "route_capabilities", set_route_capabilities, 1, NULL },
 	{ "auth_http_timeout", set_auth_http_timeout, 1, NULL },
 	{ "auth_http_header", set_auth_http_header, CONFIG_MAX_AUTH_HEADERS, NULL },
 	{ "auth_http_cache", set_auth_http_cache, 1, NULL },
@@ -1488,6 +1517,7 @@ static const struct config_field {
 	{ "route_map", FIELD(route_map), 0, 0, false },
 	{ "auth_http", FIELD(auth_http), 0, 0, false },
 	{ "route_oauth", FIELD(route_oauth), 0, 0, false },
+	{ "route_capabilities", FIELD(route_capabilities), 0, 0, false },
 	{ "auth_http_timeout", FIELD(auth_http_timeout), 0, 0, false },
 	{ "auth_http_header", FIELD(auth_http_header), FIELD(nauth_http_headers), false },
 	{ "auth_http_cache", FIELD(auth_http_cache), 0, 0, false },

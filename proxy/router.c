@@ -209,18 +209,20 @@ capabilities(struct session *s, char *out, size_t len)
 	bool tls = session_client_tls(s);
 	bool clear_ok = tls || !session_tls_required(s);
 
-	snprintf(out, len, "IMAP4rev1 LITERAL+ SASL-IR ID MULTIAPPEND%s%s%s",
-	    !tls && tls_server_available(session_config(s)) ? " STARTTLS" : "",
+	const struct config *cfg = session_config(s);
+
+	snprintf(out, len, "IMAP4rev1 LITERAL+ SASL-IR ID MULTIAPPEND%s%s%s%s%s",
+	    !tls && tls_server_available(cfg) ? " STARTTLS" : "",
 	    clear_ok ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED",
-	    clear_ok && session_config(s)->route_oauth ?
-	    " AUTH=XOAUTH2 AUTH=OAUTHBEARER" : "");
+	    clear_ok && cfg->route_oauth ? " AUTH=XOAUTH2 AUTH=OAUTHBEARER" : "",
+	    cfg->route_capabilities[0] != '\0' ? " " : "", cfg->route_capabilities);
 }
 
 struct front *
 router_begin(struct session *s, bool greet)
 {
 	struct front *f = calloc(1, sizeof(*f));
-	char caps[200];
+	char caps[800];
 
 	if (f == NULL)
 		return NULL;
@@ -734,7 +736,7 @@ command(struct session *s, struct front *f, const char *buf,
     const struct imap_segment *seg)
 {
 	const struct imap_token *name = &seg->tok[1];
-	char caps[200];
+	char caps[800];
 
 	snprintf(f->tag, sizeof(f->tag), "%.*s", (int)seg->tok[0].len,
 	    buf + seg->tok[0].off);

@@ -273,6 +273,7 @@ write_config(FILE *f, const struct config *c)
 	ok &= put(f, "route_map", c->route_map);
 	ok &= put(f, "auth_http", c->auth_http);
 	fprintf(f, "route_oauth = %s\n", c->route_oauth ? "yes" : "no");
+	ok &= put(f, "route_capabilities", c->route_capabilities);
 	fprintf(f, "auth_http_timeout = %u\n", c->auth_http_timeout);
 	for (i = 0; i < c->nauth_http_headers; i++)
 		ok &= put(f, "auth_http_header", c->auth_http_header[i]);

@@ -88,8 +88,9 @@ start_map(const char *map_fmt)
 	snprintf(map_path, sizeof(map_path), "/tmp/mappend-routes.%d", (int)getpid());
 	snprintf(map, sizeof(map), map_fmt, second.port);
 	write_map(map);
-	snprintf(conf, sizeof(conf), "route_map = %s\n[backend bee]\n"
-	    "upstream = 127.0.0.1:%d\n", map_path, second.port);
+	snprintf(conf, sizeof(conf), "route_map = %s\nroute_capabilities = IDLE "
+	    "UIDPLUS\n[backend bee]\nupstream = 127.0.0.1:%d\n", map_path,
+	    second.port);
 	proxy_start(&px, mock.port, conf);
 }
 
@@ -132,6 +133,8 @@ Test(routing, map_sends_each_user_to_its_upstream)
 	connect_front(&c);
 	r = imapc_command(&c, "c", "CAPABILITY");
 	cr_assert(tagged_ok(r, "c"), "%s", r);
+	cr_assert_not_null(strstr(r, " MULTIAPPEND AUTH=PLAIN AUTH=LOGIN IDLE UIDPLUS"),
+	    "the front's own and route_capabilities: %s", r);
 	free(r);
 	r = imapc_command(&c, "n", "NOOP");
 	cr_assert(tagged_ok(r, "n"), "%s", r);

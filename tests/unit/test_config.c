@@ -1290,6 +1290,17 @@ Test(config, routing_keys)
 	cr_assert(!c.route_oauth);
 	good_value("route_oauth = yes", &c);
 	cr_assert(c.route_oauth);
+	good_value("route_capabilities = IDLE UIDPLUS NAMESPACE", &c);
+	cr_assert_str_eq(c.route_capabilities, "IDLE UIDPLUS NAMESPACE");
+	bad_value("route_capabilities = IDLE AUTH=CRAM-MD5", ":3: bad value for "
+	    "route_capabilities: \"IDLE AUTH=CRAM-MD5\" (the front's AUTH= "
+	    "mechanisms are its own (route_oauth))");
+	bad_value("route_capabilities = STARTTLS", ":3: bad value for "
+	    "route_capabilities: \"STARTTLS\" (IMAP4rev1, LITERAL+, SASL-IR, ID, "
+	    "MULTIAPPEND, STARTTLS and LOGINDISABLED are the front's own)");
+	bad_value("route_capabilities = (x)", ":3: bad value for "
+	    "route_capabilities: \"(x)\" (expected capability atoms separated "
+	    "by spaces)");
 }
 
 Test(config, routing_key_errors)
