@@ -385,6 +385,10 @@ Test(routing, multiappend_and_rollback_on_the_routed_backend)
 /* ---- auth_http: an endpoint of this file's, in a child process ---- */
 
 static pid_t endpoint_pid;
+/* Where the endpoint sends users: second_user to second_port, everybody
+ * else to first_port (set before start_endpoint). */
+static const char *second_user = "bob@b.example";
+static int first_port, second_port;
 static int endpoint_port;
 static char endpoint_log[300];
 
@@ -464,8 +468,8 @@ serve_endpoint(int lfd)
 		else
 			snprintf(answer, sizeof(answer), "HTTP/1.0 200 OK\r\n"
 			    "Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
-			    "Auth-Port: %d\r\n\r\n", strcmp(user, "bob@b.example") == 0 ?
-			    second.port : mock.port);
+			    "Auth-Port: %d\r\n\r\n", strcmp(user, second_user) == 0 ?
+			    second_port : first_port);
 		if (write(fd, answer, strlen(answer)) < 0)
 			_exit(1);
 		close(fd);
@@ -522,6 +526,8 @@ start_http(bool endpoint_up)
 	mock_start(&second, users);
 	mock_start(&mock, users);
 	if (endpoint_up) {
+		first_port = mock.port;
+		second_port = second.port;
 		start_endpoint();
 	} else {
 		struct mock gone;
@@ -633,6 +639,13 @@ static struct faultrelay relay2;
 static void
 stop_dovecots(void)
 {
+	if (endpoint_pid > 0) {
+		kill(endpoint_pid, SIGKILL);
+		waitpid(endpoint_pid, NULL, 0);
+		endpoint_pid = 0;
+	}
+	if (endpoint_log[0] != '\0')
+		unlink(endpoint_log);
 	proxy_stop(&px);
 	faultrelay_stop(&relay2);
 	dovecot_stop(&d1);
@@ -737,6 +750,43 @@ Test(routing_dovecot, users_on_two_servers)
 	cr_assert_eq(inbox_at(d2.port, d2.user2, d2.password2), 4,
 	    "the half-way upload was undone on the second server");
 	cr_assert_eq(inbox_at(d1.port, d1.user2, d1.password2), 0);
+}
+
+/* The same two Dovecots routed by an auth_http endpoint: each user's
+ * upload lands on their own server. */
+Test(routing_dovecot, auth_http_sends_each_user_home)
+{
+	struct imapc c;
+	char conf[512], *r;
+
+	dovecot_start(&d1, "--legacy");
+	dovecot_start(&d2, "--legacy");
+	first_port = d1.port;
+	second_port = d2.port;
+	second_user = d2.user2;
+	start_endpoint();
+	snprintf(conf, sizeof(conf), "auth_http = http://127.0.0.1:%d/auth\n"
+	    "master_user = %s\nmaster_password = %s\n", endpoint_port, d1.master,
+	    d1.master_password);
+	proxy_start(&px, d1.port, conf);
+	connect_front(&c);
+	login_ok(&c, d2.user2, d2.password2);
+	r = upload(&c, "a", 2);
+	cr_assert(r != NULL && strstr(r, "a OK [APPENDUID ") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	connect_front(&c);
+	login_ok(&c, d1.user, d1.password);
+	r = upload(&c, "b", 3);
+	cr_assert(r != NULL && strstr(r, "b OK [APPENDUID ") != NULL, "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(inbox_at(d2.port, d2.user2, d2.password2), 2);
+	cr_assert_eq(inbox_at(d1.port, d1.user2, d1.password2), 0);
+	cr_assert_eq(inbox_at(d1.port, d1.user, d1.password), 3);
+	cr_assert_eq(inbox_at(d2.port, d2.user, d2.password), 0);
+	cr_assert_eq(asked(d2.user2), 1);
+	cr_assert_eq(asked(d1.user), 1);
 }
 
 /* ---- two instances behind one HAProxy ---- */
