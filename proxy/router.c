@@ -206,10 +206,9 @@ forget_login(struct front *f)
 static void
 capabilities(struct session *s, char *out, size_t len)
 {
+	const struct config *cfg = session_config(s);
 	bool tls = session_client_tls(s);
 	bool clear_ok = tls || !session_tls_required(s);
-
-	const struct config *cfg = session_config(s);
 
 	snprintf(out, len, "IMAP4rev1 LITERAL+ SASL-IR ID MULTIAPPEND%s%s%s%s%s",
 	    !tls && tls_server_available(cfg) ? " STARTTLS" : "",
@@ -275,6 +274,13 @@ login_refused(struct session *s, struct front *f, const char *text)
 	session_resume_input(s);
 }
 
+/* Whose mailbox the login opens: PLAIN's authorization identity, if any. */
+static const char *
+routed_user(const struct front *f)
+{
+	return f->authzid != NULL ? f->authzid : f->user;
+}
+
 /* Where the user goes: a backend's name or an address.  NULL target: the
  * default upstream. */
 static void
@@ -286,20 +292,21 @@ connect_to(struct session *s, struct front *f, const char *target)
 
 	if (target == NULL || (b = config_backend(cfg, target)) != NULL) {
 		b = target == NULL ? &cfg->upstream : b;
-		log_info(session_id(s), "route: user %s to %s%s%s:%s", f->user,
+		log_info(session_id(s), "route: user %s to %s%s%s:%s", routed_user(f),
 		    b->name[0] != '\0' ? b->name : "", b->name[0] != '\0' ? " at " : "",
 		    b->host, b->port);
 		host[0] = port[0] = '\0';
 	} else if (routemap_target_address(target, host, sizeof(host), port,
 	    sizeof(port))) {
 		b = NULL;
-		log_info(session_id(s), "route: user %s to %s:%s", f->user, host, port);
+		log_info(session_id(s), "route: user %s to %s:%s", routed_user(f),
+		    host, port);
 	} else {
 		log_error(session_id(s), "route: user %s to \"%s\", which is no "
-		    "[backend] of the configuration", f->user, target);
+		    "[backend] of the configuration", routed_user(f), target);
 		reply(s, f, "NO [UNAVAILABLE] No server for this user");
 		session_end_class(s, METRICS_END_ERROR, "no route");
-		session_close(s, NULL);
+		session_close(s, "No server for this user");
 		return;
 	}
 	f->state = FRONT_CONNECTING;
@@ -402,8 +409,9 @@ route(struct session *s, struct front *f)
 
 	f->state = FRONT_ROUTING;
 	if (endpoint == NULL) {
+		/* the mailbox's owner: PLAIN's authorization identity, if any */
 		connect_to(s, f, route_map != NULL ?
-		    routemap_lookup(route_map, f->user) : NULL);
+		    routemap_lookup(route_map, routed_user(f)) : NULL);
 		return;
 	}
 	f->ep = endpoint;

@@ -38,7 +38,7 @@ stop_second(void)
 
 static const char *const users[] = {
 	"--user", "alice:pa", "--user", "bob@b.example:pb", "--user",
-	"carol:pc", "--user", "test:secret", NULL
+	"carol:pc", "--user", "test:secret", "--master", "boss:pw", NULL
 };
 
 /* Logins the upstream on port saw so far, but for these probes' own. */
@@ -209,7 +209,14 @@ Test(routing, every_login_kind)
 	cr_assert(tagged_ok(r, "a"), "%s", r);
 	free(r);
 	imapc_close(&c);
-	cr_assert_eq(logins(second.port), 4);
+	/* a master user logs in for bob: routed by the authorization
+	 * identity, whose mailbox it opens ("bob@b.example\0boss\0pw") */
+	connect_front(&c);
+	r = imapc_command(&c, "a", "AUTHENTICATE PLAIN Ym9iQGIuZXhhbXBsZQBib3NzAHB3");
+	cr_assert(tagged_ok(r, "a"), "%s", r);
+	free(r);
+	imapc_close(&c);
+	cr_assert_eq(logins(second.port), 5);
 	cr_assert_eq(logins(mock.port), 0);
 	/* a mechanism the front cannot read */
 	connect_front(&c);
