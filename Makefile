@@ -167,7 +167,7 @@ BENCH_DEB_PKGS := nginx-light libnginx-mod-mail
 BENCH_ARGS ?=
 bench:
 	$(MAKE) deps DEB_PKGS="$(DEB_PKGS) $(BENCH_DEB_PKGS)"
-	$(MAKE) all $(BENCH_BINS)
+	$(MAKE) all $(BENCH_BINS) $(MOCK)
 	tests/bench/run.sh $(abspath $(BUILD)) $(BENCH_ARGS)
 
 # libFuzzer targets: every tests/fuzz/fuzz_*.c is one; the other .c files

@@ -57,7 +57,7 @@ struct session {
 	const struct config *cfg;	/* its own reference: a reload keeps it */
 	const struct backend *backend;	/* its upstream: one of cfg's, or
 					 * route_backend */
-	struct backend *route_backend;	/* a route's address, cfg's settings */
+	struct shared_route *route;	/* a route's address, cfg's settings */
 	struct front *front;		/* routing: the client's login, until
 					 * the relay takes over (router.h) */
 	bool reroute;			/* a routed login failed: back to the
@@ -203,16 +203,57 @@ session_set_front(struct session *s, struct front *f)
 	s->front = f;
 }
 
-/* The route's own backend goes; the default upstream until another. */
+/*
+ * An address a route named, with the default upstream's settings: one per
+ * address and configuration, shared by the sessions routed there (a
+ * backend is kilobytes; thousands of sessions go to a handful of servers).
+ */
+struct shared_route {
+	LIST_ENTRY(shared_route) entry;
+	const struct config *cfg;	/* whose settings (the sessions' ref) */
+	unsigned refs;
+	struct backend b;
+};
+
+static LIST_HEAD(, shared_route) shared_routes = LIST_HEAD_INITIALIZER(shared_routes);
+
+static struct shared_route *
+shared_route_get(const struct config *cfg, const char *host, const char *port)
+{
+	struct shared_route *r;
+
+	LIST_FOREACH(r, &shared_routes, entry)
+		if (r->cfg == cfg && strcmp(r->b.host, host) == 0 &&
+		    strcmp(r->b.port, port) == 0) {
+			r->refs++;
+			return r;
+		}
+	if ((r = malloc(sizeof(*r))) == NULL)
+		return NULL;
+	r->cfg = cfg;
+	r->refs = 1;
+	r->b = cfg->upstream;
+	memset(r->b.host, 0, sizeof(r->b.host));
+	memset(r->b.tls_name, 0, sizeof(r->b.tls_name));
+	snprintf(r->b.host, sizeof(r->b.host), "%s", host);
+	snprintf(r->b.port, sizeof(r->b.port), "%s", port);
+	LIST_INSERT_HEAD(&shared_routes, r, entry);
+	return r;
+}
+
+/* The route's backend goes; the default upstream until another. */
 static void
 forget_route(struct session *s)
 {
-	if (s->route_backend != NULL) {
-		explicit_bzero(s->route_backend, sizeof(*s->route_backend));
-		free(s->route_backend);
-		s->route_backend = NULL;
-	}
+	struct shared_route *r = s->route;
+
+	s->route = NULL;
 	s->backend = &s->cfg->upstream;
+	if (r == NULL || --r->refs > 0)
+		return;
+	LIST_REMOVE(r, entry);
+	explicit_bzero(&r->b, sizeof(r->b));	/* a master password */
+	free(r);
 }
 
 enum session_state
@@ -1067,17 +1108,9 @@ session_route_to(struct session *s, const struct backend *b, const char *host,
 		b = &s->cfg->upstream;
 	if (b == NULL) {
 		/* an address of the route's: the default upstream's settings */
-		if ((s->route_backend = malloc(sizeof(*s->route_backend))) == NULL)
+		if ((s->route = shared_route_get(s->cfg, host, port)) == NULL)
 			return -1;
-		*s->route_backend = s->cfg->upstream;
-		memset(s->route_backend->host, 0, sizeof(s->route_backend->host));
-		memset(s->route_backend->tls_name, 0,
-		    sizeof(s->route_backend->tls_name));
-		snprintf(s->route_backend->host, sizeof(s->route_backend->host),
-		    "%s", host);
-		snprintf(s->route_backend->port, sizeof(s->route_backend->port),
-		    "%s", port);
-		b = s->route_backend;
+		b = &s->route->b;
 	}
 	s->backend = b;
 	session_enter_state(s, SESSION_CONNECTING);

@@ -157,6 +157,10 @@ struct opts {
 	 * with its cache (0: not given) */
 	int route_map_port, route_http_port, route_cached_port;
 	pid_t route_map_pid, route_http_pid, route_cached_pid;
+	/* one that routes its users to two mock upstreams, for many idle
+	 * sessions */
+	int route_idle_port, route_idle_sessions;
+	pid_t route_idle_pid;
 };
 
 extern struct opts o;
@@ -248,6 +252,8 @@ struct routed_result {
 
 void routed_bench(struct routed_result *);
 void report_routed(const struct routed_result *);
+void routed_idle_bench(struct idle_result *);
+void report_routed_idle(const struct idle_result *);
 void idle_bench(struct idle_result res[NPATHS][2]);
 void login_bench(struct login_result *res);
 

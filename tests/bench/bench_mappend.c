@@ -48,12 +48,13 @@ enum {
 	PH_BIG_DELAY = 1 << 7,
 	PH_RECOVERY = 1 << 8,
 	PH_ROUTED = 1 << 9,
-	PH_ALL = (1 << 10) - 1,
+	PH_ROUTED_IDLE = 1 << 10,
+	PH_ALL = (1 << 11) - 1,
 	PH_UPLOADS = PH_SMALL | PH_BIG | PH_SMALL_DELAY | PH_BIG_DELAY,
 };
 static const char *const phase_names[] = {
 	"idle", "fetch", "fetch-tls", "logins", "small", "big", "small-delay",
-	"big-delay", "recovery", "routed",
+	"big-delay", "recovery", "routed", "routed-idle",
 };
 #define NPHASES (sizeof(phase_names) / sizeof(*phase_names))
 
@@ -65,7 +66,8 @@ usage(const char *argv0, int status)
 "\n"
 "Options (defaults: the full set that make bench runs):\n"
 "  --only LIST        comma-separated phases: idle, fetch, fetch-tls, logins,\n"
-"                     small, big, small-delay, big-delay, recovery, routed;\n"
+"                     small, big, small-delay, big-delay, recovery, routed,\n"
+"                     routed-idle;\n"
 "                     uploads\n"
 "                     (the four upload phases); all (default)\n"
 "  --runs N           rounds of each FETCH and logins path (default 9)\n"
@@ -97,7 +99,8 @@ usage(const char *argv0, int status)
 "--mappend-copy-port P --mappend-copy-pid PID (a mappend with splice = no);\n"
 "--route-map-port P --route-map-pid PID --route-http-port P\n"
 "--route-http-pid PID --route-cached-port P --route-cached-pid PID (routing\n"
-"instances, for the routed phase)\n",
+"instances, for the routed phase); --route-idle-port P --route-idle-pid PID\n"
+"--route-idle-sessions N (the routed-idle phase)\n",
 	    argv0);
 	exit(status);
 }
@@ -498,7 +501,8 @@ main(int argc, char **argv)
 		O_NPORT, O_NTLS, O_NDPORT, O_NDTLS, O_ONLY, O_RUNS, O_FETCH_MIB,
 		O_SESSIONS, O_LOGINS, O_LCLIENTS, O_URUNS, O_DRUNS, O_DELAY,
 		O_BIG_KIB, O_PERF, O_RBIN, O_RCONF, O_RLOG, O_RPID, O_RPORT, O_RMPORT,
-		O_RMPID, O_RHPORT, O_RHPID, O_RCPORT, O_RCPID, O_HELP,
+		O_RMPID, O_RHPORT, O_RHPID, O_RCPORT, O_RCPID, O_RIPORT, O_RIPID,
+		O_RISESS, O_HELP,
 		O_CPORT, O_CPID, O_FETCH_KIB,
 	};
 	static const struct option longopts[] = {
@@ -545,6 +549,9 @@ main(int argc, char **argv)
 		{ "route-http-pid", required_argument, NULL, O_RHPID },
 		{ "route-cached-port", required_argument, NULL, O_RCPORT },
 		{ "route-cached-pid", required_argument, NULL, O_RCPID },
+		{ "route-idle-port", required_argument, NULL, O_RIPORT },
+		{ "route-idle-pid", required_argument, NULL, O_RIPID },
+		{ "route-idle-sessions", required_argument, NULL, O_RISESS },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -554,10 +561,11 @@ main(int argc, char **argv)
 	static struct upload_result up[4];
 	static struct recovery_result rr;
 	static struct routed_result rt;
+	static struct idle_result ri;
 	struct rlimit rl;
 	char cpu[256], s1[32], title[4][128], load0[128], load1[128];
 	unsigned phases = PH_ALL;
-	int ch, nup = 0;
+	int ch, nup = 0, most;
 	long rss0;
 
 	o.runs = 9;
@@ -617,6 +625,9 @@ main(int argc, char **argv)
 		case O_RHPID: o.route_http_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
 		case O_RCPORT: o.route_cached_port = num(optarg, 1, 65535, "port", argv[0]); break;
 		case O_RCPID: o.route_cached_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_RIPORT: o.route_idle_port = num(optarg, 1, 65535, "port", argv[0]); break;
+		case O_RIPID: o.route_idle_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
+		case O_RISESS: o.route_idle_sessions = num(optarg, 1, 9500, "--route-idle-sessions", argv[0]); break;
 		case O_HELP: case 'h': usage(argv[0], 0); break;
 		default: usage(argv[0], 2);
 		}
@@ -630,13 +641,14 @@ main(int argc, char **argv)
 		usage(argv[0], 2);
 	signal(SIGPIPE, SIG_IGN);
 	/* one descriptor per idle session, and some */
+	most = o.sessions > o.route_idle_sessions ? o.sessions : o.route_idle_sessions;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-	    rl.rlim_cur < (rlim_t)o.sessions + 64) {
+	    rl.rlim_cur < (rlim_t)most + 64) {
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1 ||
-		    rl.rlim_cur < (rlim_t)o.sessions + 64)
+		    rl.rlim_cur < (rlim_t)most + 64)
 			die("RLIMIT_NOFILE %lu is too low for %d sessions",
-			    (unsigned long)rl.rlim_cur, o.sessions);
+			    (unsigned long)rl.rlim_cur, most);
 	}
 	rss0 = proc_status_kb(o.mappend_pid, "VmRSS");
 	loadavg(load0, sizeof(load0));
@@ -653,6 +665,8 @@ main(int argc, char **argv)
 	if ((phases & PH_ROUTED) && o.route_map_pid != 0 && o.route_http_pid != 0 &&
 	    o.route_cached_pid != 0)
 		routed_bench(&rt);
+	if ((phases & PH_ROUTED_IDLE) && o.route_idle_pid != 0)
+		routed_idle_bench(&ri);
 
 	snprintf(title[0], sizeof(title[0]), "%u x %s", o.small_n,
 	    size_str(o.small_size, s1, sizeof(s1)));
@@ -701,6 +715,8 @@ main(int argc, char **argv)
 		report_logins(&lr);
 	if (rt.done)
 		report_routed(&rt);
+	if (ri.done)
+		report_routed_idle(&ri);
 	if (nup > 0)
 		report_uploads(up, nup, rss0);
 	for (int i = 0; i < nup; i++)

@@ -116,3 +116,53 @@ report_routed(const struct routed_result *l)
 	    "worker, which also answers\n  every auth_http request, its own and "
 	    "mappend's)\n");
 }
+
+/*
+ * Idle sessions through the routing instance: each logged in, half to
+ * either upstream (alice@a.example, bob@b.example), all held at once; the
+ * instance's VmRSS before and after.
+ */
+void
+routed_idle_bench(struct idle_result *res)
+{
+	int n = o.route_idle_sessions, i;
+	struct conn **c = xmalloc((size_t)n * sizeof(*c));
+	uint64_t t0;
+
+	memset(res, 0, sizeof(*res));
+	res->n = n;
+	res->pid = o.route_idle_pid;
+	sleep_ms(500);
+	res->rss_before_kb = proc_status_kb(res->pid, "VmRSS");
+	progress("routed idle: %d logged-in sessions over two upstreams", n);
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		char label[64];
+
+		snprintf(label, sizeof(label), "routed idle session %d", i + 1);
+		c[i] = i % 2 ? conn_open(o.route_idle_port, false, "bob@b.example",
+		    "pb", label) : conn_open(o.route_idle_port, false,
+		    "alice@a.example", "pa", label);
+	}
+	res->open_s = (double)(now_ns() - t0) / 1e9;
+	sleep_ms(1000);
+	res->rss_after_kb = proc_status_kb(res->pid, "VmRSS");
+	for (i = 0; i < n; i++)
+		conn_close(c[i]);
+	free(c);
+	res->done = true;
+	progress("routed idle: VmRSS %ld -> %ld KiB: %.1f KiB per session",
+	    res->rss_before_kb, res->rss_after_kb,
+	    (double)(res->rss_after_kb - res->rss_before_kb) / n);
+}
+
+void
+report_routed_idle(const struct idle_result *r)
+{
+	printf("\nIdle sessions with routing: %d logged-in sessions held at once "
+	    "by one instance,\nhalf routed to each of two upstreams (mock "
+	    "servers)\n\n", r->n);
+	printf("  VmRSS %ld KiB before, %ld KiB with them: %.1f KiB per session; "
+	    "opened in %.1f s\n", r->rss_before_kb, r->rss_after_kb,
+	    (double)(r->rss_after_kb - r->rss_before_kb) / r->n, r->open_s);
+}

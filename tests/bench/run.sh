@@ -182,7 +182,7 @@ spool_dir = $TMP/spool-$name
 tls_cert = $CERT
 tls_key = $KEY
 log_level = info
-max_sessions = $((SESSIONS + 100))
+max_sessions = ${MAX_SESSIONS:-$((SESSIONS + 100))}
 max_message_size = 64M
 max_messages = 100000
 max_session_spool = 4G
@@ -370,6 +370,32 @@ RHTTP_PID=$M_PID RHTTP_PORT=$M_PORT
 EXTRA_CONF="auth_http = http://127.0.0.1:${NP[4]}/auth" start_mappend route-cached plain
 RCACHED_PID=$M_PID RCACHED_PORT=$M_PORT
 
+# Many idle sessions routed to two upstreams: two mock servers (Dovecot
+# takes 1000 connections), half the users on each, and an instance of its
+# own that routes by domain.
+MOCK=$BUILD/tests/mock_imapd
+ROUTED_SESSIONS=${ROUTED_SESSIONS:-9000}
+RIDLE_ARGS=()
+if [[ -x $MOCK ]]; then
+	for side in a b; do
+		p=$(free_port) || exit 1
+		"$MOCK" --listen "127.0.0.1:$p" --user "alice@a.example:pa" \
+			--user "bob@b.example:pb" >"$TMP/mock-$side.log" 2>&1 &
+		MAPPEND_PIDS[mock-$side]=$!
+		for ((i = 0; i < 100; i++)); do
+			port_in_use "$p" && break
+			sleep 0.1
+		done
+		printf -v "MOCK_${side^^}" '%s' "$p"
+	done
+	printf '@a.example 127.0.0.1:%s\n@b.example bee\n' "$MOCK_A" >"$TMP/routes-idle"
+	MAX_SESSIONS=$((ROUTED_SESSIONS + 100)) EXTRA_CONF="route_map = $TMP/routes-idle
+[backend bee]
+upstream = 127.0.0.1:$MOCK_B" start_mappend route-idle plain
+	RIDLE_ARGS=(--route-idle-port "$M_PORT" --route-idle-pid "$M_PID"
+		--route-idle-sessions "$ROUTED_SESSIONS")
+fi
+
 # ------------------------------------------------------------------- run
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -401,7 +427,7 @@ rc=0
 	--route-map-port "$RMAP_PORT" --route-map-pid "$RMAP_PID" \
 	--route-http-port "$RHTTP_PORT" --route-http-pid "$RHTTP_PID" \
 	--route-cached-port "$RCACHED_PORT" --route-cached-pid "$RCACHED_PID" \
-	"$@" &
+	"${RIDLE_ARGS[@]}" "$@" &
 BENCH_PID=$!
 wait "$BENCH_PID" || rc=$?
 BENCH_PID=""
