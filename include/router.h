@@ -32,7 +32,7 @@ void router_shutdown(void);
 
 /* A routed session begins: greet the client, read its login. */
 struct front *router_begin(struct session *, bool greet);
-void router_free(struct session *, struct front *);
+void router_free(struct front *);
 /*
  * The client's input while the front has it (true), or from now on the
  * relay's (false): once the chosen upstream is greeted, the login is put

@@ -38,26 +38,21 @@ credentials_wipe(char **p, size_t *len)
 	*len = 0;
 }
 
-static void
-wipe(char **p, size_t *len)
-{
-	credentials_wipe(p, len);
-}
 
 static void
 wipe_string(char **p)
 {
 	size_t len = *p != NULL ? strlen(*p) : 0;
 
-	wipe(p, &len);
+	credentials_wipe(p, &len);
 }
 
 static void
 clear(struct credentials *c)
 {
-	wipe(&c->user, &c->user_len);
-	wipe(&c->authzid, &c->authzid_len);
-	wipe(&c->password, &c->password_len);
+	credentials_wipe(&c->user, &c->user_len);
+	credentials_wipe(&c->authzid, &c->authzid_len);
+	credentials_wipe(&c->password, &c->password_len);
 }
 
 struct credentials *
@@ -169,9 +164,9 @@ sasl_plain_decode(const char *b64, size_t len, struct sasl_plain *out)
 void
 sasl_plain_clear(struct sasl_plain *sp)
 {
-	wipe(&sp->authzid, &sp->authzid_len);
-	wipe(&sp->authcid, &sp->authcid_len);
-	wipe(&sp->password, &sp->password_len);
+	credentials_wipe(&sp->authzid, &sp->authzid_len);
+	credentials_wipe(&sp->authcid, &sp->authcid_len);
+	credentials_wipe(&sp->password, &sp->password_len);
 }
 
 char *

@@ -236,9 +236,8 @@ router_begin(struct session *s, bool greet)
 }
 
 void
-router_free(struct session *s, struct front *f)
+router_free(struct front *f)
 {
-	(void)s;
 	if (f == NULL)
 		return;
 	if (f->query != NULL)
@@ -855,7 +854,7 @@ hand_over(struct session *s, struct front *f)
 	}
 	evbuffer_free(cmd);
 	session_set_front(s, NULL);
-	router_free(s, f);
+	router_free(f);
 	return false;
 }
 

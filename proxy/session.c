@@ -1122,7 +1122,8 @@ session_route_to(struct session *s, const struct backend *b, const char *host,
 void
 session_login_failed(struct session *s)
 {
-	if (config_routing(s->cfg))
+	/* a LOGIN after login fails too, and changes nothing */
+	if (config_routing(s->cfg) && s->state == SESSION_NOT_AUTHENTICATED)
 		s->reroute = true;
 }
 
@@ -1273,7 +1274,7 @@ session_free(struct session *s)
 	if (s->connecting != NULL)
 		upstream_connect_cancel(s->connecting);
 	upstream_free(s);
-	router_free(s, s->front);
+	router_free(s->front);
 	s->front = NULL;
 	forget_route(s);
 	reader_free(s->client_reader);

@@ -13,57 +13,34 @@ const char *const routed_name[NRPATHS] = {
 	"mappend fixed", "route_map", "auth_http", "auth_http+cache", "nginx",
 };
 
-static int
-routed_port(int p)
+/* Where path p listens, and the process whose CPU it costs. */
+static void
+routed_path(int p, int *port, pid_t *pid)
 {
-	switch (p) {
-	case R_FIXED:
-		return o.mappend_port;
-	case R_MAP:
-		return o.route_map_port;
-	case R_HTTP:
-		return o.route_http_port;
-	case R_CACHED:
-		return o.route_cached_port;
-	default:
-		return o.nginx_port;
-	}
-}
+	const int ports[NRPATHS] = { o.mappend_port, o.route_map_port,
+	    o.route_http_port, o.route_cached_port, o.nginx_port };
+	const pid_t pids[NRPATHS] = { o.mappend_pid, o.route_map_pid,
+	    o.route_http_pid, o.route_cached_pid, 0 };
 
-static pid_t
-routed_pid(int p)
-{
-	pid_t w;
-
-	switch (p) {
-	case R_FIXED:
-		return o.mappend_pid;
-	case R_MAP:
-		return o.route_map_pid;
-	case R_HTTP:
-		return o.route_http_pid;
-	case R_CACHED:
-		return o.route_cached_pid;
-	default:
-		if ((w = nginx_worker(o.nginx_pid)) == 0)
-			die("nginx (master %ld) has no single worker process",
-			    (long)o.nginx_pid);
-		return w;
-	}
+	*port = ports[p];
+	*pid = pids[p];
+	if (p == R_NGINX && (*pid = nginx_worker(o.nginx_pid)) == 0)
+		die("nginx (master %ld) has no single worker process",
+		    (long)o.nginx_pid);
 }
 
 void
 routed_bench(struct routed_result *res)
 {
 	pid_t pid[NRPATHS];
-	int p, r, k;
+	int port[NRPATHS], p, r, k;
 
 	memset(res, 0, sizeof(*res));
 	res->runs = o.runs;
 	res->total = o.logins;
 	res->parallel = o.login_clients;
 	for (p = 0; p < NRPATHS; p++)
-		pid[p] = routed_pid(p);
+		routed_path(p, &port[p], &pid[p]);
 	for (r = 0; r < res->runs; r++) {
 		for (k = 0; k < NRPATHS; k++) {
 			struct proc_sample s0 = { 0 }, s1 = { 0 };
@@ -74,7 +51,7 @@ routed_bench(struct routed_result *res)
 			snprintf(label, sizeof(label), "routed logins via %s",
 			    routed_name[p]);
 			proc_sample(pid[p], &s0);
-			t = logins_round(routed_port(p), res->total, res->parallel,
+			t = logins_round(port[p], res->total, res->parallel,
 			    o.user, o.pass, o.user2, o.pass2, label);
 			proc_sample(pid[p], &s1);
 			cpu = s0.run_s >= 0 && s1.run_s >= 0 ? s1.run_s - s0.run_s :

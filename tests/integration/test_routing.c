@@ -41,28 +41,38 @@ static const char *const users[] = {
 	"carol:pc", "--user", "test:secret", "--master", "boss:pw", NULL
 };
 
+/* A counter of XMOCK STATS ("logins=", "appends=") of the mock on port,
+ * read on a connection of its own (which logs in too). */
+static unsigned long
+mock_stat(int port, const char *key)
+{
+	struct imapc d;
+	char *r, *p;
+	unsigned long n;
+
+	imapc_connect_login(&d, port, "test", "secret");
+	r = imapc_command(&d, "s", "XMOCK STATS");
+	p = strstr(r, key);
+	cr_assert_not_null(p, "%s", r);
+	n = strtoul(p + strlen(key), NULL, 10);
+	free(r);
+	imapc_close(&d);
+	return n;
+}
+
 /* Logins the upstream on port saw so far, but for these probes' own. */
 static unsigned
 logins(int port)
 {
 	static int probed_port[4];
 	static unsigned probes[4];
-	struct imapc d;
-	char *r, *p;
-	unsigned n = 0, i;
+	unsigned i;
 
 	for (i = 0; i < 3 && probed_port[i] != 0 && probed_port[i] != port; i++)
 		;
 	probed_port[i] = port;
 	probes[i]++;
-	imapc_connect_login(&d, port, "test", "secret");
-	r = imapc_command(&d, "s", "XMOCK STATS");
-	p = strstr(r, "logins=");
-	cr_assert_not_null(p, "%s", r);
-	n = (unsigned)strtoul(p + 7, NULL, 10);
-	free(r);
-	imapc_close(&d);
-	return n - probes[i];
+	return (unsigned)mock_stat(port, "logins=") - probes[i];
 }
 
 static void
@@ -91,6 +101,23 @@ start_map(const char *map_fmt)
 	    "UIDPLUS\n[backend bee]\nupstream = 127.0.0.1:%d\n", map_path,
 	    second.port);
 	proxy_start(&px, mock.port, conf);
+}
+
+/* The client's login (a command line) gets a NO holding want, then BYE and
+ * the close. */
+static void
+login_refused_with_bye(struct imapc *c, const char *login, const char *want)
+{
+	char *r, *line;
+
+	imapc_send(c, "l %s\r\n", login);
+	r = imapc_until_tagged(c, "l", NULL);
+	cr_assert(r != NULL && strstr(r, want) != NULL, "%s", r);
+	free(r);
+	line = imapc_line(c);
+	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
+	free(line);
+	cr_assert(imapc_wait_closed(c));
 }
 
 /* A session through port, greeted by mappend's front. */
@@ -329,7 +356,7 @@ Test(routing, sighup_changes_a_route)
 Test(routing, backend_down)
 {
 	struct imapc c;
-	char map[128], *r, *line;
+	char map[128];
 	int port;
 
 	/* a port nothing listens on */
@@ -343,14 +370,7 @@ Test(routing, backend_down)
 	snprintf(map, sizeof(map), "alice 127.0.0.1:%d\n", port);
 	start_map(map);
 	connect_front(&c);
-	imapc_send(&c, "l LOGIN alice pa\r\n");
-	r = imapc_until_tagged(&c, "l", NULL);
-	cr_assert(r != NULL && strstr(r, "l NO [UNAVAILABLE]") != NULL, "%s", r);
-	free(r);
-	line = imapc_line(&c);
-	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
-	free(line);
-	cr_assert(imapc_wait_closed(&c));
+	login_refused_with_bye(&c, "LOGIN alice pa", "l NO [UNAVAILABLE]");
 	imapc_close(&c);
 }
 
@@ -590,19 +610,11 @@ Test(routing, auth_http_refusal_waits_and_the_session_goes_on)
 Test(routing, auth_http_refusal_without_wait_ends_the_session)
 {
 	struct imapc c;
-	char *r, *line;
 
 	start_http(true);
 	connect_front(&c);
-	imapc_send(&c, "l LOGIN denied x\r\n");
-	r = imapc_until_tagged(&c, "l", NULL);
-	cr_assert(r != NULL && strstr(r, "l NO [AUTHENTICATIONFAILED] Go away") != NULL,
-	    "%s", r);
-	free(r);
-	line = imapc_line(&c);
-	cr_assert(line != NULL && strncmp(line, "* BYE", 5) == 0, "%s", line);
-	free(line);
-	cr_assert(imapc_wait_closed(&c));
+	login_refused_with_bye(&c, "LOGIN denied x",
+	    "l NO [AUTHENTICATIONFAILED] Go away");
 	imapc_close(&c);
 }
 
@@ -678,19 +690,27 @@ inbox_at(int port, const char *user, const char *pass)
 	return n;
 }
 
-static char *
-upload(struct imapc *c, const char *tag, unsigned n)
+/* A MULTIAPPEND of n messages of different sizes, sent whole. */
+static void
+send_upload(struct imapc *c, const char *tag, unsigned n)
 {
 	unsigned i;
 
 	imapc_send(c, "%s APPEND INBOX", tag);
 	for (i = 0; i < n; i++) {
-		char msg[64];
+		char *m = make_message(300 + 50 * i, i + 3);
 
-		snprintf(msg, sizeof(msg), "Subject: routed %03u\r\n\r\nbody\r\n", i);
-		imapc_send(c, " {%zu+}\r\n%s", strlen(msg), msg);
+		imapc_send(c, " {%u+}\r\n", 300 + 50 * i);
+		imapc_send_raw(c, m, 300 + 50 * i);
+		free(m);
 	}
 	imapc_send(c, "\r\n");
+}
+
+static char *
+upload(struct imapc *c, const char *tag, unsigned n)
+{
+	send_upload(c, tag, n);
 	return imapc_until_tagged(c, tag, NULL);
 }
 
@@ -820,38 +840,10 @@ pp_port(const struct proxy_proc *p)
 	return port;
 }
 
-
 static unsigned long
 appends_of(int port)
 {
-	struct imapc d;
-	char *r, *p;
-	unsigned long n;
-
-	imapc_connect_login(&d, port, "test", "secret");
-	r = imapc_command(&d, "s", "XMOCK STATS");
-	p = strstr(r, "appends=");
-	cr_assert_not_null(p, "%s", r);
-	n = strtoul(p + 8, NULL, 10);
-	free(r);
-	imapc_close(&d);
-	return n;
-}
-
-static void
-send_upload(struct imapc *c, const char *tag, unsigned n)
-{
-	unsigned i;
-
-	imapc_send(c, "%s APPEND INBOX", tag);
-	for (i = 0; i < n; i++) {
-		char *m = make_message(300 + 50 * i, i + 3);
-
-		imapc_send(c, " {%u+}\r\n", 300 + 50 * i);
-		imapc_send_raw(c, m, 300 + 50 * i);
-		free(m);
-	}
-	imapc_send(c, "\r\n");
+	return mock_stat(port, "appends=");
 }
 
 /*
