@@ -2,6 +2,7 @@
  * fingerprint.c — the content of a message compared the way a server may
  * have rewritten it (see fingerprint.h).
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "fingerprint.h"
@@ -30,32 +31,96 @@ fingerprint_begin(struct fingerprinter *f)
 	f->failed = EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1;
 }
 
+/* The number of LFs in p[0, n), eight bytes at a time: a byte's high bit
+ * in t is clear exactly when the byte equals LF. */
+static uint64_t
+count_lf(const unsigned char *p, size_t n)
+{
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7fULL, high = 0x8080808080808080ULL;
+	const uint64_t lfs = 0x0a0a0a0a0a0a0a0aULL;
+	uint64_t count = 0;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w, t;
+
+		memcpy(&w, p + i, 8);
+		w ^= lfs;
+		t = ((w & low7) + low7) | w;
+		count += (uint64_t)__builtin_popcountll(~t & high);
+	}
+	for (; i < n; i++)
+		count += p[i] == '\n';
+	return count;
+}
+
+/* Canonical bytes gathered into chunks for the digest. */
+struct canon {
+	unsigned char out[CHUNK];
+	size_t k;
+};
+
+static void
+canon_flush(struct fingerprinter *f, struct canon *c)
+{
+	if (c->k == 0)
+		return;
+	f->failed |= EVP_DigestUpdate(f->md, c->out, c->k) != 1;
+	f->canon_len += c->k;
+	c->k = 0;
+}
+
+static void
+canon_put(struct fingerprinter *f, struct canon *c, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		size_t take = sizeof(c->out) - c->k < n ? sizeof(c->out) - c->k : n;
+
+		memcpy(c->out + c->k, p, take);
+		c->k += take;
+		p += take;
+		n -= take;
+		if (c->k == sizeof(c->out))
+			canon_flush(f, c);
+	}
+}
+
 void
 fingerprint_add(struct fingerprinter *f, const void *data, size_t n)
 {
 	const unsigned char *p = data;
-	unsigned char out[CHUNK];
-	size_t i, k = 0;
+	struct canon c;
+	size_t i;
 
+	c.k = 0;
 	f->size += n;
-	for (i = 0; i < n; i++) {
-		unsigned char ch = p[i];
+	if (memchr(p, '\0', n) != NULL) {
+		/* rare: byte by byte, NUL as 0x80 */
+		for (i = 0; i < n; i++) {
+			unsigned char ch = p[i] == '\0' ? 0x80 : p[i];
 
-		if (ch == '\r')
-			continue;
-		if (ch == '\n')
-			f->lines++;
-		out[k++] = ch == '\0' ? 0x80 : ch;
-		if (k == sizeof(out)) {
-			f->failed |= EVP_DigestUpdate(f->md, out, k) != 1;
-			f->canon_len += k;
-			k = 0;
+			if (ch != '\r')
+				canon_put(f, &c, &ch, 1);
+		}
+		f->lines += count_lf(p, n);
+		canon_flush(f, &c);
+		return;
+	}
+	/* the runs between CRs are copied whole (a line each, mostly) */
+	f->lines += count_lf(p, n);
+	while (n > 0) {
+		const unsigned char *cr = memchr(p, '\r', n);
+		size_t run = cr != NULL ? (size_t)(cr - p) : n;
+
+		canon_put(f, &c, p, run);
+		p += run;
+		n -= run;
+		if (n > 0) {
+			p++;	/* the CR */
+			n--;
 		}
 	}
-	if (k > 0) {
-		f->failed |= EVP_DigestUpdate(f->md, out, k) != 1;
-		f->canon_len += k;
-	}
+	canon_flush(f, &c);
 }
 
 int

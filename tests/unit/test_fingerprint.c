@@ -77,3 +77,52 @@ Test(fingerprint, no_digest_never_matches)
 	memset(&b, 0, sizeof(b));
 	cr_assert(!fingerprint_same(&a, &b));
 }
+
+/* Against the definition, on bytes dense with CR, LF and NUL (every path
+ * of the fingerprinter, whatever the pieces): the SHA-256 of the bytes
+ * with every CR left out and NUL as 0x80, their count, and the LFs. */
+Test(fingerprint, matches_the_definition_in_any_pieces)
+{
+	static unsigned char data[20000], canon[20000];
+	static const size_t pieces[] = { 1, 3, 8, 4095, 4097, 9000, sizeof(data) };
+	unsigned char digest[FINGERPRINT_DIGEST_LEN];
+	size_t i, k = 0, lines = 0, p;
+	unsigned seed = 12345;
+
+	for (i = 0; i < sizeof(data); i++) {
+		seed = seed * 1103515245 + 12345;
+		/* long runs of text, then bursts of the special bytes */
+		data[i] = (seed >> 16) % 7 == 0 ? "\r\n\0\r\r\n"[(seed >> 8) % 6] :
+		    (unsigned char)('A' + (seed >> 20) % 50);
+		if (i >= 10000 && i < 14000)
+			data[i] = data[i] == '\0' ? 'z' : data[i];	/* a NUL-free stretch */
+		if (data[i] == '\n')
+			lines++;
+		if (data[i] != '\r')
+			canon[k++] = data[i] == '\0' ? 0x80 : data[i];
+	}
+	cr_assert_eq(EVP_Digest(canon, k, digest, NULL, EVP_sha256(), NULL), 1);
+	for (p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+		struct fingerprint fp = print_of((const char *)data, sizeof(data), pieces[p]);
+
+		cr_assert_eq(fp.size, sizeof(data));
+		cr_assert_eq(fp.canon_len, k, "pieces of %zu", pieces[p]);
+		cr_assert_eq(fp.lines, lines, "pieces of %zu", pieces[p]);
+		cr_assert_eq(memcmp(fp.digest, digest, sizeof(digest)), 0, "pieces of %zu",
+		    pieces[p]);
+	}
+	/* and a NUL-free text, the fast path */
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = i % 73 == 71 ? '\r' : i % 73 == 72 ? '\n' : (unsigned char)('a' + i % 26);
+	for (i = 0, k = 0; i < sizeof(data); i++)
+		if (data[i] != '\r')
+			canon[k++] = data[i];
+	cr_assert_eq(EVP_Digest(canon, k, digest, NULL, EVP_sha256(), NULL), 1);
+	for (p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+		struct fingerprint fp = print_of((const char *)data, sizeof(data), pieces[p]);
+
+		cr_assert_eq(fp.canon_len, k);
+		cr_assert_eq(memcmp(fp.digest, digest, sizeof(digest)), 0, "pieces of %zu",
+		    pieces[p]);
+	}
+}
