@@ -84,6 +84,7 @@ static const char *const mode_desc[NMODES] = {
 struct upload_extra {
 	long hwm_kb, rss0_kb;
 	double spool_s, cpu_s;	/* spool_s < 0: unknown */
+	unsigned long faults;	/* minor page faults */
 };
 
 /*
@@ -159,7 +160,10 @@ upload_once(enum mode m, int port, const char *box, unsigned n, size_t size,
 		exchange_set_watch(NULL);
 		x->hwm_kb = proc_status_kb(o.mappend_pid, "VmHWM");
 		proc_sample(o.mappend_pid, &p1);
-		x->cpu_s = p1.cpu_s - p0.cpu_s;
+		/* the scheduler's run time (ns) where there is one */
+		x->cpu_s = p1.run_s >= 0 && p0.run_s >= 0 ? p1.run_s - p0.run_s :
+		    p1.cpu_s - p0.cpu_s;
+		x->faults = p1.minflt - p0.minflt;
 		x->spool_s = watch.done_ns ? (double)(watch.done_ns - t0) / 1e9 : -1;
 		watch.active = false;
 		watch.done = true;
@@ -204,7 +208,7 @@ upload_bench(struct upload_result *res, const char *title, unsigned n,
 			enum mode m = (enum mode)((k + r) % NMODES);
 			int port;
 			char box[96];
-			struct upload_extra x = { -1, -1, -1, 0 };
+			struct upload_extra x = { -1, -1, -1, 0, 0 };
 
 			if (m == MODE_MULTI)
 				port = to_mappend ? relay_port(to_mappend) : o.mappend_port;
@@ -221,9 +225,9 @@ upload_bench(struct upload_result *res, const char *title, unsigned n,
 			}
 			if (m == MODE_MULTI)
 				progress("%-28s run %d/%d  %s %8.3f s  (spooled after "
-				    "%.3f s; mappend CPU %.2f s, VmHWM %ld KiB)", title,
-				    r + 1, runs, mode_name[m], res->t[m][r], x.spool_s,
-				    x.cpu_s, x.hwm_kb);
+				    "%.3f s; mappend CPU %.4f s, %lu faults, VmHWM %ld KiB)",
+				    title, r + 1, runs, mode_name[m], res->t[m][r], x.spool_s,
+				    x.cpu_s, x.faults, x.hwm_kb);
 			else
 				progress("%-28s run %d/%d  %s %8.3f s", title, r + 1,
 				    runs, mode_name[m], res->t[m][r]);
@@ -305,7 +309,7 @@ report_uploads(const struct upload_result *u, int nu, long rss0_kb)
 	printf("\n  where (a)'s time goes (medians, seconds): \"spool\" until "
 	    "mappend had read\n  the whole command (rchar of /proc/PID/io), "
 	    "\"replay\" the rest: the single\n  APPENDs to Dovecot and the "
-	    "answer; CPU: mappend's utime+stime\n\n");
+	    "answer; CPU: mappend's run time (schedstat)\n\n");
 	printf("  %-28s %10s %10s %10s %10s\n", "", "(a) total", "spool", "replay",
 	    "CPU");
 	for (i = 0; i < nu; i++) {
@@ -313,10 +317,10 @@ report_uploads(const struct upload_result *u, int nu, long rss0_kb)
 		double sp = median(u[i].spool_s, u[i].runs);
 
 		if (sp < 0)
-			printf("  %-28s %10.3f %10s %10s %10.2f\n", u[i].title, tot,
+			printf("  %-28s %10.3f %10s %10s %10.4f\n", u[i].title, tot,
 			    "n/a", "n/a", median(u[i].cpu_s, u[i].runs));
 		else
-			printf("  %-28s %10.3f %10.3f %10.3f %10.2f\n", u[i].title,
+			printf("  %-28s %10.3f %10.3f %10.3f %10.4f\n", u[i].title,
 			    tot, sp, tot - sp, median(u[i].cpu_s, u[i].runs));
 	}
 	printf("\nmappend memory during the uploads (the highest VmHWM over "
