@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 
 #include <event2/buffer.h>
@@ -12,6 +13,8 @@
 #include "reader.h"
 
 #define READ_CHUNK (256 * 1024)
+/* The least a read asks for: libevent's chain header fits beside it in 4 KiB. */
+#define SMALL_READ (4096 - 128)
 /* Per wakeup, so that one busy socket does not starve the others. */
 #define READ_PER_WAKEUP (1024 * 1024)
 
@@ -47,6 +50,24 @@ below_high(struct reader *r)
 	return evbuffer_get_length(bufferevent_get_input(r->bev)) < r->high;
 }
 
+/*
+ * No more than the socket holds (and at least a small chunk, so that an EOF
+ * or a few more bytes are seen): a reservation becomes a buffer of twice
+ * its size in libevent, and the small reads of an idle session's commands
+ * would otherwise each leave a 512 KiB chain, partly touched, on the heap.
+ */
+static size_t
+sized_to_what_waits(evutil_socket_t fd, size_t want)
+{
+	int waiting;
+
+	if (ioctl(fd, FIONREAD, &waiting) != 0 || waiting < 0)
+		return want;
+	if ((size_t)waiting < SMALL_READ)
+		waiting = SMALL_READ;
+	return (size_t)waiting < want ? (size_t)waiting : want;
+}
+
 static void
 readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -78,6 +99,7 @@ readable(evutil_socket_t fd, short what, void *arg)
 		}
 		if (limited > 0 && limited < want)
 			want = limited;
+		want = sized_to_what_waits(fd, want);
 		/* a socket bufferevent keeps its input's end frozen except
 		 * while it reads itself; we read in its place */
 		evbuffer_unfreeze(in, 0);

@@ -10,6 +10,7 @@
  *   upload.c    MULTIAPPEND through mappend against direct APPENDs
  *   proxies.c   mappend and nginx side by side: FETCH, idle sessions, logins
  *   recovery.c  SIGKILL during a MULTIAPPEND, the restart with the journal
+ *   tlsmem.c    what OpenSSL itself keeps per server-side TLS connection
  *   bench_mappend.c   options, the order of the phases, the report
  */
 #ifndef BENCH_H
@@ -161,9 +162,17 @@ struct opts {
 	 * sessions */
 	int route_idle_port, route_idle_sessions;
 	pid_t route_idle_pid;
+	/* the TLS listeners' certificate and key: OpenSSL's own share of a
+	 * TLS session (tlsmem.c); NULL when not given */
+	const char *tls_cert, *tls_key;
 };
 
 extern struct opts o;
+
+/* tlsmem.c: KiB of heap per server-side TLS connection after its handshake,
+ * over n connections; version gets the protocol and cipher. */
+double tls_server_kib(const char *cert, const char *key, int n, char *version,
+    size_t vlen);
 
 /* upload.c */
 enum mode { MODE_MULTI, MODE_SYNC, MODE_PIPE, NMODES };

@@ -100,7 +100,8 @@ usage(const char *argv0, int status)
 "--route-map-port P --route-map-pid PID --route-http-port P\n"
 "--route-http-pid PID --route-cached-port P --route-cached-pid PID (routing\n"
 "instances, for the routed phase); --route-idle-port P --route-idle-pid PID\n"
-"--route-idle-sessions N (the routed-idle phase)\n",
+"--route-idle-sessions N (the routed-idle phase); --tls-cert FILE --tls-key\n"
+"FILE (OpenSSL's own share of a TLS session, in the idle report)\n",
 	    argv0);
 	exit(status);
 }
@@ -244,6 +245,16 @@ report_idle(struct idle_result idle[NPATHS][2])
 	printf("\n  per session: (VmRSS with the sessions - VmRSS before) / "
 	    "sessions, of mappend\n  or nginx's worker; kernel socket buffers "
 	    "are not in it\n");
+	if (o.tls_cert != NULL && o.tls_key != NULL && idle[P_MAPPEND][1].done) {
+		char version[96];
+		double kib = tls_server_kib(o.tls_cert, o.tls_key, o.sessions, version,
+		    sizeof(version));
+
+		printf("  of a TLS session, OpenSSL's own state: %.1f KiB per connection\n"
+		    "  (its heap per server-side SSL after the handshake, %d of them in this\n"
+		    "  program, set up as mappend's, SSL_MODE_RELEASE_BUFFERS; %s)\n",
+		    kib, o.sessions, version);
+	}
 }
 
 static void
@@ -503,7 +514,7 @@ main(int argc, char **argv)
 		O_BIG_KIB, O_PERF, O_RBIN, O_RCONF, O_RLOG, O_RPID, O_RPORT, O_RMPORT,
 		O_RMPID, O_RHPORT, O_RHPID, O_RCPORT, O_RCPID, O_RIPORT, O_RIPID,
 		O_RISESS, O_HELP,
-		O_CPORT, O_CPID, O_FETCH_KIB,
+		O_CPORT, O_CPID, O_FETCH_KIB, O_TLS_CERT, O_TLS_KEY,
 	};
 	static const struct option longopts[] = {
 		{ "dovecot-port", required_argument, NULL, O_DOVECOT },
@@ -552,6 +563,8 @@ main(int argc, char **argv)
 		{ "route-idle-port", required_argument, NULL, O_RIPORT },
 		{ "route-idle-pid", required_argument, NULL, O_RIPID },
 		{ "route-idle-sessions", required_argument, NULL, O_RISESS },
+		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
+		{ "tls-key", required_argument, NULL, O_TLS_KEY },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -628,6 +641,8 @@ main(int argc, char **argv)
 		case O_RIPORT: o.route_idle_port = num(optarg, 1, 65535, "port", argv[0]); break;
 		case O_RIPID: o.route_idle_pid = num(optarg, 1, INT32_MAX, "pid", argv[0]); break;
 		case O_RISESS: o.route_idle_sessions = num(optarg, 1, 9500, "--route-idle-sessions", argv[0]); break;
+		case O_TLS_CERT: o.tls_cert = optarg; break;
+		case O_TLS_KEY: o.tls_key = optarg; break;
 		case O_HELP: case 'h': usage(argv[0], 0); break;
 		default: usage(argv[0], 2);
 		}

@@ -427,6 +427,7 @@ rc=0
 	--route-map-port "$RMAP_PORT" --route-map-pid "$RMAP_PID" \
 	--route-http-port "$RHTTP_PORT" --route-http-pid "$RHTTP_PID" \
 	--route-cached-port "$RCACHED_PORT" --route-cached-pid "$RCACHED_PID" \
+	--tls-cert "$CERT" --tls-key "$KEY" \
 	"${RIDLE_ARGS[@]}" "$@" &
 BENCH_PID=$!
 wait "$BENCH_PID" || rc=$?
