@@ -69,7 +69,11 @@ struct session {
 	char peer_host[48], peer_port[8];
 	/* the client's address; admission counts by it, so it may change
 	 * (a PROXY header) before session_begin, and never after */
-	struct sockaddr_storage peer_sa;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer_sa;
 	bool admitted;			/* limits_admit said OK: release once */
 	bool client_tls;		/* the client's connection is TLS now */
 	bool tls_required;		/* no plaintext login on this listener before TLS */
@@ -97,7 +101,8 @@ struct session {
 
 	/* for the line that sums the session up when it ends */
 	char listener[64];		/* where it came in */
-	char via[64];			/* the load balancer that named the peer */
+	char *via;			/* the load balancer that named the peer,
+					 * or NULL */
 	double started;			/* log_clock() */
 	uint64_t bytes_in, bytes_out;	/* IMAP bytes from and to the client */
 	uint64_t spliced;		/* of bytes_out, moved by the kernel */
@@ -106,7 +111,7 @@ struct session {
 	bool starttls;			/* TLS came by STARTTLS */
 	bool ended;			/* end_class and end_text are set */
 	enum metrics_end end_class;
-	char end_text[80];
+	char *end_text;			/* NULL: none, or out of memory */
 
 	/* what other files keep for the session */
 	struct relay *relay;
@@ -378,7 +383,7 @@ session_end_class(struct session *s, enum metrics_end class, const char *text)
 		return;
 	s->ended = true;
 	s->end_class = class;
-	snprintf(s->end_text, sizeof(s->end_text), "%s", text);
+	s->end_text = strdup(text);
 }
 
 void
@@ -966,12 +971,12 @@ peer_address(struct session *s, const struct sockaddr *sa)
 	log_address(sa, s->peer, sizeof(s->peer), s->peer_host, sizeof(s->peer_host));
 	if (sa->sa_family == AF_INET) {
 		port = ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-		memcpy(&s->peer_sa, sa, sizeof(struct sockaddr_in));
+		memcpy(&s->peer_sa.in, sa, sizeof(struct sockaddr_in));
 	} else if (sa->sa_family == AF_INET6) {
 		port = ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
-		memcpy(&s->peer_sa, sa, sizeof(struct sockaddr_in6));
+		memcpy(&s->peer_sa.in6, sa, sizeof(struct sockaddr_in6));
 	} else {
-		s->peer_sa.ss_family = sa->sa_family;
+		s->peer_sa.sa.sa_family = sa->sa_family;
 	}
 	snprintf(s->peer_port, sizeof(s->peer_port), "%d", port);
 }
@@ -1000,6 +1005,8 @@ session_unmake(struct session *s)
 	response_free(s->response);
 	credentials_free(s->creds);
 	config_unref(s->cfg);
+	free(s->via);
+	free(s->end_text);
 	free(s);
 }
 
@@ -1021,8 +1028,12 @@ session_make(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	s->id = ++proxy->next_session_id;
 	make_key(s);
 	peer_address(s, sa);
-	if (via != NULL)
-		log_address(via, s->via, sizeof(s->via), NULL, 0);
+	if (via != NULL) {
+		char name[64];
+
+		log_address(via, name, sizeof(name), NULL, 0);
+		s->via = strdup(name);	/* for logs only: none when out of memory */
+	}
 	snprintf(s->listener, sizeof(s->listener), "%s", li->name);
 	s->started = log_clock();
 	s->tls_required = li->tls_required;
@@ -1060,12 +1071,13 @@ session_begin(const struct listener_info *li, struct bufferevent *bev, bool tls,
 	session_client_activity(s);
 	/* limits.c logs refusals, aggregated: a refused connection's own
 	 * lines are debug lines, or a burst would flood the log */
-	v = limits_admit((const struct sockaddr *)&s->peer_sa, session_config(s),
+	v = limits_admit(&s->peer_sa.sa, session_config(s),
 	    s->client_activity);
 	s->admitted = v == LIMITS_OK;	/* released in session_free */
 	log_msg(v == LIMITS_OK ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, s->id,
 	    "connection from %s%s%s on %s%s, session %s", s->peer,
-	    via != NULL ? " via " : "", s->via, s->listener, tls ? " (TLS)" : "",
+	    s->via != NULL ? " via " : "", s->via != NULL ? s->via : "", s->listener,
+	    tls ? " (TLS)" : "",
 	    s->key);
 	if (proxy->shutting_down) {
 		session_end_class(s, METRICS_END_SHUTDOWN, "shutting down");
@@ -1252,11 +1264,11 @@ log_summary(struct session *s)
 	    "session end: user=%s from=%s%s%s listener=%s tls=%s "
 	    "in=%llu out=%llu duration=%.3fs commands=%u multiappends=%u "
 	    "end=%s (%s)", credentials_user(s), s->peer,
-	    s->via[0] != '\0' ? " via=" : "", s->via, s->listener,
+	    s->via != NULL ? " via=" : "", s->via != NULL ? s->via : "", s->listener,
 	    !s->client_tls ? "no" : s->starttls ? "starttls" : "yes",
 	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
 	    log_clock() - s->started, s->commands, s->multiappends,
-	    metrics_end_name(s->end_class), s->end_text);
+	    metrics_end_name(s->end_class), s->end_text != NULL ? s->end_text : "");
 }
 
 static void
@@ -1284,7 +1296,7 @@ session_free(struct session *s)
 	TAILQ_REMOVE(&s->proxy->sessions, s, entry);
 	s->proxy->nsessions--;
 	if (s->admitted)
-		limits_release((const struct sockaddr *)&s->peer_sa);
+		limits_release(&s->peer_sa.sa);
 	session_unmake(s);	/* the credentials are wiped there */
 }
 
