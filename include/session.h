@@ -170,6 +170,10 @@ bool session_output_full(struct session *, enum session_side);
 bool session_splice_literal(struct session *, uint64_t n);
 /* A literal is being moved: the relay leaves the upstream alone. */
 bool session_splicing(const struct session *);
+/* The relay waits for n more bytes of an upstream literal (none buffered)
+ * that the kernel does not move: the next read ends where the literal
+ * does, so that its buffer goes to the client whole instead of copied. */
+void session_read_literal_whole(struct session *, uint64_t n);
 
 /* The commands in flight upstream, oldest first. */
 struct pending *session_pending_add(struct session *, const char *tag,

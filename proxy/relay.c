@@ -518,10 +518,14 @@ relay_upstream_input(struct session *s)
 		switch (imap_framer_next(&r->resp, in, &f)) {
 		case IMAP_FRAME_MORE:
 			/* the rest of a long literal may go by the kernel */
-			if (imap_framer_literal_wanted(&r->resp) > 0 &&
-			    session_splice_literal(s,
-			    imap_framer_literal_wanted(&r->resp)))
-				break;
+			if (imap_framer_literal_wanted(&r->resp) > 0) {
+				if (session_splice_literal(s,
+				    imap_framer_literal_wanted(&r->resp)))
+					break;
+				if (!session_splicing(s))
+					session_read_literal_whole(s,
+					    imap_framer_literal_wanted(&r->resp));
+			}
 			return;
 		case IMAP_FRAME_FATAL:
 		case IMAP_FRAME_BAD:

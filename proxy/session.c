@@ -48,6 +48,8 @@
  * response's first line, so that a long literal in it is found before
  * its bytes are read in. */
 #define SPLICE_LOOKAHEAD (4 * 1024)
+/* The least rest of a literal read on its own (session_read_literal_whole). */
+#define WHOLE_LITERAL_MIN (32 * 1024)
 /* How long a closing session may take to flush its last lines. */
 #define CLOSE_FLUSH_SECONDS 5
 
@@ -672,6 +674,14 @@ session_splice_literal(struct session *s, uint64_t n)
 		return false;	/* splice_ended goes on */
 	splice_end(s);
 	return true;
+}
+
+void
+session_read_literal_whole(struct session *s, uint64_t n)
+{
+	/* below this a copy costs less than the read it would save */
+	if (s->upstream_reader != NULL && n >= WHOLE_LITERAL_MIN)
+		reader_limit_next(s->upstream_reader, n < SIZE_MAX ? (size_t)n : SIZE_MAX);
 }
 
 static void
