@@ -163,17 +163,15 @@ struct evbuffer *session_upstream_output(struct session *);
  * in neither buffer. */
 bool session_output_full(struct session *, enum session_side);
 /* The relay is at an upstream literal with n bytes still to come and none
- * buffered: the kernel may move them to the client (splice.h); the relay
- * hears of each part (relay_upstream_spliced).  True when they went
- * through at once (the relay goes on), false when it waits: the relay is
- * called again when the move is over, or the next data is read. */
-bool session_splice_literal(struct session *, uint64_t n);
+ * buffered: the kernel may move them to the client (splice.h; the relay
+ * hears of each part, relay_upstream_spliced); otherwise the next read
+ * ends where the literal does, so that its buffer goes to the client whole
+ * instead of copied.  True when they went through at once (the relay goes
+ * on), false when it waits: the relay is called again when the move is
+ * over, or the next data is read. */
+bool session_literal_rest(struct session *, uint64_t n);
 /* A literal is being moved: the relay leaves the upstream alone. */
 bool session_splicing(const struct session *);
-/* The relay waits for n more bytes of an upstream literal (none buffered)
- * that the kernel does not move: the next read ends where the literal
- * does, so that its buffer goes to the client whole instead of copied. */
-void session_read_literal_whole(struct session *, uint64_t n);
 
 /* The commands in flight upstream, oldest first. */
 struct pending *session_pending_add(struct session *, const char *tag,

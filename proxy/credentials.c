@@ -38,7 +38,6 @@ credentials_wipe(char **p, size_t *len)
 	*len = 0;
 }
 
-
 static void
 wipe_string(char **p)
 {

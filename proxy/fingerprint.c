@@ -58,6 +58,7 @@ count_lf(const unsigned char *p, size_t n)
 struct canon {
 	unsigned char out[CHUNK];
 	size_t k;
+	bool nuls;		/* the input has NULs: each becomes 0x80 */
 };
 
 static void
@@ -70,13 +71,19 @@ canon_flush(struct fingerprinter *f, struct canon *c)
 	c->k = 0;
 }
 
+/* A run without CRs, copied whole. */
 static void
 canon_put(struct fingerprinter *f, struct canon *c, const unsigned char *p, size_t n)
 {
 	while (n > 0) {
 		size_t take = sizeof(c->out) - c->k < n ? sizeof(c->out) - c->k : n;
+		size_t i;
 
 		memcpy(c->out + c->k, p, take);
+		if (c->nuls)
+			for (i = 0; i < take; i++)
+				if (c->out[c->k + i] == '\0')
+					c->out[c->k + i] = 0x80;
 		c->k += take;
 		p += take;
 		n -= take;
@@ -90,24 +97,12 @@ fingerprint_add(struct fingerprinter *f, const void *data, size_t n)
 {
 	const unsigned char *p = data;
 	struct canon c;
-	size_t i;
 
 	c.k = 0;
+	c.nuls = memchr(p, '\0', n) != NULL;	/* rare */
 	f->size += n;
-	if (memchr(p, '\0', n) != NULL) {
-		/* rare: byte by byte, NUL as 0x80 */
-		for (i = 0; i < n; i++) {
-			unsigned char ch = p[i] == '\0' ? 0x80 : p[i];
-
-			if (ch != '\r')
-				canon_put(f, &c, &ch, 1);
-		}
-		f->lines += count_lf(p, n);
-		canon_flush(f, &c);
-		return;
-	}
-	/* the runs between CRs are copied whole (a line each, mostly) */
 	f->lines += count_lf(p, n);
+	/* the runs between CRs (a line each, mostly) */
 	while (n > 0) {
 		const unsigned char *cr = memchr(p, '\r', n);
 		size_t run = cr != NULL ? (size_t)(cr - p) : n;

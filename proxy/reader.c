@@ -55,14 +55,17 @@ below_high(struct reader *r)
  * or a few more bytes are seen): a reservation becomes a buffer of twice
  * its size in libevent, and the small reads of an idle session's commands
  * would otherwise each leave a 512 KiB chain, partly touched, on the heap.
+ * *all: the read may take everything the socket holds now.
  */
 static size_t
-sized_to_what_waits(evutil_socket_t fd, size_t want)
+sized_to_what_waits(evutil_socket_t fd, size_t want, bool *all)
 {
 	int waiting;
 
+	*all = false;
 	if (ioctl(fd, FIONREAD, &waiting) != 0 || waiting < 0)
 		return want;
+	*all = (size_t)waiting <= want;
 	if ((size_t)waiting < SMALL_READ)
 		waiting = SMALL_READ;
 	return (size_t)waiting < want ? (size_t)waiting : want;
@@ -92,6 +95,7 @@ readable(evutil_socket_t fd, short what, void *arg)
 		int i, n;
 		ssize_t got;
 		size_t asked, short_read;
+		bool all;
 
 		if (have >= r->high) {
 			arm(r, false);	/* the owner catches up first */
@@ -99,7 +103,7 @@ readable(evutil_socket_t fd, short what, void *arg)
 		}
 		if (limited > 0 && limited < want)
 			want = limited;
-		want = sized_to_what_waits(fd, want);
+		want = sized_to_what_waits(fd, want, &all);
 		/* a socket bufferevent keeps its input's end frozen except
 		 * while it reads itself; we read in its place */
 		evbuffer_unfreeze(in, 0);
@@ -135,7 +139,9 @@ readable(evutil_socket_t fd, short what, void *arg)
 			    (got == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), owner);
 			return;
 		}
-		short_read = (size_t)got < asked;
+		/* a read that took all there was need not be followed by one
+		 * that finds nothing */
+		short_read = (size_t)got < asked || all;
 		for (i = 0; i < n; i++) {
 			size_t take = (size_t)got < v[i].iov_len ? (size_t)got : v[i].iov_len;
 

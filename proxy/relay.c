@@ -517,15 +517,12 @@ relay_upstream_input(struct session *s)
 			return;
 		switch (imap_framer_next(&r->resp, in, &f)) {
 		case IMAP_FRAME_MORE:
-			/* the rest of a long literal may go by the kernel */
-			if (imap_framer_literal_wanted(&r->resp) > 0) {
-				if (session_splice_literal(s,
-				    imap_framer_literal_wanted(&r->resp)))
-					break;
-				if (!session_splicing(s))
-					session_read_literal_whole(s,
-					    imap_framer_literal_wanted(&r->resp));
-			}
+			/* the rest of a long literal may go by the kernel,
+			 * or is read up to its end */
+			if (imap_framer_literal_wanted(&r->resp) > 0 &&
+			    session_literal_rest(s,
+			    imap_framer_literal_wanted(&r->resp)))
+				break;
 			return;
 		case IMAP_FRAME_FATAL:
 		case IMAP_FRAME_BAD:

@@ -48,7 +48,7 @@
  * response's first line, so that a long literal in it is found before
  * its bytes are read in. */
 #define SPLICE_LOOKAHEAD (4 * 1024)
-/* The least rest of a literal read on its own (session_read_literal_whole). */
+/* The least rest of a literal read on its own (session_literal_rest). */
 #define WHOLE_LITERAL_MIN (32 * 1024)
 /* How long a closing session may take to flush its last lines. */
 #define CLOSE_FLUSH_SECONDS 5
@@ -643,14 +643,13 @@ client_output_sent(struct session *s)
 }
 
 /*
- * The relay is at a literal with n bytes still to come from the upstream
- * and none buffered: where both sides are plain sockets and it pays, the
- * kernel moves them.  What is queued towards the client goes first (never
- * reordered): until it has, the upstream is not read, and client_write
- * asks the relay again.  True when the literal went through at once.
+ * Where both sides are plain sockets and it pays, the kernel moves the n
+ * bytes.  What is queued towards the client goes first (never reordered):
+ * until it has, the upstream is not read, and client_write asks the relay
+ * again.  True when the literal went through at once.
  */
-bool
-session_splice_literal(struct session *s, uint64_t n)
+static bool
+splice_literal(struct session *s, uint64_t n)
 {
 	struct timeval tv = { (time_t)s->cfg->upstream_idle_timeout, 0 };
 
@@ -676,12 +675,16 @@ session_splice_literal(struct session *s, uint64_t n)
 	return true;
 }
 
-void
-session_read_literal_whole(struct session *s, uint64_t n)
+bool
+session_literal_rest(struct session *s, uint64_t n)
 {
-	/* below this a copy costs less than the read it would save */
-	if (s->upstream_reader != NULL && n >= WHOLE_LITERAL_MIN)
+	if (splice_literal(s, n))
+		return true;
+	/* not moved by the kernel: the next read ends where the literal
+	 * does (below WHOLE_LITERAL_MIN a copy costs less than that read) */
+	if (s->splice == NULL && s->upstream_reader != NULL && n >= WHOLE_LITERAL_MIN)
 		reader_limit_next(s->upstream_reader, n < SIZE_MAX ? (size_t)n : SIZE_MAX);
+	return false;
 }
 
 static void
